@@ -98,8 +98,13 @@ write_pom() { # dir, then groupId:artifactId:version ...
 mvn_copy() { # pom dir, output dir, extra args...
 	local dir=$1 out=$2
 	shift 2
-	mvn -B -q -Dstyle.color=never -f "$dir/pom.xml" dependency:copy-dependencies \
-		-DoutputDirectory="$out" -DincludeScope=runtime "$@"
+	# Maven's output goes to a file and is shown (without colour codes) only
+	# when it fails.
+	if ! mvn -B -q -Dstyle.color=never -f "$dir/pom.xml" dependency:copy-dependencies \
+		-DoutputDirectory="$out" -DincludeScope=runtime "$@" >"$dir/mvn.log" 2>&1; then
+		sed 's/\x1b\[[0-9;]*m//g' "$dir/mvn.log" | grep -v '^$' | tail -n 25 >&2
+		return 1
+	fi
 }
 
 jar_version() { # libs dir, artifact prefix -> version of <prefix>-<version>.jar
@@ -366,7 +371,7 @@ cmd_start() {
 		cmd_stop >/dev/null 2>&1 || true
 		die "Kafka did not become ready on 127.0.0.1:$PORT"
 	fi
-	log "ready in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s (format + JVM start + quorum)"
+	log "ready in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s"
 	echo "REEL_KAFKA_BROKERS=127.0.0.1:$PORT"
 	echo "REEL_KAFKA_SASL_BROKERS=127.0.0.1:$SPORT"
 }

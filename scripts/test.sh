@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The test command of Reel: starts the real servers the integration suite
+# needs, then vets, builds and tests.
+#
+#   bash scripts/test.sh                                # everything
+#   bash scripts/test.sh -run TestX ./projectors/...    # go test flags and packages pass through
+#
+# What it does:
+#   1. Kafka: scripts/kafka.sh install + start (a fresh broker on a free port
+#      from 19092 up), stopped again on exit. If REEL_KAFKA_BROKERS is already
+#      set, that Kafka is used and nothing is started (set
+#      REEL_KAFKA_SASL_BROKERS too, or the SASL tests fail).
+#   2. ClickHouse: scripts/chdb.sh install; REEL_CHDB_BIN points at reel-chdb.
+#   3. REEL_INTEGRATION=1: tests that need a server fail instead of skipping.
+#   4. go vet, CGO_ENABLED=0 go build ./cmd/reel, go test, and the cgo tests of
+#      internal/chserver (-tags chdb).
+# The exit status is non-zero if any step failed.
+#
+# Environment: REEL_CACHE, REEL_KAFKA_PORT (see scripts/kafka.sh),
+# REEL_GO_TEST_TIMEOUT [30m].
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+die() {
+	echo "test.sh: error: $*" >&2
+	exit 1
+}
+step() { echo "==> $*" >&2; }
+
+# Split the arguments into packages (./x/..., module paths) and go test flags.
+pkgs=() flags=()
+for a in "$@"; do
+	case $a in
+	./* | ../* | . | github.com/reel-dev/reel*) pkgs+=("$a") ;;
+	*) flags+=("$a") ;;
+	esac
+done
+if ((${#pkgs[@]} == 0)); then
+	pkgs=(./...)
+	chdb_pkgs=(./internal/chserver/...)
+else
+	# The cgo-only tests run only when the selection covers chserver.
+	chdb_pkgs=()
+	for p in "${pkgs[@]}"; do
+		case $p in
+		./... | ./internal/... | github.com/reel-dev/reel/... | github.com/reel-dev/reel/internal/...)
+			chdb_pkgs=(./internal/chserver/...)
+			break
+			;;
+		*internal/chserver*) chdb_pkgs+=("$p") ;;
+		esac
+	done
+fi
+
+command -v go >/dev/null || die "go is not on PATH"
+[[ -f scripts/kafka.sh ]] || die "scripts/kafka.sh is missing"
+[[ -f scripts/chdb.sh ]] || die "scripts/chdb.sh is missing: it installs the embedded ClickHouse (reel-chdb) the integration tests need"
+
+t_start=$SECONDS
+
+# ---- Kafka
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+started_kafka=
+cleanup() {
+	local rc=$?
+	if [[ -n $started_kafka ]]; then
+		bash scripts/kafka.sh stop >&2 || true
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ -n ${REEL_KAFKA_BROKERS:-} ]]; then
+	step "Kafka: using REEL_KAFKA_BROKERS=$REEL_KAFKA_BROKERS (not starting one)"
+else
+	if [[ -z ${REEL_KAFKA_PORT:-} ]]; then
+		# Another run (or a developer's broker) may hold 19092: take the first
+		# base port whose three ports (PLAINTEXT, controller, SASL) are free.
+		for base in 19092 19192 19292 19392 19492 19592 19692 19792 19892 19992; do
+			if port_free "$base" && port_free $((base + 1)) && port_free $((base + 2)); then
+				export REEL_KAFKA_PORT=$base
+				break
+			fi
+		done
+		[[ -n ${REEL_KAFKA_PORT:-} ]] || die "no free port range for Kafka between 19092 and 19994; set REEL_KAFKA_PORT"
+	fi
+	step "Kafka: install and start on 127.0.0.1:$REEL_KAFKA_PORT"
+	bash scripts/kafka.sh install
+	started_kafka=1
+	kafka_env=$(bash scripts/kafka.sh start) || die "Kafka did not start (see above; logs: bash scripts/kafka.sh logs)"
+	while IFS='=' read -r k v; do
+		case $k in
+		REEL_KAFKA_BROKERS | REEL_KAFKA_SASL_BROKERS) export "$k=$v" ;;
+		esac
+	done <<<"$kafka_env"
+	[[ -n ${REEL_KAFKA_BROKERS:-} ]] || die "scripts/kafka.sh start printed no REEL_KAFKA_BROKERS"
+fi
+
+# ---- ClickHouse (embedded)
+step "ClickHouse: bash scripts/chdb.sh install"
+bash scripts/chdb.sh install >&2 || die "scripts/chdb.sh install failed"
+REEL_CHDB_BIN=$(bash scripts/chdb.sh path)
+[[ -x $REEL_CHDB_BIN ]] || die "scripts/chdb.sh path gave $REEL_CHDB_BIN, which is not an executable"
+export REEL_CHDB_BIN
+export REEL_INTEGRATION=1
+echo "test.sh: REEL_KAFKA_BROKERS=$REEL_KAFKA_BROKERS REEL_KAFKA_SASL_BROKERS=${REEL_KAFKA_SASL_BROKERS:-} REEL_CHDB_BIN=$REEL_CHDB_BIN (setup $((SECONDS - t_start))s)" >&2
+
+# ---- vet, build, test: run every step, report all failures.
+failed=()
+run() { # name, command...
+	local name=$1 t0=$SECONDS
+	shift
+	step "$*"
+	if "$@"; then
+		echo "test.sh: $name ok ($((SECONDS - t0))s)" >&2
+	else
+		echo "test.sh: $name FAILED ($((SECONDS - t0))s)" >&2
+		failed+=("$name")
+	fi
+}
+
+run vet go vet "${pkgs[@]}"
+if [[ -d cmd/reel ]]; then
+	run build env CGO_ENABLED=0 go build -o /dev/null ./cmd/reel
+fi
+run test go test -count=1 -timeout "${REEL_GO_TEST_TIMEOUT:-30m}" "${flags[@]}" "${pkgs[@]}"
+if ((${#chdb_pkgs[@]} > 0)); then
+	chdb_env=$(bash scripts/chdb.sh env) || die "scripts/chdb.sh env failed"
+	run test-chdb bash -c "$chdb_env"'
+		exec go test -count=1 -timeout "${REEL_GO_TEST_TIMEOUT:-30m}" -tags chdb "$@"' \
+		test-chdb "${flags[@]}" "${chdb_pkgs[@]}"
+fi
+
+if ((${#failed[@]} > 0)); then
+	echo "test.sh: FAILED: ${failed[*]} (total $((SECONDS - t_start))s)" >&2
+	if [[ -n $started_kafka ]]; then
+		echo "test.sh: Kafka broker log: bash scripts/kafka.sh logs  (REEL_KAFKA_PORT=${REEL_KAFKA_PORT:-19092})" >&2
+	fi
+	exit 1
+fi
+echo "test.sh: all passed (total $((SECONDS - t_start))s)" >&2
