@@ -345,7 +345,7 @@ cmd_start() {
 			die "port $p is in use by another process; set REEL_KAFKA_PORT to a free base port (uses it, +1, +2)"
 		fi
 	done
-	cmd_install
+	[[ -n $(installed_version) ]] || cmd_install
 	local t0
 	t0=$(date +%s.%N)
 	mkdir -p "$RUN"

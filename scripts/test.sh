@@ -6,11 +6,11 @@
 #   bash scripts/test.sh -run TestX ./projectors/...    # go test flags and packages pass through
 #
 # What it does:
-#   1. Kafka: scripts/kafka.sh install + start (a fresh broker on a free port
+#   1. ClickHouse: scripts/chdb.sh install; REEL_CHDB_BIN points at reel-chdb.
+#   2. Kafka: scripts/kafka.sh install + start (a fresh broker on a free port
 #      from 19092 up), stopped again on exit. If REEL_KAFKA_BROKERS is already
 #      set, that Kafka is used and nothing is started (set
 #      REEL_KAFKA_SASL_BROKERS too, or the SASL tests fail).
-#   2. ClickHouse: scripts/chdb.sh install; REEL_CHDB_BIN points at reel-chdb.
 #   3. REEL_INTEGRATION=1: tests that need a server fail instead of skipping.
 #   4. go vet, CGO_ENABLED=0 go build ./cmd/reel, go test, and the cgo tests of
 #      internal/chserver (-tags chdb).
@@ -60,6 +60,13 @@ command -v go >/dev/null || die "go is not on PATH"
 
 t_start=$SECONDS
 
+# ---- ClickHouse (embedded); first, so a failed build stops before Kafka starts
+step "ClickHouse: bash scripts/chdb.sh install"
+bash scripts/chdb.sh install >&2 || die "scripts/chdb.sh install failed"
+REEL_CHDB_BIN=$(bash scripts/chdb.sh path)
+[[ -x $REEL_CHDB_BIN ]] || die "scripts/chdb.sh path gave $REEL_CHDB_BIN, which is not an executable"
+export REEL_CHDB_BIN
+
 # ---- Kafka
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -101,12 +108,6 @@ else
 	[[ -n ${REEL_KAFKA_BROKERS:-} ]] || die "scripts/kafka.sh start printed no REEL_KAFKA_BROKERS"
 fi
 
-# ---- ClickHouse (embedded)
-step "ClickHouse: bash scripts/chdb.sh install"
-bash scripts/chdb.sh install >&2 || die "scripts/chdb.sh install failed"
-REEL_CHDB_BIN=$(bash scripts/chdb.sh path)
-[[ -x $REEL_CHDB_BIN ]] || die "scripts/chdb.sh path gave $REEL_CHDB_BIN, which is not an executable"
-export REEL_CHDB_BIN
 export REEL_INTEGRATION=1
 echo "test.sh: REEL_KAFKA_BROKERS=$REEL_KAFKA_BROKERS REEL_KAFKA_SASL_BROKERS=${REEL_KAFKA_SASL_BROKERS:-} REEL_CHDB_BIN=$REEL_CHDB_BIN (setup $((SECONDS - t_start))s)" >&2
 
