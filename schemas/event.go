@@ -28,3 +28,10 @@ var (
 	ErrMalformed        = errors.New("malformed event payload")
 	ErrUpcast           = errors.New("upcaster failed")
 )
+
+// Encode errors: an event a producer must not send. Producers validate every
+// event of a publish with these before anything reaches Kafka.
+var (
+	ErrEmptyAggregateID = errors.New("empty aggregate ID")
+	ErrSchemaMismatch   = errors.New("payload does not match its schema")
+)
