@@ -66,6 +66,9 @@ bash scripts/chdb.sh install >&2 || die "scripts/chdb.sh install failed"
 REEL_CHDB_BIN=$(bash scripts/chdb.sh path)
 [[ -x $REEL_CHDB_BIN ]] || die "scripts/chdb.sh path gave $REEL_CHDB_BIN, which is not an executable"
 export REEL_CHDB_BIN
+if [[ -z ${REEL_CHDB_LIB:-} ]] && lib=$(bash scripts/chdb.sh lib 2>/dev/null) && [[ -f $lib/libchdb.so ]]; then
+	export REEL_CHDB_LIB=$lib/libchdb.so
+fi
 
 # ---- Kafka
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -116,7 +119,7 @@ failed=()
 run() { # name, command...
 	local name=$1 t0=$SECONDS
 	shift
-	step "$*"
+	step "${*/#go_test_chdb/CGO_ENABLED=1 go test -count=1 -tags chdb}"
 	if "$@"; then
 		echo "test.sh: $name ok ($((SECONDS - t0))s)" >&2
 	else
@@ -131,10 +134,16 @@ if [[ -d cmd/reel ]]; then
 fi
 run test go test -count=1 -timeout "${REEL_GO_TEST_TIMEOUT:-30m}" "${flags[@]}" "${pkgs[@]}"
 if ((${#chdb_pkgs[@]} > 0)); then
-	chdb_env=$(bash scripts/chdb.sh env) || die "scripts/chdb.sh env failed"
-	run test-chdb bash -c "$chdb_env"'
-		exec go test -count=1 -timeout "${REEL_GO_TEST_TIMEOUT:-30m}" -tags chdb "$@"' \
-		test-chdb "${flags[@]}" "${chdb_pkgs[@]}"
+	# chdb.sh loads libchdb at run time (found through REEL_CACHE); if it
+	# grows an `env` subcommand with build settings, those are applied too.
+	chdb_env=$(bash scripts/chdb.sh env 2>/dev/null) || chdb_env=
+	go_test_chdb() {
+		(
+			eval "$chdb_env"
+			CGO_ENABLED=1 go test -count=1 -timeout "${REEL_GO_TEST_TIMEOUT:-30m}" -tags chdb "$@"
+		)
+	}
+	run test-chdb go_test_chdb "${flags[@]}" "${chdb_pkgs[@]}"
 fi
 
 if ((${#failed[@]} > 0)); then
