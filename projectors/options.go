@@ -1,0 +1,156 @@
+package projectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Opt configures a Runner.
+type Opt func(*cfg)
+
+type cfg struct {
+	brokers         []string
+	generation      int
+	batchEvents     int
+	flushInterval   time.Duration
+	insertTimeout   time.Duration
+	retryMin        time.Duration
+	retryMax        time.Duration
+	shutdownTimeout time.Duration
+	maxPollRecords  int
+	stateCacheSize  int
+	replay          bool
+	views           bool
+	start           map[string]map[int32]kgo.Offset
+	startAt         *kgo.Offset
+	logger          *slog.Logger
+	metrics         *Metrics
+	hooks           []kgo.Hook
+	kgoOpts         []kgo.Opt
+}
+
+func defaultCfg() cfg {
+	return cfg{
+		generation:      1,
+		batchEvents:     5000,
+		flushInterval:   200 * time.Millisecond,
+		insertTimeout:   30 * time.Second,
+		retryMin:        100 * time.Millisecond,
+		retryMax:        10 * time.Second,
+		shutdownTimeout: 30 * time.Second,
+		maxPollRecords:  10000,
+		stateCacheSize:  200000,
+		views:           true,
+		logger:          slog.Default(),
+	}
+}
+
+func (c *cfg) validate() error {
+	var errs []error
+	if len(c.brokers) == 0 {
+		errs = append(errs, errors.New("no Kafka brokers (Brokers)"))
+	}
+	if c.generation < 1 {
+		errs = append(errs, fmt.Errorf("generation %d: must be ≥ 1", c.generation))
+	}
+	if c.batchEvents < 1 {
+		errs = append(errs, fmt.Errorf("batch size %d: must be ≥ 1", c.batchEvents))
+	}
+	if c.flushInterval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("flush interval %s: must be ≥ 1ms", c.flushInterval))
+	}
+	if c.retryMin <= 0 || c.retryMax < c.retryMin {
+		errs = append(errs, fmt.Errorf("retry backoff %s..%s: need 0 < min ≤ max", c.retryMin, c.retryMax))
+	}
+	return errors.Join(errs...)
+}
+
+// startOffset is where a partition with nothing in ClickHouse starts.
+func (c *cfg) startOffset(topic string, p int32) kgo.Offset {
+	if o, ok := c.start[topic][p]; ok {
+		return o
+	}
+	if c.startAt != nil {
+		return *c.startAt
+	}
+	return kgo.NewOffset().AtStart()
+}
+
+// Brokers sets the Kafka seed brokers. Required.
+func Brokers(b ...string) Opt { return func(c *cfg) { c.brokers = b } }
+
+// Generation sets the generation to run. Default 1.
+func Generation(g int) Opt { return func(c *cfg) { c.generation = g } }
+
+// BatchEvents flushes a partition's batch at this many events. Default 5000.
+func BatchEvents(n int) Opt { return func(c *cfg) { c.batchEvents = n } }
+
+// FlushInterval flushes a partition's batch this long after its first
+// event. Default 200ms.
+func FlushInterval(d time.Duration) Opt { return func(c *cfg) { c.flushInterval = d } }
+
+// InsertTimeout bounds one ClickHouse insert. Default 30s.
+func InsertTimeout(d time.Duration) Opt { return func(c *cfg) { c.insertTimeout = d } }
+
+// RetryBackoff sets the capped exponential backoff of ClickHouse retries.
+// Default 100ms to 10s.
+func RetryBackoff(minD, maxD time.Duration) Opt {
+	return func(c *cfg) { c.retryMin, c.retryMax = minD, maxD }
+}
+
+// ShutdownTimeout bounds the final flush of revoked partitions. Default 30s.
+func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.shutdownTimeout = d } }
+
+// StateCacheSize caps the cached aggregate states per partition. Default 200000.
+func StateCacheSize(n int) Opt { return func(c *cfg) { c.stateCacheSize = n } }
+
+// Replay marks the runner as replaying history (a rebuild): Tx.Replaying
+// is true and side effects are not run. Default false.
+func Replay(on bool) Opt { return func(c *cfg) { c.replay = on } }
+
+// WithoutViews keeps the stable views where they point (a rebuild's shadow
+// generation). Default: views point at this generation.
+func WithoutViews() Opt { return func(c *cfg) { c.views = false } }
+
+// StartOffsets sets where partitions with nothing in ClickHouse start.
+// Default: the earliest offset.
+func StartOffsets(m map[string]map[int32]kgo.Offset) Opt { return func(c *cfg) { c.start = m } }
+
+// StartAt sets where every partition with nothing in ClickHouse starts
+// (e.g. kgo.NewOffset().AfterMilli(ts)). Default: the earliest offset.
+func StartAt(o kgo.Offset) Opt { return func(c *cfg) { c.startAt = &o } }
+
+// Logger sets the logger. Default slog.Default().
+func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.logger = l } }
+
+// WithMetrics sets the metrics (registered on the caller's registry).
+// Default: unregistered metrics.
+func WithMetrics(m *Metrics) Opt { return func(c *cfg) { c.metrics = m } }
+
+// KafkaHooks adds franz-go hooks (e.g. kprom metrics) to the client.
+func KafkaHooks(h ...kgo.Hook) Opt { return func(c *cfg) { c.hooks = append(c.hooks, h...) } }
+
+// KafkaOpts adds franz-go client options (TLS, SASL, …).
+func KafkaOpts(o ...kgo.Opt) Opt { return func(c *cfg) { c.kgoOpts = append(c.kgoOpts, o...) } }
+
+// kgoLogger adapts slog to franz-go's logger.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, kv ...any) {
+	lv := slog.LevelInfo
+	switch level {
+	case kgo.LogLevelError:
+		lv = slog.LevelError
+	case kgo.LogLevelWarn:
+		lv = slog.LevelWarn
+	case kgo.LogLevelDebug:
+		lv = slog.LevelDebug
+	}
+	k.l.Log(context.Background(), lv, "kafka: "+msg, kv...)
+}

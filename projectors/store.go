@@ -1,0 +1,328 @@
+package projectors
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// System columns every projected row carries. (_topic, _partition, _offset)
+// is the row's source position: the highest _offset present per partition
+// is how far the table is applied (see DESIGN.md).
+var systemColumns = []Column{
+	{"_topic", "LowCardinality(String)"},
+	{"_partition", "UInt32"},
+	{"_offset", "UInt64"},
+	{"_event_ts", "DateTime64(3, 'UTC')"},
+}
+
+// Names of Reel's own tables, shared by every projection in a database.
+const (
+	checkpointsTable = "_reel_checkpoints"
+	generationsTable = "_reel_generations"
+	resolvedTable    = "_reel_parked_resolved"
+)
+
+// parkedColumns are the user columns of a generation's parked table.
+var parkedColumns = []Column{
+	{"aggregate_id", "String"},
+	{"event_type", "LowCardinality(String)"},
+	{"event_id", "String"},
+	{"reason", "LowCardinality(String)"},
+	{"error", "String"},
+	{"record_key", "String"},
+	{"record_value", "String"},
+	{"headers", "Map(String, String)"},
+	{"parked_at", "DateTime64(3, 'UTC')"},
+}
+
+// physTable is one physical table of a generation.
+type physTable struct {
+	name    string   // physical name
+	logical string   // logical name ("orders", "orders_history", "parked")
+	columns []Column // user columns (system columns are appended)
+	ddl     string
+	state   bool
+	insert  string // INSERT statement with the column list
+}
+
+// Layout is the physical shape of one generation of a projection.
+type Layout struct {
+	Projection *Projection
+	Generation int
+	tables     []physTable // insertion order: non-state first, state last
+	parked     int         // index of the parked table in tables
+	byUser     []int       // Projection.Tables index → tables index
+	history    []int       // Projection.Tables index → history tables index or -1
+}
+
+// PhysName is the physical name of a logical table in a generation.
+func PhysName(projection, table string, gen int) string {
+	return fmt.Sprintf("%s__%s__g%d", projection, table, gen)
+}
+
+// Group is the Kafka consumer group of a generation.
+func Group(projection string, gen int) string {
+	return fmt.Sprintf("reel.%s.g%d", projection, gen)
+}
+
+// NewLayout computes the tables of generation gen of p.
+func NewLayout(p *Projection, gen int) *Layout {
+	l := &Layout{Projection: p, Generation: gen}
+	l.byUser = make([]int, len(p.Tables))
+	l.history = make([]int, len(p.Tables))
+	add := func(pt physTable) int {
+		cols := append(append([]Column(nil), pt.columns...), systemColumns...)
+		names := make([]string, len(cols))
+		for i, c := range cols {
+			names[i] = c.Name
+		}
+		pt.insert = fmt.Sprintf("INSERT INTO %s (%s)", pt.name, strings.Join(names, ", "))
+		l.tables = append(l.tables, pt)
+		return len(l.tables) - 1
+	}
+	stateIdx := -1
+	for i, t := range p.Tables {
+		l.history[i] = -1
+		if t.State {
+			stateIdx = i
+			if t.History {
+				n := PhysName(p.Name, t.Name+"_history", gen)
+				l.history[i] = add(physTable{name: n, logical: t.Name + "_history", columns: t.Columns,
+					ddl: createTable(n, t.Columns, "MergeTree", t.Key+", _offset")})
+			}
+			continue
+		}
+		engine := t.Engine
+		if engine == "" {
+			engine = "MergeTree"
+		}
+		n := PhysName(p.Name, t.Name, gen)
+		l.byUser[i] = add(physTable{name: n, logical: t.Name, columns: t.Columns, ddl: createTable(n, t.Columns, engine, t.OrderBy)})
+	}
+	pn := PhysName(p.Name, "parked", gen)
+	l.parked = add(physTable{name: pn, logical: "parked", columns: parkedColumns,
+		ddl: createTable(pn, parkedColumns, "MergeTree", "aggregate_id, _topic, _partition, _offset")})
+	if stateIdx >= 0 {
+		t := p.Tables[stateIdx]
+		n := PhysName(p.Name, t.Name, gen)
+		l.byUser[stateIdx] = add(physTable{name: n, logical: t.Name, columns: t.Columns, state: true,
+			ddl: createTable(n, t.Columns, "ReplacingMergeTree(_offset)", t.OrderBy)})
+	}
+	return l
+}
+
+func createTable(name string, cols []Column, engine, orderBy string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", name)
+	all := append(append([]Column(nil), cols...), systemColumns...)
+	for i, c := range all {
+		sep := ","
+		if i == len(all)-1 {
+			sep = ""
+		}
+		fmt.Fprintf(&b, "  %s %s%s\n", c.Name, c.Type, sep)
+	}
+	// No PARTITION BY: one batch insert must become exactly one part, so
+	// that "max _offset present" implies "the whole batch is present".
+	fmt.Fprintf(&b, ") ENGINE = %s ORDER BY (%s)", engine, orderBy)
+	return b.String()
+}
+
+// ViewDDL returns the CREATE OR REPLACE VIEW statements that point the
+// projection's stable names at this generation.
+func (l *Layout) ViewDDL() []string {
+	p := l.Projection
+	var out []string
+	for i, t := range p.Tables {
+		pt := l.tables[l.byUser[i]]
+		cols := columnList(t.Columns)
+		if t.State {
+			out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS SELECT %s FROM %s FINAL", t.Name, cols, pt.name))
+			if h := l.history[i]; h >= 0 {
+				out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s_history AS SELECT %s, _topic, _partition, _offset, _event_ts FROM %s",
+					t.Name, cols, l.tables[h].name))
+			}
+			continue
+		}
+		out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS SELECT %s, _topic, _partition, _offset, _event_ts FROM %s", t.Name, cols, pt.name))
+	}
+	out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s_parked AS SELECT * FROM %s WHERE (_topic, _partition, _offset) NOT IN (SELECT topic, part, off FROM %s WHERE proj = '%s' AND generation = %d)",
+		p.Name, l.tables[l.parked].name, resolvedTable, p.Name, l.Generation))
+	for _, v := range p.Views {
+		out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", v.Name, l.expand(v.SQL)))
+	}
+	return out
+}
+
+// expand replaces {{table}} references with physical names.
+func (l *Layout) expand(sql string) string {
+	for _, pt := range l.tables {
+		sql = strings.ReplaceAll(sql, "{{"+pt.logical+"}}", pt.name)
+	}
+	return sql
+}
+
+func columnList(cols []Column) string {
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// systemDDL creates Reel's own tables.
+var systemDDL = []string{
+	`CREATE TABLE IF NOT EXISTS ` + checkpointsTable + ` (
+  proj LowCardinality(String), generation UInt32, tbl LowCardinality(String),
+  topic LowCardinality(String), part UInt32, off UInt64, updated_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(off) ORDER BY (proj, generation, tbl, topic, part)`,
+	`CREATE TABLE IF NOT EXISTS ` + generationsTable + ` (
+  proj LowCardinality(String), generation UInt32, status LowCardinality(String),
+  grp String, logic_version UInt32, note String, updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (proj, generation)`,
+	`CREATE TABLE IF NOT EXISTS ` + resolvedTable + ` (
+  proj LowCardinality(String), generation UInt32, topic LowCardinality(String), part UInt32, off UInt64,
+  resolution LowCardinality(String), resolved_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree ORDER BY (proj, generation, topic, part, off)`,
+}
+
+// EnsureSchema creates Reel's system tables and the generation's tables.
+// It is idempotent.
+func EnsureSchema(ctx context.Context, conn driver.Conn, l *Layout) error {
+	stmts := append([]string(nil), systemDDL...)
+	for _, t := range l.tables {
+		stmts = append(stmts, t.ddl)
+	}
+	for _, s := range stmts {
+		if err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("ClickHouse DDL for projection %s g%d failed: %w\n%s", l.Projection.Name, l.Generation, err, s)
+		}
+	}
+	return nil
+}
+
+// CreateViews points the projection's stable view names at the generation.
+func CreateViews(ctx context.Context, conn driver.Conn, l *Layout) error {
+	for _, s := range l.ViewDDL() {
+		if err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("view for projection %s g%d: %w\n%s", l.Projection.Name, l.Generation, err, s)
+		}
+	}
+	return nil
+}
+
+// tp is a topic partition.
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// readPositions returns, per topic partition and per physical table, the
+// highest offset that table holds: max(_offset) of its rows, or the
+// checkpoint written after a batch, whichever is higher. Missing means none.
+func readPositions(ctx context.Context, conn driver.Conn, l *Layout) (map[tp][]int64, error) {
+	out := map[tp][]int64{}
+	get := func(k tp) []int64 {
+		v, ok := out[k]
+		if !ok {
+			v = make([]int64, len(l.tables))
+			for i := range v {
+				v[i] = -1
+			}
+			out[k] = v
+		}
+		return v
+	}
+	for i, t := range l.tables {
+		rows, err := conn.Query(ctx, fmt.Sprintf("SELECT _topic, _partition, max(_offset) FROM %s GROUP BY _topic, _partition", t.name))
+		if err != nil {
+			return nil, fmt.Errorf("read positions of %s: %w", t.name, err)
+		}
+		for rows.Next() {
+			var topic string
+			var part uint32
+			var off uint64
+			if err := rows.Scan(&topic, &part, &off); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			v := get(tp{topic, int32(part)})
+			v[i] = max(v[i], int64(off))
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	idx := map[string]int{}
+	for i, t := range l.tables {
+		idx[t.logical] = i
+	}
+	rows, err := conn.Query(ctx, "SELECT tbl, topic, part, max(off) FROM "+checkpointsTable+" WHERE proj = ? AND generation = ? GROUP BY tbl, topic, part",
+		l.Projection.Name, uint32(l.Generation))
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var tbl, topic string
+		var part uint32
+		var off uint64
+		if err := rows.Scan(&tbl, &topic, &part, &off); err != nil {
+			return nil, err
+		}
+		if i, ok := idx[tbl]; ok {
+			v := get(tp{topic, int32(part)})
+			v[i] = max(v[i], int64(off))
+		}
+	}
+	return out, rows.Err()
+}
+
+// readParked returns, per topic partition, the aggregates that are parked
+// and the offset from which each is parked.
+func readParked(ctx context.Context, conn driver.Conn, l *Layout) (map[tp]map[string]int64, error) {
+	q := fmt.Sprintf(`SELECT _topic, _partition, aggregate_id, min(_offset) FROM %s
+WHERE (_topic, _partition, _offset) NOT IN (SELECT topic, part, off FROM %s WHERE proj = ? AND generation = ?)
+GROUP BY _topic, _partition, aggregate_id`, l.tables[l.parked].name, resolvedTable)
+	rows, err := conn.Query(ctx, q, l.Projection.Name, uint32(l.Generation))
+	if err != nil {
+		return nil, fmt.Errorf("read parked aggregates: %w", err)
+	}
+	defer rows.Close()
+	out := map[tp]map[string]int64{}
+	for rows.Next() {
+		var topic, agg string
+		var part uint32
+		var off uint64
+		if err := rows.Scan(&topic, &part, &agg, &off); err != nil {
+			return nil, err
+		}
+		k := tp{topic, int32(part)}
+		if out[k] == nil {
+			out[k] = map[string]int64{}
+		}
+		out[k][agg] = int64(off)
+	}
+	return out, rows.Err()
+}
+
+// maxOffset returns the highest _offset of a table for one partition, -1 if none.
+func maxOffset(ctx context.Context, conn driver.Conn, table string, k tp) (int64, error) {
+	var n uint64
+	var off uint64
+	err := conn.QueryRow(ctx, fmt.Sprintf("SELECT count(), max(_offset) FROM %s WHERE _topic = ? AND _partition = ?", table), k.topic, uint32(k.partition)).Scan(&n, &off)
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return -1, nil
+	}
+	return int64(off), nil
+}
+
+func nowUTC() time.Time { return time.Now().UTC() }

@@ -1,0 +1,94 @@
+package projectors
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Position is a record's place in Kafka.
+type Position struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+func (p Position) String() string { return fmt.Sprintf("%s/%d@%d", p.Topic, p.Partition, p.Offset) }
+
+// Tx collects the effects of one event. Nothing it collects reaches
+// ClickHouse unless Apply returns nil; the rows then join the partition's
+// batch and are inserted with the event's position.
+type Tx struct {
+	w       *worker
+	pos     Position
+	key     string
+	ts      time.Time
+	replay  bool
+	rows    []txRow
+	state   []any // pending new state of the aggregate (State table), nil if untouched
+	effects []func(context.Context) error
+}
+
+type txRow struct {
+	table  int // index into Projection.Tables
+	values []any
+}
+
+// Position is the Kafka position of the event being applied.
+func (tx *Tx) Position() Position { return tx.pos }
+
+// AggregateID is the event's aggregate (the Kafka record key).
+func (tx *Tx) AggregateID() string { return tx.key }
+
+// Replaying reports whether the projection is rebuilding from history
+// rather than following live events.
+func (tx *Tx) Replaying() bool { return tx.replay }
+
+// Emit adds a row to a table; values are in the table's column order.
+// For the State table the row becomes the aggregate's new current state.
+func (tx *Tx) Emit(table string, values ...any) error {
+	i, t := tx.w.proj.table(table)
+	if t == nil {
+		return fmt.Errorf("emit: projection %q has no table %q", tx.w.proj.Name, table)
+	}
+	if len(values) != len(t.Columns) {
+		return fmt.Errorf("emit %s: %d values for %d columns", table, len(values), len(t.Columns))
+	}
+	if t.State {
+		if k, _ := values[tx.w.keyCol].(string); k != tx.key {
+			return fmt.Errorf("emit %s: key column %q is %v, but the event's aggregate is %q", table, t.Key, values[tx.w.keyCol], tx.key)
+		}
+		tx.state = values
+	}
+	tx.rows = append(tx.rows, txRow{table: i, values: values})
+	return nil
+}
+
+// State returns the current row of the event's aggregate in the State
+// table (with this event's earlier Emits applied), or ok=false when the
+// aggregate has no row yet. The slice is a copy; change it and Emit it.
+func (tx *Tx) State() (values []any, ok bool, err error) {
+	if tx.w.stateIdx < 0 {
+		return nil, false, fmt.Errorf("projection %q has no State table", tx.w.proj.Name)
+	}
+	if tx.state != nil {
+		return append([]any(nil), tx.state...), true, nil
+	}
+	row, ok, err := tx.w.loadState(tx.key)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	return append([]any(nil), row...), true, nil
+}
+
+// SideEffect registers fn to run after the event's rows are durable, only
+// when the projection is live (never during a replay or rebuild). It is
+// at-most-once: a crash between the insert and fn loses the call, because
+// the event is not re-applied after its rows are durable. Where delivery
+// must be guaranteed, Emit an outbox row instead and deliver from a
+// consumer of that table.
+func (tx *Tx) SideEffect(fn func(ctx context.Context) error) {
+	if !tx.replay {
+		tx.effects = append(tx.effects, fn)
+	}
+}

@@ -1,0 +1,598 @@
+package projectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/reel-dev/reel/schemas"
+)
+
+// Park reasons, stored in the parked table's reason column.
+const (
+	ReasonDecode    = "decode"    // bytes/schema/headers could not be decoded
+	ReasonApply     = "apply"     // the projection's Apply returned an error
+	ReasonInsert    = "insert"    // ClickHouse rejected a row the event produced
+	ReasonAggregate = "aggregate" // an earlier event of the aggregate is parked
+)
+
+// worker projects one topic partition, in order. It owns the partition's
+// batch, its positions and the state cache of the partition's aggregates.
+type worker struct {
+	r      *Runner
+	proj   *Projection
+	layout *Layout
+	k      tp
+	log    *slog.Logger
+
+	ckpt       []int64          // per physical table: highest offset it holds
+	parkedFrom map[string]int64 // aggregate → first parked offset
+	stateIdx   int              // Projection.Tables index of the State table, -1
+	keyCol     int              // State table's key column index
+	cache      map[string][]any // aggregate → current state row; nil value = known absent
+	authorit   bool             // cache holds every aggregate of the partition
+
+	in      chan []*kgo.Record
+	stop    chan struct{} // close: finish the batch, then exit
+	abandon context.CancelFunc
+	ctx     context.Context // canceled: drop the batch and exit
+	done    chan struct{}
+
+	b batch
+}
+
+type batch struct {
+	rows    [][]pendingRow // per physical table
+	recs    []*kgo.Record  // every record of the batch (for parking on insert rejection)
+	first   int64
+	last    int64
+	events  int
+	started time.Time
+	effects []func(context.Context) error
+	maxTs   time.Time
+}
+
+type pendingRow struct {
+	off    int64
+	key    string
+	values []any // user columns followed by system columns
+}
+
+func newWorker(r *Runner, k tp, ckpt []int64, parked map[string]int64) *worker {
+	w := &worker{
+		r: r, proj: r.proj, layout: r.layout, k: k,
+		log:        r.log.With("topic", k.topic, "partition", k.partition),
+		ckpt:       ckpt,
+		parkedFrom: parked,
+		stateIdx:   -1,
+		cache:      map[string][]any{},
+		in:         make(chan []*kgo.Record, 4),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	w.ctx, w.abandon = context.WithCancel(r.ctx)
+	if w.parkedFrom == nil {
+		w.parkedFrom = map[string]int64{}
+	}
+	for i, t := range r.proj.Tables {
+		if t.State {
+			w.stateIdx = i
+			for j, c := range t.Columns {
+				if c.Name == t.Key {
+					w.keyCol = j
+				}
+			}
+			// Nothing of this partition in the state table: every aggregate
+			// will be seen from its first event, so misses mean "absent".
+			w.authorit = ckpt[r.layout.byUser[i]] < 0
+		}
+	}
+	w.resetBatch()
+	return w
+}
+
+// startOffset is where consumption resumes: one past the lowest position
+// any table holds (tables ahead of it drop the rows they already have).
+func (w *worker) startOffset() int64 {
+	lo := w.ckpt[0]
+	for _, c := range w.ckpt[1:] {
+		lo = min(lo, c)
+	}
+	return lo + 1
+}
+
+func (w *worker) resetBatch() {
+	w.b = batch{rows: make([][]pendingRow, len(w.layout.tables)), first: -1, last: -1}
+}
+
+// run consumes w.in until stop (graceful: flush) or abandon.
+func (w *worker) run() {
+	ctx := w.ctx
+	defer close(w.done)
+	defer w.abandon()
+	tick := time.NewTicker(w.r.cfg.flushInterval / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.stop:
+			// Drain what the poll loop already handed over, then flush.
+			for {
+				select {
+				case recs := <-w.in:
+					w.process(ctx, recs)
+					continue
+				default:
+				}
+				break
+			}
+			if err := w.flush(ctx); err != nil && ctx.Err() == nil {
+				w.log.Warn("final flush abandoned", "err", err)
+			}
+			return
+		case recs := <-w.in:
+			w.process(ctx, recs)
+			if w.b.events >= w.r.cfg.batchEvents {
+				if w.flush(ctx) != nil {
+					return
+				}
+			}
+		case <-tick.C:
+			if w.b.events > 0 && time.Since(w.b.started) >= w.r.cfg.flushInterval {
+				if w.flush(ctx) != nil {
+					return
+				}
+			}
+		}
+	}
+}
+
+func (w *worker) process(ctx context.Context, recs []*kgo.Record) {
+	if w.stateIdx >= 0 && !w.authorit {
+		w.prefetch(ctx, recs)
+	}
+	for _, rec := range recs {
+		w.processOne(ctx, rec)
+		if w.b.events >= w.r.cfg.batchEvents {
+			if w.flush(ctx) != nil {
+				return
+			}
+		}
+	}
+}
+
+func (w *worker) processOne(ctx context.Context, rec *kgo.Record) {
+	off := rec.Offset
+	// Entirely applied already (only within the recovery window after a
+	// crash): the State table is written last, so every table has it.
+	if w.stateIdx >= 0 && off <= w.ckpt[w.layout.byUser[w.stateIdx]] {
+		w.advance(rec)
+		return
+	}
+	if off <= w.minCkpt() {
+		w.advance(rec)
+		return
+	}
+	key := string(rec.Key)
+	if from, ok := w.parkedFrom[key]; ok && off >= from {
+		w.park(rec, key, ReasonAggregate, fmt.Errorf("aggregate %q parked since offset %d", key, from), schemas.Event{})
+		return
+	}
+	ev, err := w.r.dec.Decode(ctx, rec)
+	if err != nil {
+		w.park(rec, key, ReasonDecode, err, ev)
+		return
+	}
+	if !w.proj.wants(ev.Type) {
+		w.advance(rec)
+		return
+	}
+	tx := &Tx{w: w, pos: Position{rec.Topic, rec.Partition, off}, key: key, ts: ev.OccurredAt, replay: w.r.cfg.replay}
+	if err := w.proj.Apply(ctx, tx, ev); err != nil {
+		w.park(rec, key, ReasonApply, err, ev)
+		return
+	}
+	ts := recordTime(rec, ev)
+	for _, row := range tx.rows {
+		pi := w.layout.byUser[row.table]
+		w.addRow(pi, off, key, ts, row.values)
+		if h := w.layout.history[row.table]; h >= 0 {
+			w.addRow(h, off, key, ts, row.values)
+		}
+	}
+	if tx.state != nil {
+		w.cache[key] = tx.state
+	}
+	w.b.effects = append(w.b.effects, tx.effects...)
+	w.advance(rec)
+	w.r.metrics.events.WithLabelValues(w.proj.Name).Inc()
+}
+
+func (w *worker) minCkpt() int64 {
+	lo := w.ckpt[0]
+	for _, c := range w.ckpt[1:] {
+		lo = min(lo, c)
+	}
+	return lo
+}
+
+func recordTime(rec *kgo.Record, ev schemas.Event) time.Time {
+	if !ev.OccurredAt.IsZero() {
+		return ev.OccurredAt.UTC()
+	}
+	return rec.Timestamp.UTC()
+}
+
+// addRow queues a row unless the table already holds that offset.
+func (w *worker) addRow(pi int, off int64, key string, ts time.Time, user []any) {
+	if off <= w.ckpt[pi] {
+		return
+	}
+	vals := make([]any, 0, len(user)+len(systemColumns))
+	vals = append(vals, user...)
+	vals = append(vals, w.k.topic, uint32(w.k.partition), uint64(off), ts)
+	w.b.rows[pi] = append(w.b.rows[pi], pendingRow{off: off, key: key, values: vals})
+}
+
+// advance records that rec belongs to the current batch.
+func (w *worker) advance(rec *kgo.Record) {
+	if w.b.events == 0 {
+		w.b.started = time.Now()
+		w.b.first = rec.Offset
+	}
+	w.b.events++
+	w.b.last = rec.Offset
+	w.b.recs = append(w.b.recs, rec)
+	if rec.Timestamp.After(w.b.maxTs) {
+		w.b.maxTs = rec.Timestamp
+	}
+}
+
+// park sends rec to the parked table and parks its aggregate from here on.
+func (w *worker) park(rec *kgo.Record, key, reason string, cause error, ev schemas.Event) {
+	if _, ok := w.parkedFrom[key]; !ok {
+		w.parkedFrom[key] = rec.Offset
+		w.log.Warn("parked aggregate", "aggregate", key, "offset", rec.Offset, "reason", reason, "err", cause)
+	}
+	hdr := make(map[string]string, len(rec.Headers))
+	for _, h := range rec.Headers {
+		hdr[h.Key] = string(h.Value)
+	}
+	evType, evID := ev.Type, ev.ID
+	if evType == "" {
+		evType = hdr[schemas.HeaderType]
+	}
+	if evID == "" {
+		evID = hdr[schemas.HeaderEventID]
+	}
+	w.addRow(w.layout.parked, rec.Offset, key, rec.Timestamp.UTC(), []any{
+		key, evType, evID, reason, errString(cause), string(rec.Key), string(rec.Value), hdr, time.Now().UTC(),
+	})
+	w.advance(rec)
+	w.r.metrics.parked.WithLabelValues(w.proj.Name, reason).Inc()
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// loadState returns an aggregate's state row from the cache or ClickHouse.
+func (w *worker) loadState(key string) ([]any, bool, error) {
+	if row, ok := w.cache[key]; ok {
+		return row, row != nil, nil
+	}
+	if w.authorit {
+		return nil, false, nil
+	}
+	if err := w.fetchStates(context.Background(), []string{key}); err != nil {
+		return nil, false, err
+	}
+	row := w.cache[key]
+	return row, row != nil, nil
+}
+
+// prefetch loads, in one query, the state of every aggregate in recs that
+// the cache does not know.
+func (w *worker) prefetch(ctx context.Context, recs []*kgo.Record) {
+	var keys []string
+	seen := map[string]bool{}
+	for _, r := range recs {
+		k := string(r.Key)
+		if _, ok := w.cache[k]; ok || seen[k] {
+			continue
+		}
+		seen[k] = true
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return
+	}
+	if err := w.fetchStates(ctx, keys); err != nil {
+		// Not fatal: State() loads one by one and reports errors to Apply.
+		w.log.Warn("state prefetch failed", "err", err)
+	}
+}
+
+func (w *worker) fetchStates(ctx context.Context, keys []string) error {
+	t := w.proj.Tables[w.stateIdx]
+	pt := w.layout.tables[w.layout.byUser[w.stateIdx]]
+	q := fmt.Sprintf("SELECT %s FROM %s FINAL WHERE _topic = ? AND _partition = ? AND %s IN (?)", columnList(t.Columns), pt.name, t.Key)
+	var rows interface {
+		Next() bool
+		Scan(...any) error
+		Err() error
+		Close() error
+	}
+	var err error
+	for attempt := 0; ; attempt++ {
+		rows, err = w.r.conn.Query(ctx, q, w.k.topic, uint32(w.k.partition), keys)
+		if err == nil || ctx.Err() != nil || attempt >= 5 {
+			break
+		}
+		w.sleep(ctx, attempt)
+	}
+	if err != nil {
+		return fmt.Errorf("load state of %d aggregates from %s: %w", len(keys), pt.name, err)
+	}
+	defer rows.Close()
+	for _, k := range keys {
+		w.cache[k] = nil
+	}
+	for rows.Next() {
+		dst := make([]any, len(t.Columns))
+		ptrs := make([]any, len(t.Columns))
+		for i := range dst {
+			ptrs[i] = &dst[i]
+		}
+		if err := w.scanRow(rows, ptrs, dst); err != nil {
+			return err
+		}
+		k, _ := dst[w.keyCol].(string)
+		w.cache[k] = dst
+	}
+	return rows.Err()
+}
+
+// scanRow scans into typed destinations built from the state table's column
+// types, so loaded values have the same Go types as the driver returns.
+func (w *worker) scanRow(rows interface{ Scan(...any) error }, _ []any, dst []any) error {
+	if w.r.stateTypes == nil {
+		return errors.New("state column types unknown")
+	}
+	ptrs := make([]any, len(dst))
+	for i, typ := range w.r.stateTypes {
+		ptrs[i] = reflect.New(typ).Interface()
+	}
+	if err := rows.Scan(ptrs...); err != nil {
+		return fmt.Errorf("scan state row: %w", err)
+	}
+	for i := range dst {
+		dst[i] = reflect.ValueOf(ptrs[i]).Elem().Interface()
+	}
+	return nil
+}
+
+// flush makes the batch durable: each table's rows in one insert (state
+// table last), then checkpoints, then the Kafka commit (a hint only).
+func (w *worker) flush(ctx context.Context) error {
+	if w.b.events == 0 {
+		return nil
+	}
+	start := time.Now()
+	for i := range w.layout.tables {
+		if len(w.b.rows[i]) == 0 {
+			continue
+		}
+		if err := w.insert(ctx, i); err != nil {
+			return err
+		}
+	}
+	if err := w.writeCheckpoints(ctx); err != nil {
+		return err
+	}
+	for i := range w.ckpt {
+		w.ckpt[i] = max(w.ckpt[i], w.b.last)
+	}
+	w.r.commit(w.k, w.b.last)
+	for _, fn := range w.b.effects {
+		if err := fn(ctx); err != nil {
+			w.log.Warn("side effect failed", "err", err)
+		}
+	}
+	m := w.r.metrics
+	m.batches.WithLabelValues(w.proj.Name).Inc()
+	m.batchEvents.WithLabelValues(w.proj.Name).Observe(float64(w.b.events))
+	m.flushSeconds.WithLabelValues(w.proj.Name).Observe(time.Since(start).Seconds())
+	m.position.WithLabelValues(w.proj.Name, w.k.topic, fmt.Sprint(w.k.partition)).Set(float64(w.b.last))
+	if !w.b.maxTs.IsZero() {
+		m.lastEventTs.WithLabelValues(w.proj.Name, w.k.topic, fmt.Sprint(w.k.partition)).Set(float64(w.b.maxTs.UnixMilli()) / 1000)
+	}
+	w.r.applied(w.k, w.b.last)
+	if len(w.cache) > w.r.cfg.stateCacheSize {
+		// Forget everything; later misses are loaded from ClickHouse.
+		w.cache = map[string][]any{}
+		w.authorit = false
+	}
+	w.resetBatch()
+	return nil
+}
+
+// insert writes one table's rows of the batch, retrying with capped
+// exponential backoff until it lands or ctx ends. A retry first checks
+// whether the previous attempt landed after all (its highest offset is
+// present), so an ambiguous failure never duplicates rows.
+func (w *worker) insert(ctx context.Context, i int) error {
+	pt := w.layout.tables[i]
+	for attempt := 0; ; attempt++ {
+		rows := w.b.rows[i]
+		if len(rows) == 0 {
+			return nil
+		}
+		err := w.insertOnce(ctx, pt, rows)
+		if err == nil {
+			return nil
+		}
+		var rej *rowError
+		if errors.As(err, &rej) {
+			// A row the driver cannot encode is the event's fault, not
+			// ClickHouse's: park the aggregate from that event on and retry
+			// without its rows.
+			w.rejectAggregate(rej.row, err)
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.r.metrics.retries.WithLabelValues(w.proj.Name).Inc()
+		w.r.setHealthy(false, fmt.Errorf("insert into %s: %w", pt.name, err))
+		w.log.Warn("insert failed; retrying", "table", pt.name, "rows", len(rows), "attempt", attempt+1, "err", err)
+		if w.sleep(ctx, attempt) != nil {
+			return ctx.Err()
+		}
+		if off, err := maxOffset(ctx, w.r.conn, pt.name, w.k); err == nil && off >= rows[len(rows)-1].off {
+			w.log.Info("previous insert attempt had landed", "table", pt.name)
+			w.r.setHealthy(true, nil)
+			return nil
+		}
+	}
+}
+
+type rowError struct {
+	row pendingRow
+	err error
+}
+
+func (e *rowError) Error() string { return fmt.Sprintf("row of offset %d: %v", e.row.off, e.err) }
+func (e *rowError) Unwrap() error { return e.err }
+
+func (w *worker) insertOnce(ctx context.Context, pt physTable, rows []pendingRow) error {
+	ictx, cancel := context.WithTimeout(ctx, w.r.cfg.insertTimeout)
+	defer cancel()
+	b, err := w.r.conn.PrepareBatch(ictx, pt.insert)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	for _, r := range rows {
+		if err := b.Append(r.values...); err != nil {
+			return &rowError{row: r, err: err}
+		}
+	}
+	t0 := time.Now()
+	if err := b.Send(); err != nil {
+		return err
+	}
+	w.r.metrics.insertSeconds.WithLabelValues(w.proj.Name, pt.logical).Observe(time.Since(t0).Seconds())
+	w.r.metrics.rows.WithLabelValues(w.proj.Name, pt.logical).Add(float64(len(rows)))
+	w.r.setHealthy(true, nil)
+	return nil
+}
+
+// rejectAggregate removes from the batch every row of bad's aggregate from
+// bad's offset on and parks those events instead.
+func (w *worker) rejectAggregate(bad pendingRow, cause error) {
+	key := bad.key
+	for i := range w.b.rows {
+		kept := w.b.rows[i][:0]
+		for _, r := range w.b.rows[i] {
+			if r.key == key && r.off >= bad.off && i != w.layout.parked {
+				continue
+			}
+			kept = append(kept, r)
+		}
+		w.b.rows[i] = kept
+	}
+	if from, ok := w.parkedFrom[key]; !ok || bad.off < from {
+		w.parkedFrom[key] = bad.off
+	}
+	// The cached state includes the rejected events: drop it and stop
+	// trusting misses.
+	delete(w.cache, key)
+	w.authorit = false
+	recs := w.b.recs
+	for _, rec := range recs {
+		if string(rec.Key) != key || rec.Offset < bad.off {
+			continue
+		}
+		reason, err := ReasonAggregate, fmt.Errorf("aggregate %q parked since offset %d", key, bad.off)
+		if rec.Offset == bad.off {
+			reason, err = ReasonInsert, cause
+		}
+		hdr := make(map[string]string, len(rec.Headers))
+		for _, h := range rec.Headers {
+			hdr[h.Key] = string(h.Value)
+		}
+		w.addRow(w.layout.parked, rec.Offset, key, rec.Timestamp.UTC(), []any{
+			key, hdr[schemas.HeaderType], hdr[schemas.HeaderEventID], reason, errString(err), string(rec.Key), string(rec.Value), hdr, time.Now().UTC(),
+		})
+		w.r.metrics.parked.WithLabelValues(w.proj.Name, reason).Inc()
+	}
+	sortRows(w.b.rows[w.layout.parked])
+	w.log.Warn("ClickHouse rejected a row; parked its aggregate", "aggregate", key, "offset", bad.off, "err", cause)
+}
+
+func sortRows(rows []pendingRow) {
+	for i := 1; i < len(rows); i++ {
+		for j := i; j > 0 && rows[j].off < rows[j-1].off; j-- {
+			rows[j], rows[j-1] = rows[j-1], rows[j]
+		}
+	}
+}
+
+func (w *worker) writeCheckpoints(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := func() error {
+			b, err := w.r.conn.PrepareBatch(ctx, "INSERT INTO "+checkpointsTable+" (proj, generation, tbl, topic, part, off, updated_at)")
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			now := nowUTC()
+			for _, t := range w.layout.tables {
+				if err := b.Append(w.proj.Name, uint32(w.layout.Generation), t.logical, w.k.topic, uint32(w.k.partition), uint64(w.b.last), now); err != nil {
+					return err
+				}
+			}
+			return b.Send()
+		}()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.r.metrics.retries.WithLabelValues(w.proj.Name).Inc()
+		w.log.Warn("checkpoint write failed; retrying", "attempt", attempt+1, "err", err)
+		if w.sleep(ctx, attempt) != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// sleep waits the capped exponential backoff of attempt.
+func (w *worker) sleep(ctx context.Context, attempt int) error {
+	d := w.r.cfg.retryMin << min(attempt, 16)
+	if d > w.r.cfg.retryMax || d <= 0 {
+		d = w.r.cfg.retryMax
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+var _ = strings.Join
