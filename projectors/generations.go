@@ -1,0 +1,95 @@
+package projectors
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Generation statuses in _reel_generations. A projection has at most one
+// live generation; the stable views point at it.
+const (
+	StatusBuilding = "building" // being replayed by a rebuild; not behind the views
+	StatusLive     = "live"     // behind the views; kept current by `reel project`
+	StatusStandby  = "standby"  // the previous live generation, kept current for rollback
+	StatusRetired  = "retired"  // no longer consumed; tables kept until dropped
+	StatusDropped  = "dropped"  // tables dropped
+)
+
+// GenerationInfo is one row of the generation registry.
+type GenerationInfo struct {
+	Projection   string
+	Generation   int
+	Status       string
+	Group        string
+	LogicVersion int
+	Note         string
+	UpdatedAt    time.Time
+}
+
+// EnsureSystemTables creates Reel's own tables in the connection's database.
+func EnsureSystemTables(ctx context.Context, conn driver.Conn) error {
+	for _, s := range systemDDL {
+		if err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("create Reel system table: %w", err)
+		}
+	}
+	return nil
+}
+
+// Generations returns a projection's generations, oldest first.
+func Generations(ctx context.Context, conn driver.Conn, projection string) ([]GenerationInfo, error) {
+	rows, err := conn.Query(ctx, "SELECT proj, generation, status, grp, logic_version, note, updated_at FROM "+generationsTable+
+		" FINAL WHERE proj = ? ORDER BY generation", projection)
+	if err != nil {
+		return nil, fmt.Errorf("read generations of %s: %w", projection, err)
+	}
+	defer rows.Close()
+	var out []GenerationInfo
+	for rows.Next() {
+		var g GenerationInfo
+		var gen, lv uint32
+		if err := rows.Scan(&g.Projection, &gen, &g.Status, &g.Group, &lv, &g.Note, &g.UpdatedAt); err != nil {
+			return nil, err
+		}
+		g.Generation, g.LogicVersion = int(gen), int(lv)
+		out = append(out, g)
+	}
+	return out, rows.Err()
+}
+
+// SetGeneration records a generation's status.
+func SetGeneration(ctx context.Context, conn driver.Conn, p *Projection, gen int, status, note string) error {
+	err := conn.Exec(ctx, "INSERT INTO "+generationsTable+" (proj, generation, status, grp, logic_version, note, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		p.Name, uint32(gen), status, Group(p.Name, gen), uint32(p.Version), note, time.Now().UTC())
+	if err != nil {
+		return fmt.Errorf("record generation %d of %s as %s: %w", gen, p.Name, status, err)
+	}
+	return nil
+}
+
+// LiveGeneration returns the live generation of p, registering generation
+// 1 as live when the projection has never run.
+func LiveGeneration(ctx context.Context, conn driver.Conn, p *Projection) (int, error) {
+	if err := EnsureSystemTables(ctx, conn); err != nil {
+		return 0, err
+	}
+	gens, err := Generations(ctx, conn, p.Name)
+	if err != nil {
+		return 0, err
+	}
+	for _, g := range gens {
+		if g.Status == StatusLive {
+			return g.Generation, nil
+		}
+	}
+	if len(gens) > 0 {
+		return 0, fmt.Errorf("projection %s has generations %v but none is live (roll back or finish the rebuild)", p.Name, gens)
+	}
+	if err := SetGeneration(ctx, conn, p, 1, StatusLive, "first run"); err != nil {
+		return 0, err
+	}
+	return 1, nil
+}
