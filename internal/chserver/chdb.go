@@ -35,6 +35,8 @@ static size_t (*p_result_length)(chdb_result *);
 static double (*p_result_elapsed)(chdb_result *);
 static uint64_t (*p_result_rows_read)(chdb_result *);
 static uint64_t (*p_result_bytes_read)(chdb_result *);
+static uint64_t (*p_result_storage_rows_read)(chdb_result *);
+static uint64_t (*p_result_storage_bytes_read)(chdb_result *);
 static uint64_t (*p_result_rows_written)(chdb_result *);
 static uint64_t (*p_result_bytes_written)(chdb_result *);
 static const char *(*p_result_error)(chdb_result *);
@@ -67,6 +69,8 @@ static const char *reel_load(const char *path) {
 	REEL_SYM(p_result_elapsed, "chdb_result_elapsed");
 	REEL_SYM(p_result_rows_read, "chdb_result_rows_read");
 	REEL_SYM(p_result_bytes_read, "chdb_result_bytes_read");
+	REEL_SYM(p_result_storage_rows_read, "chdb_result_storage_rows_read");
+	REEL_SYM(p_result_storage_bytes_read, "chdb_result_storage_bytes_read");
 	REEL_SYM(p_result_rows_written, "chdb_result_rows_written");
 	REEL_SYM(p_result_bytes_written, "chdb_result_bytes_written");
 	REEL_SYM(p_result_error, "chdb_result_error");
@@ -101,6 +105,8 @@ static size_t reel_result_length(chdb_result *r) { return p_result_length(r); }
 static double reel_result_elapsed(chdb_result *r) { return p_result_elapsed(r); }
 static uint64_t reel_result_rows_read(chdb_result *r) { return p_result_rows_read(r); }
 static uint64_t reel_result_bytes_read(chdb_result *r) { return p_result_bytes_read(r); }
+static uint64_t reel_result_storage_rows_read(chdb_result *r) { return p_result_storage_rows_read(r); }
+static uint64_t reel_result_storage_bytes_read(chdb_result *r) { return p_result_storage_bytes_read(r); }
 static uint64_t reel_result_rows_written(chdb_result *r) { return p_result_rows_written(r); }
 static uint64_t reel_result_bytes_written(chdb_result *r) { return p_result_bytes_written(r); }
 static const char *reel_result_error(chdb_result *r) { return p_result_error(r); }
@@ -265,8 +271,10 @@ func newCParams(ps []Param) *cparams {
 func resultStats(r *C.chdb_result) Stats {
 	return Stats{
 		Elapsed:      float64(C.reel_result_elapsed(r)),
-		ReadRows:     uint64(C.reel_result_rows_read(r)),
-		ReadBytes:    uint64(C.reel_result_bytes_read(r)),
+		ResultRows:   uint64(C.reel_result_rows_read(r)), // "rows in the result set"
+		ResultBytes:  uint64(C.reel_result_bytes_read(r)),
+		ReadRows:     uint64(C.reel_result_storage_rows_read(r)),
+		ReadBytes:    uint64(C.reel_result_storage_bytes_read(r)),
 		WrittenRows:  uint64(C.reel_result_rows_written(r)),
 		WrittenBytes: uint64(C.reel_result_bytes_written(r)),
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -65,6 +66,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	req, cleanup, err := s.parse(r)
 	defer cleanup()
+	if req != nil && s.log.Enabled(r.Context(), slog.LevelDebug) {
+		defer func() {
+			s.log.Debug("request", "query_id", req.queryID, "insert", req.insert, "ms", time.Since(start).Milliseconds(), "sql", truncate(req.sql, 200))
+		}()
+	}
 	if err != nil {
 		s.fail(w, r, "", err)
 		return
@@ -89,7 +95,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		st.Elapsed = time.Since(start).Seconds()
-		w.Header().Set("X-ClickHouse-Summary", summary(st, 0, 0))
+		w.Header().Set("X-ClickHouse-Summary", summary(st))
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
 		return
@@ -254,7 +260,7 @@ func (s *Server) runQuery(w http.ResponseWriter, r *http.Request, sess *session,
 		if _, err := out.Write(s.helloBlock(req.clientRevision)); err != nil {
 			return
 		}
-		out.finish(Stats{ReadRows: 1, Elapsed: time.Since(start).Seconds()}, 1)
+		out.finish(Stats{ResultRows: 1, Elapsed: time.Since(start).Seconds()})
 		return
 	}
 	var st Stats
@@ -279,7 +285,7 @@ func (s *Server) runQuery(w http.ResponseWriter, r *http.Request, sess *session,
 		return
 	}
 	st.Elapsed = time.Since(start).Seconds()
-	out.finish(st, st.ReadRows)
+	out.finish(st)
 }
 
 func (s *Server) bufferedQuery(sess *session, req *request, out *response) (Stats, error) {
@@ -329,9 +335,9 @@ func truncate(s string, n int) string {
 	return s
 }
 
-func summary(st Stats, resultRows, resultBytes uint64) string {
+func summary(st Stats) string {
 	return fmt.Sprintf(`{"read_rows":"%d","read_bytes":"%d","written_rows":"%d","written_bytes":"%d","total_rows_to_read":"%d","result_rows":"%d","result_bytes":"%d","elapsed_ns":"%d"}`,
-		st.ReadRows, st.ReadBytes, st.WrittenRows, st.WrittenBytes, st.ReadRows, resultRows, resultBytes, int64(st.Elapsed*1e9))
+		st.ReadRows, st.ReadBytes, st.WrittenRows, st.WrittenBytes, st.ReadRows, st.ResultRows, st.ResultBytes, int64(st.Elapsed*1e9))
 }
 
 func newID() string {
@@ -482,7 +488,7 @@ func (o *response) commit(contentLength string) {
 }
 
 // finish flushes the encoders and sends what is still buffered.
-func (o *response) finish(st Stats, resultRows uint64) {
+func (o *response) finish(st Stats) {
 	if o.encoder != nil {
 		if err := o.encoder.Close(); err != nil {
 			return
@@ -491,7 +497,7 @@ func (o *response) finish(st Stats, resultRows uint64) {
 	if o.committed {
 		return
 	}
-	o.w.Header().Set("X-ClickHouse-Summary", summary(st, resultRows, uint64(o.written)))
+	o.w.Header().Set("X-ClickHouse-Summary", summary(st))
 	o.commit(strconv.Itoa(o.buf.Len()))
 	_, _ = o.w.Write(o.buf.Bytes())
 }

@@ -47,8 +47,10 @@ func formatClause(q string) string {
 	if len(toks) > 0 && toks[0].is("INSERT") {
 		return ""
 	}
+	// FORMAT f ends a statement (only SETTINGS may follow), which tells it
+	// from a column that happens to be called format.
 	for i, t := range toks {
-		if t.is("FORMAT") && i+1 < len(toks) && toks[i+1].word {
+		if t.is("FORMAT") && i+1 < len(toks) && toks[i+1].word && (i+2 == len(toks) || toks[i+2].is("SETTINGS")) {
 			return q[toks[i+1].start:toks[i+1].end]
 		}
 	}

@@ -8,8 +8,9 @@ type Param struct{ Name, Value string }
 // the X-ClickHouse-Summary header.
 type Stats struct {
 	Elapsed                   float64 // seconds
-	ReadRows, ReadBytes       uint64
+	ReadRows, ReadBytes       uint64  // from storage
 	WrittenRows, WrittenBytes uint64
+	ResultRows, ResultBytes   uint64
 }
 
 func (s *Stats) add(o Stats) {
@@ -18,4 +19,6 @@ func (s *Stats) add(o Stats) {
 	s.ReadBytes += o.ReadBytes
 	s.WrittenRows += o.WrittenRows
 	s.WrittenBytes += o.WrittenBytes
+	s.ResultRows += o.ResultRows
+	s.ResultBytes += o.ResultBytes
 }

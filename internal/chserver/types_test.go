@@ -15,25 +15,25 @@ import (
 
 // row holds one value of every column type Reel uses.
 type row struct {
-	S    string
-	LC   string
-	I8   int8
-	I16  int16
-	I32  int32
-	I64  int64
-	U8   uint8
-	U16  uint16
-	U32  uint32
-	U64  uint64
-	F64  float64
-	Dec  decimal.Decimal
-	TS   time.Time
-	D    time.Time
-	ID   uuid.UUID
-	NS   *string
-	Arr  []string
-	M    map[string]uint64
-	B    bool
+	S   string
+	LC  string
+	I8  int8
+	I16 int16
+	I32 int32
+	I64 int64
+	U8  uint8
+	U16 uint16
+	U32 uint32
+	U64 uint64
+	F64 float64
+	Dec decimal.Decimal
+	TS  time.Time
+	D   time.Time
+	ID  uuid.UUID
+	NS  *string
+	Arr []string
+	M   map[string]uint64
+	B   bool
 }
 
 const typesDDL = `CREATE TABLE types (
