@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"sync"
 	"time"
 
@@ -33,8 +32,6 @@ type Runner struct {
 	log     *slog.Logger
 	metrics *Metrics
 	cl      *kgo.Client
-
-	stateTypes []reflect.Type
 
 	mu      sync.Mutex
 	workers map[tp]*worker
@@ -99,9 +96,6 @@ func (r *Runner) Run(ctx context.Context) error {
 		if err := CreateViews(ctx, r.conn, r.layout); err != nil {
 			return err
 		}
-	}
-	if err := r.loadStateTypes(ctx); err != nil {
-		return err
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	defer r.cancel()
@@ -282,24 +276,6 @@ func (r *Runner) commit(k tp, last int64) {
 				r.log.Debug("offset commit failed (hint only)", "err", err)
 			}
 		})
-}
-
-func (r *Runner) loadStateTypes(ctx context.Context) error {
-	for i, t := range r.proj.Tables {
-		if !t.State {
-			continue
-		}
-		pt := r.layout.tables[r.layout.byUser[i]]
-		rows, err := r.conn.Query(ctx, fmt.Sprintf("SELECT %s FROM %s LIMIT 0", columnList(t.Columns), pt.name))
-		if err != nil {
-			return fmt.Errorf("describe state table %s: %w", pt.name, err)
-		}
-		for _, ct := range rows.ColumnTypes() {
-			r.stateTypes = append(r.stateTypes, ct.ScanType())
-		}
-		rows.Close()
-	}
-	return nil
 }
 
 func (r *Runner) setHealthy(ok bool, err error) {

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
-	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/reel-dev/reel/schemas"
@@ -39,7 +39,8 @@ type worker struct {
 	authorit   bool             // cache holds every aggregate of the partition
 
 	in      chan []*kgo.Record
-	stop    chan struct{} // close: finish the batch, then exit
+	ctl     chan func(context.Context) // operator requests (dlq.go), run between batches
+	stop    chan struct{}              // close: finish the batch, then exit
 	abandon context.CancelFunc
 	ctx     context.Context // canceled: drop the batch and exit
 	done    chan struct{}
@@ -73,6 +74,7 @@ func newWorker(r *Runner, k tp, ckpt []int64, parked map[string]int64) *worker {
 		stateIdx:   -1,
 		cache:      map[string][]any{},
 		in:         make(chan []*kgo.Record, 4),
+		ctl:        make(chan func(context.Context)),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
@@ -99,13 +101,7 @@ func newWorker(r *Runner, k tp, ckpt []int64, parked map[string]int64) *worker {
 
 // startOffset is where consumption resumes: one past the lowest position
 // any table holds (tables ahead of it drop the rows they already have).
-func (w *worker) startOffset() int64 {
-	lo := w.ckpt[0]
-	for _, c := range w.ckpt[1:] {
-		lo = min(lo, c)
-	}
-	return lo + 1
-}
+func (w *worker) startOffset() int64 { return minOf(w.ckpt) + 1 }
 
 func (w *worker) resetBatch() {
 	w.b = batch{rows: make([][]pendingRow, len(w.layout.tables)), first: -1, last: -1}
@@ -137,6 +133,8 @@ func (w *worker) run() {
 				w.log.Warn("final flush abandoned", "err", err)
 			}
 			return
+		case fn := <-w.ctl:
+			fn(ctx)
 		case recs := <-w.in:
 			w.process(ctx, recs)
 			if w.b.events >= w.r.cfg.batchEvents {
@@ -169,55 +167,74 @@ func (w *worker) process(ctx context.Context, recs []*kgo.Record) {
 }
 
 func (w *worker) processOne(ctx context.Context, rec *kgo.Record) {
+	w.applyRecord(ctx, rec, w.ckpt, false)
+}
+
+// applyRecord applies one record. ck holds, per physical table, the highest
+// offset the table already has: rows at or below it are not queued again.
+// replaying is true when a parked aggregate is being re-applied (dlq.go):
+// the record is not part of the batch's offset range then, and the
+// aggregate's parking does not apply to it.
+func (w *worker) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, replaying bool) error {
 	off := rec.Offset
+	advance := func() {
+		if !replaying {
+			w.advance(rec)
+		}
+	}
 	// Entirely applied already (only within the recovery window after a
 	// crash): the State table is written last, so every table has it.
-	if w.stateIdx >= 0 && off <= w.ckpt[w.layout.byUser[w.stateIdx]] {
-		w.advance(rec)
-		return
+	if w.stateIdx >= 0 && off <= ck[w.layout.byUser[w.stateIdx]] {
+		advance()
+		return nil
 	}
-	if off <= w.minCkpt() {
-		w.advance(rec)
-		return
+	if off <= minOf(ck) {
+		advance()
+		return nil
 	}
 	key := string(rec.Key)
-	if from, ok := w.parkedFrom[key]; ok && off >= from {
+	if from, ok := w.parkedFrom[key]; ok && off >= from && !replaying {
 		w.park(rec, key, ReasonAggregate, fmt.Errorf("aggregate %q parked since offset %d", key, from), schemas.Event{})
-		return
+		return nil
 	}
 	ev, err := w.r.dec.Decode(ctx, rec)
 	if err != nil {
-		w.park(rec, key, ReasonDecode, err, ev)
-		return
+		if !replaying {
+			w.park(rec, key, ReasonDecode, err, ev)
+		}
+		return err
 	}
 	if !w.proj.wants(ev.Type) {
-		w.advance(rec)
-		return
+		advance()
+		return nil
 	}
 	tx := &Tx{w: w, pos: Position{rec.Topic, rec.Partition, off}, key: key, ts: ev.OccurredAt, replay: w.r.cfg.replay}
 	if err := w.proj.Apply(ctx, tx, ev); err != nil {
-		w.park(rec, key, ReasonApply, err, ev)
-		return
+		if !replaying {
+			w.park(rec, key, ReasonApply, err, ev)
+		}
+		return err
 	}
 	ts := recordTime(rec, ev)
 	for _, row := range tx.rows {
 		pi := w.layout.byUser[row.table]
-		w.addRow(pi, off, key, ts, row.values)
+		w.addRow(pi, off, key, ts, row.values, ck)
 		if h := w.layout.history[row.table]; h >= 0 {
-			w.addRow(h, off, key, ts, row.values)
+			w.addRow(h, off, key, ts, row.values, ck)
 		}
 	}
 	if tx.state != nil {
 		w.cache[key] = tx.state
 	}
 	w.b.effects = append(w.b.effects, tx.effects...)
-	w.advance(rec)
+	advance()
 	w.r.metrics.events.WithLabelValues(w.proj.Name).Inc()
+	return nil
 }
 
-func (w *worker) minCkpt() int64 {
-	lo := w.ckpt[0]
-	for _, c := range w.ckpt[1:] {
+func minOf(v []int64) int64 {
+	lo := v[0]
+	for _, c := range v[1:] {
 		lo = min(lo, c)
 	}
 	return lo
@@ -230,9 +247,9 @@ func recordTime(rec *kgo.Record, ev schemas.Event) time.Time {
 	return rec.Timestamp.UTC()
 }
 
-// addRow queues a row unless the table already holds that offset.
-func (w *worker) addRow(pi int, off int64, key string, ts time.Time, user []any) {
-	if off <= w.ckpt[pi] {
+// addRow queues a row unless the table already holds that offset (ck).
+func (w *worker) addRow(pi int, off int64, key string, ts time.Time, user []any, ck []int64) {
+	if off <= ck[pi] {
 		return
 	}
 	vals := make([]any, 0, len(user)+len(systemColumns))
@@ -274,7 +291,7 @@ func (w *worker) park(rec *kgo.Record, key, reason string, cause error, ev schem
 	}
 	w.addRow(w.layout.parked, rec.Offset, key, rec.Timestamp.UTC(), []any{
 		key, evType, evID, reason, errString(cause), string(rec.Key), string(rec.Value), hdr, time.Now().UTC(),
-	})
+	}, w.ckpt)
 	w.advance(rec)
 	w.r.metrics.parked.WithLabelValues(w.proj.Name, reason).Inc()
 }
@@ -327,12 +344,7 @@ func (w *worker) fetchStates(ctx context.Context, keys []string) error {
 	t := w.proj.Tables[w.stateIdx]
 	pt := w.layout.tables[w.layout.byUser[w.stateIdx]]
 	q := fmt.Sprintf("SELECT %s FROM %s FINAL WHERE _topic = ? AND _partition = ? AND %s IN (?)", columnList(t.Columns), pt.name, t.Key)
-	var rows interface {
-		Next() bool
-		Scan(...any) error
-		Err() error
-		Close() error
-	}
+	var rows driver.Rows
 	var err error
 	for attempt := 0; ; attempt++ {
 		rows, err = w.r.conn.Query(ctx, q, w.k.topic, uint32(w.k.partition), keys)
@@ -348,38 +360,28 @@ func (w *worker) fetchStates(ctx context.Context, keys []string) error {
 	for _, k := range keys {
 		w.cache[k] = nil
 	}
+	// Scan into the driver's own types for each column, so that loaded
+	// values are exactly what Apply would have emitted.
+	var types []reflect.Type
+	for _, ct := range rows.ColumnTypes() {
+		types = append(types, ct.ScanType())
+	}
 	for rows.Next() {
-		dst := make([]any, len(t.Columns))
-		ptrs := make([]any, len(t.Columns))
-		for i := range dst {
-			ptrs[i] = &dst[i]
+		ptrs := make([]any, len(types))
+		for i, typ := range types {
+			ptrs[i] = reflect.New(typ).Interface()
 		}
-		if err := w.scanRow(rows, ptrs, dst); err != nil {
-			return err
+		if err := rows.Scan(ptrs...); err != nil {
+			return fmt.Errorf("scan state row of %s: %w", pt.name, err)
+		}
+		dst := make([]any, len(types))
+		for i := range dst {
+			dst[i] = reflect.ValueOf(ptrs[i]).Elem().Interface()
 		}
 		k, _ := dst[w.keyCol].(string)
 		w.cache[k] = dst
 	}
 	return rows.Err()
-}
-
-// scanRow scans into typed destinations built from the state table's column
-// types, so loaded values have the same Go types as the driver returns.
-func (w *worker) scanRow(rows interface{ Scan(...any) error }, _ []any, dst []any) error {
-	if w.r.stateTypes == nil {
-		return errors.New("state column types unknown")
-	}
-	ptrs := make([]any, len(dst))
-	for i, typ := range w.r.stateTypes {
-		ptrs[i] = reflect.New(typ).Interface()
-	}
-	if err := rows.Scan(ptrs...); err != nil {
-		return fmt.Errorf("scan state row: %w", err)
-	}
-	for i := range dst {
-		dst[i] = reflect.ValueOf(ptrs[i]).Elem().Interface()
-	}
-	return nil
 }
 
 // flush makes the batch durable: each table's rows in one insert (state
@@ -459,7 +461,7 @@ func (w *worker) insert(ctx context.Context, i int) error {
 		if w.sleep(ctx, attempt) != nil {
 			return ctx.Err()
 		}
-		if off, err := maxOffset(ctx, w.r.conn, pt.name, w.k); err == nil && off >= rows[len(rows)-1].off {
+		if ok, err := w.landed(ctx, pt, rows); err == nil && ok {
 			w.log.Info("previous insert attempt had landed", "table", pt.name)
 			w.r.setHealthy(true, nil)
 			return nil
@@ -534,7 +536,7 @@ func (w *worker) rejectAggregate(bad pendingRow, cause error) {
 		}
 		w.addRow(w.layout.parked, rec.Offset, key, rec.Timestamp.UTC(), []any{
 			key, hdr[schemas.HeaderType], hdr[schemas.HeaderEventID], reason, errString(err), string(rec.Key), string(rec.Value), hdr, time.Now().UTC(),
-		})
+		}, w.ckpt)
 		w.r.metrics.parked.WithLabelValues(w.proj.Name, reason).Inc()
 	}
 	sortRows(w.b.rows[w.layout.parked])
@@ -594,5 +596,3 @@ func (w *worker) sleep(ctx context.Context, attempt int) error {
 		return nil
 	}
 }
-
-var _ = strings.Join
