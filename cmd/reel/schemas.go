@@ -2,10 +2,95 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/reel-dev/reel/schemas"
 )
 
-// cmdSchemas is owned by the event-catalog work (issue 4).
+// cmdSchemas: reel schemas check|list|register.
 func cmdSchemas(ctx context.Context, args []string) error {
-	return errors.New("not implemented yet")
+	if len(args) == 0 {
+		return fmt.Errorf("%w: reel schemas check|list|register [flags]", errUsage)
+	}
+	fset := flag.NewFlagSet("schemas "+args[0], flag.ContinueOnError)
+	dir := fset.String("dir", "", "check a catalog directory on disk (<namespace>/<Name>.v<N>.avsc) instead of the embedded one")
+	var registry, user, pass *string
+	var setCompat *bool
+	if args[0] == "register" {
+		registry = fset.String("registry", os.Getenv("REEL_SCHEMA_REGISTRY"), "Schema Registry URL (env REEL_SCHEMA_REGISTRY)")
+		user = fset.String("user", os.Getenv("REEL_SCHEMA_REGISTRY_USER"), "basic auth user")
+		pass = fset.String("password", os.Getenv("REEL_SCHEMA_REGISTRY_PASSWORD"), "basic auth password")
+		setCompat = fset.Bool("set-compat", false, "set each subject's compatibility to the catalog's level instead of refusing a weaker one")
+	}
+	if err := fset.Parse(args[1:]); err != nil {
+		return err
+	}
+	var cat *schemas.Catalog
+	var err error
+	if *dir != "" {
+		cat, err = schemas.LoadFS(os.DirFS(*dir))
+	} else {
+		cat, err = schemas.Load()
+	}
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "check":
+		rep := schemas.CheckCompatibility(cat)
+		if err := rep.WriteTable(os.Stdout); err != nil {
+			return err
+		}
+		return rep.Err()
+	case "list":
+		return listSchemas(cat)
+	case "register":
+		if *registry == "" {
+			return fmt.Errorf("%w: -registry (or REEL_SCHEMA_REGISTRY) is required", errUsage)
+		}
+		opts := []sr.ClientOpt{sr.URLs(strings.Split(*registry, ",")...)}
+		if *user != "" {
+			opts = append(opts, sr.BasicAuth(*user, *pass))
+		}
+		cl, err := sr.NewClient(opts...)
+		if err != nil {
+			return err
+		}
+		if err := schemas.CheckCompatibility(cat).Err(); err != nil {
+			return err
+		}
+		regd, err := schemas.Register(ctx, cl, cat, schemas.RegisterOptions{SetCompatibility: *setCompat})
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "SUBJECT\tVERSION\tID\tSTATUS")
+		for _, r := range regd {
+			status := "present"
+			if r.New {
+				status = "registered"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", r.Subject, r.Version, r.ID, status)
+		}
+		_ = tw.Flush()
+		return err
+	default:
+		return fmt.Errorf("%w: unknown schemas command %q (check|list|register)", errUsage, args[0])
+	}
 }
+
+func listSchemas(cat *schemas.Catalog) error {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TYPE\tTOPIC\tVERSION\tFINGERPRINT\tLEVEL\tFILE")
+	for _, name := range cat.EventTypes() {
+		t := cat.Type(name)
+		for _, v := range t.Versions {
+			fmt.Fprintf(tw, "%s\t%s\tv%d\t%016x\t%s\t%s\n", name, t.Domain.Topic, v.Version, v.Fingerprint, t.Compatibility, v.Path)
+		}
+	}
+	return tw.Flush()
+}
+
