@@ -93,4 +93,3 @@ func listSchemas(cat *schemas.Catalog) error {
 	}
 	return tw.Flush()
 }
-
