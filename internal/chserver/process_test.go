@@ -13,8 +13,9 @@ import (
 
 // The reel-chdb binary as internal/chproc runs it (built by
 // `bash scripts/chdb.sh install`): ready line, SIGTERM, and data that
-// survives a restart on the same -path.
-func TestBinaryRestartKeepsData(t *testing.T) {
+// survives a restart on the same -path, a graceful SIGTERM that lets a
+// running statement finish, and kill -9 after an acknowledged insert.
+func TestBinaryLifecycle(t *testing.T) {
 	bin, err := chproc.FindBinary()
 	if err != nil {
 		t.Fatalf("%v (the chdb-tagged tests need the binary too)", err)
@@ -47,6 +48,27 @@ func TestBinaryRestartKeepsData(t *testing.T) {
 	checkEvents(t, k, 30_000, sumTo(30_000))
 	insertEvents(t, k, 30_000, 10)
 	checkEvents(t, k, 30_010, sumTo(30_010))
+
+	// SIGTERM lets a statement under way finish.
+	done := make(chan error, 1)
+	go func() {
+		var v uint8
+		done <- k.QueryRow(ctx, "SELECT toUInt8(sleep(1) + 1)").Scan(&v)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	srv.Stop()
+	if err := <-done; err != nil {
+		t.Fatalf("in-flight query during SIGTERM: %v", err)
+	}
+
+	// An acknowledged insert survives kill -9.
+	srv = start()
+	k = dial(t, srv.Addr(), "kept")
+	insertEvents(t, k, 30_010, 90)
+	srv.Kill()
+	srv = start()
+	k = dial(t, srv.Addr(), "kept")
+	checkEvents(t, k, 30_100, sumTo(30_100))
 	srv.Stop()
 }
 
