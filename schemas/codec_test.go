@@ -157,7 +157,7 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 // fixtureRecord wraps a golden fixture in a record with the given occurred-at.
-func fixtureRecord(t *testing.T, typ string, version int, occurredAt string) *kgo.Record {
+func fixtureRecord(t testing.TB, typ string, version int, occurredAt string) *kgo.Record {
 	t.Helper()
 	for _, f := range fixtures() {
 		if f.typ == typ && f.version == version {
