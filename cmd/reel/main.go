@@ -31,6 +31,7 @@ func commands() map[string]command {
 		"dev":     {"run the demo on embedded Kafka and ClickHouse: produce, project, query", cmdDev},
 		"schemas": {"check|list|register: the event catalog and its compatibility gate", cmdSchemas},
 		"produce": {"seats|shop: run a demo service that publishes events", cmdProduce},
+		"project": {"run the configured projections (-config reel.yaml, -validate)", cmdProject},
 	}
 }
 

@@ -1,0 +1,176 @@
+// Package app turns Reel's configuration into running parts: the Kafka
+// client options, the ClickHouse connection, the event codec, the logger,
+// and the Supervisor that runs every configured projection generation.
+// It is the one place `reel project`, `reel status` and `reel dlq` build
+// their clients, so TLS, SASL and credentials behave the same everywhere.
+//
+//	cfg, _ := config.Load("reel.yaml", os.Getenv)
+//	conn, _ := app.OpenClickHouse(ctx, cfg)
+//	codec, _ := app.Codec(ctx, cfg)
+//	kopts, _ := app.KafkaOpts(cfg)
+//	sup := app.NewSupervisor(cfg, conn, codec, kopts, reg, log)
+//	err := sup.Run(ctx)
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/reel-dev/reel/internal/chclient"
+	"github.com/reel-dev/reel/internal/config"
+	"github.com/reel-dev/reel/schemas"
+)
+
+// KafkaOpts returns the franz-go options for the configured brokers: seed
+// brokers, client ID, TLS and SASL.
+func KafkaOpts(c *config.Config) ([]kgo.Opt, error) {
+	k := c.Kafka
+	opts := []kgo.Opt{kgo.SeedBrokers(k.Brokers...), kgo.ClientID(k.ClientID)}
+	if k.TLS.Enabled {
+		tc, err := tlsConfig(k.TLS.TLS, k.TLS.CertFile, k.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls: %w", err)
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	if k.SASL.Mechanism != "" {
+		pw, err := c.KafkaPassword()
+		if err != nil {
+			return nil, fmt.Errorf("kafka.sasl.passwordFile: %w", err)
+		}
+		switch k.SASL.Mechanism {
+		case config.SASLPlain:
+			opts = append(opts, kgo.SASL(plain.Auth{User: k.SASL.Username, Pass: pw}.AsMechanism()))
+		case config.SASLScramSHA256:
+			opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: pw}.AsSha256Mechanism()))
+		case config.SASLScramSHA512:
+			opts = append(opts, kgo.SASL(scram.Auth{User: k.SASL.Username, Pass: pw}.AsSha512Mechanism()))
+		default:
+			return nil, fmt.Errorf("kafka.sasl.mechanism: %q is not supported", k.SASL.Mechanism)
+		}
+	}
+	return opts, nil
+}
+
+// ClickHouseOptions returns the clickhouse-go options of the configured
+// DSN with the configured credentials and TLS applied on top.
+func ClickHouseOptions(c *config.Config) (*clickhouse.Options, error) {
+	opts, err := chclient.Options(c.ClickHouse.DSN)
+	if err != nil {
+		return nil, err
+	}
+	if c.ClickHouse.Username != "" {
+		opts.Auth.Username = c.ClickHouse.Username
+	}
+	pw, err := c.ClickHousePassword()
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse.passwordFile: %w", err)
+	}
+	if pw != "" {
+		opts.Auth.Password = pw
+	}
+	if c.ClickHouse.TLS.Enabled {
+		tc, err := tlsConfig(c.ClickHouse.TLS, "", "")
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse.tls: %w", err)
+		}
+		opts.TLS = tc
+	}
+	return opts, nil
+}
+
+// OpenClickHouse connects to the configured ClickHouse and pings it. Errors
+// name the redacted DSN only.
+func OpenClickHouse(ctx context.Context, c *config.Config) (driver.Conn, error) {
+	opts, err := ClickHouseOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse %s: %w", chclient.Redact(c.ClickHouse.DSN), err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("ClickHouse not reachable at %s: %w", chclient.Redact(c.ClickHouse.DSN), err)
+	}
+	return conn, nil
+}
+
+// Codec builds the event codec: Confluent framing through the configured
+// schema registry, or registry-free single-object encoding without one.
+func Codec(_ context.Context, c *config.Config) (*schemas.Codec, error) {
+	cat, err := schemas.Load()
+	if err != nil {
+		return nil, err
+	}
+	r := c.SchemaRegistry
+	if r.URL == "" {
+		return schemas.NewCodec(cat)
+	}
+	opts := []sr.ClientOpt{sr.URLs(r.URL), sr.HTTPClient(&http.Client{Timeout: 15 * time.Second})}
+	if r.Username != "" {
+		pw, err := c.RegistryPassword()
+		if err != nil {
+			return nil, fmt.Errorf("schemaRegistry.passwordFile: %w", err)
+		}
+		opts = append(opts, sr.BasicAuth(r.Username, pw))
+	}
+	cl, err := sr.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("schemaRegistry: %w", err)
+	}
+	return schemas.NewCodec(cat, schemas.WithRegistry(cl))
+}
+
+// Logger returns the configured slog logger writing to w.
+func Logger(c *config.Config, w io.Writer) *slog.Logger {
+	lvl, err := config.ParseLevel(c.Log.Level)
+	if err != nil {
+		lvl = slog.LevelInfo
+	}
+	o := &slog.HandlerOptions{Level: lvl}
+	if c.Log.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, o))
+	}
+	return slog.New(slog.NewJSONHandler(w, o))
+}
+
+func tlsConfig(t config.TLS, certFile, keyFile string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // opt-in by the operator
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("caFile %s holds no PEM certificate", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}

@@ -1,0 +1,439 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+
+	"github.com/reel-dev/reel/internal/config"
+	"github.com/reel-dev/reel/internal/httpapi"
+	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/registry"
+)
+
+// Supervisor runs a projectors.Runner for every live and standby
+// generation of the configured projections and follows the generation
+// registry: when a rebuild cuts over or rolls back (flipping statuses in
+// _reel_generations) it starts and stops runners by itself within one
+// generationPoll.
+//
+// A runner keeps running when its generation flips between live and
+// standby: the views are pointed by whoever flips the status (the rebuild
+// job), and a runner only touches views when it starts. A restarted runner
+// gets the options of its current status (standby: WithoutViews).
+type Supervisor struct {
+	cfg   *config.Config
+	conn  driver.Conn
+	dec   projectors.Decoder
+	kopts []kgo.Opt
+	reg   prometheus.Registerer
+	log   *slog.Logger
+	projs []*projectors.Projection
+	lag   *lagCollector
+
+	mu      sync.Mutex
+	gens    map[genKey]*genRun
+	synced  bool  // the registry was read once for every projection
+	lastErr error // the last reconcile error, for /readyz
+}
+
+type genKey struct {
+	proj string
+	gen  int
+}
+
+// genRun is one generation under supervision.
+type genRun struct {
+	p       *projectors.Projection
+	gen     int
+	status  string
+	metrics *projectors.Metrics
+	regd    *recordingRegisterer
+
+	runner    *projectors.Runner // nil while stopped
+	cancel    context.CancelFunc
+	done      chan struct{}
+	err       error // why the last run ended
+	failures  int
+	nextStart time.Time
+}
+
+// NewSupervisor prepares a supervisor for the configured projections
+// (all of the registry when the list is empty). Metrics are registered on
+// reg: the runtime's per generation (label generation), kprom's per client
+// (namespace reel_kafka, labels projection and generation) and the lag
+// collector's.
+func NewSupervisor(cfg *config.Config, conn driver.Conn, dec projectors.Decoder, kopts []kgo.Opt, reg prometheus.Registerer, log *slog.Logger) (*Supervisor, error) {
+	var projs []*projectors.Projection
+	if len(cfg.Projector.Projections) == 0 {
+		projs = registry.All()
+	} else {
+		for _, n := range cfg.Projector.Projections {
+			p, err := registry.Get(n)
+			if err != nil {
+				return nil, err
+			}
+			projs = append(projs, p)
+		}
+	}
+	s := &Supervisor{cfg: cfg, conn: conn, dec: dec, kopts: kopts, reg: reg, log: log, projs: projs, gens: map[genKey]*genRun{}}
+	s.lag = newLagCollector()
+	if reg != nil {
+		if err := reg.Register(s.lag); err != nil {
+			return nil, fmt.Errorf("register lag collector: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Run supervises until ctx ends, then stops every runner gracefully (each
+// flushes its in-flight batches) and returns.
+func (s *Supervisor) Run(ctx context.Context) error {
+	adm, err := newLagSource(s.kopts)
+	if err != nil {
+		return err
+	}
+	defer adm.close()
+	defer s.stopAll()
+	poll := s.cfg.Projector.GenerationPoll
+	for {
+		s.reconcile(ctx)
+		s.lag.refresh(ctx, s, adm)
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// reconcile makes the running runners match the registry.
+func (s *Supervisor) reconcile(ctx context.Context) {
+	var errs []error
+	for _, p := range s.projs {
+		// LiveGeneration registers generation 1 on a projection's first run.
+		if _, err := projectors.LiveGeneration(ctx, s.conn, p); err != nil && ctx.Err() == nil {
+			// "generations but none live" is a valid state during a
+			// rebuild's rollback; standby ones still run.
+			s.log.Warn("no live generation", "projection", p.Name, "err", err)
+		}
+		gens, err := projectors.Generations(ctx, s.conn, p.Name)
+		if err != nil {
+			if ctx.Err() == nil {
+				errs = append(errs, err)
+				s.log.Warn("cannot read the generation registry; keeping runners as they are", "projection", p.Name, "err", err)
+			}
+			continue
+		}
+		want := map[int]string{}
+		for _, g := range gens {
+			if g.Status == projectors.StatusLive || g.Status == projectors.StatusStandby {
+				want[g.Generation] = g.Status
+			}
+		}
+		s.mu.Lock()
+		var stop []*genRun
+		for k, gr := range s.gens {
+			if k.proj != p.Name {
+				continue
+			}
+			if _, ok := want[k.gen]; !ok {
+				stop = append(stop, gr)
+				delete(s.gens, k)
+			}
+		}
+		s.mu.Unlock()
+		for _, gr := range stop {
+			s.log.Info("generation left live/standby; stopping its runner", "projection", p.Name, "generation", gr.gen)
+			s.stop(gr)
+			gr.unregister(s.reg)
+		}
+		for g, status := range want {
+			if ctx.Err() != nil {
+				return
+			}
+			s.ensure(ctx, p, g, status)
+		}
+	}
+	s.mu.Lock()
+	s.synced = len(errs) == 0 || s.synced
+	s.lastErr = errors.Join(errs...)
+	s.mu.Unlock()
+}
+
+// ensure starts (or restarts after a failure, with backoff) the runner of
+// one generation.
+func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen int, status string) {
+	k := genKey{p.Name, gen}
+	s.mu.Lock()
+	gr := s.gens[k]
+	if gr == nil {
+		gr = &genRun{p: p, gen: gen}
+		gr.regd = &recordingRegisterer{inner: prometheus.WrapRegistererWith(prometheus.Labels{"generation": strconv.Itoa(gen)}, s.reg)}
+		if s.reg == nil {
+			gr.metrics = projectors.NewMetrics(nil)
+		} else {
+			gr.metrics = projectors.NewMetrics(gr.regd)
+		}
+		s.gens[k] = gr
+	}
+	if gr.status != status && gr.status != "" {
+		s.log.Info("generation status changed", "projection", p.Name, "generation", gen, "from", gr.status, "to", status)
+	}
+	gr.status = status
+	running := gr.runner != nil
+	if running {
+		select {
+		case <-gr.done:
+			running = false
+			gr.runner = nil
+		default:
+		}
+	}
+	if running || time.Now().Before(gr.nextStart) {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+
+	opts := []projectors.Opt{
+		projectors.Brokers(s.cfg.Kafka.Brokers...),
+		projectors.Generation(gen),
+		projectors.BatchEvents(s.cfg.Projector.BatchEvents),
+		projectors.FlushInterval(s.cfg.Projector.FlushInterval),
+		projectors.InsertTimeout(s.cfg.Projector.InsertTimeout),
+		projectors.RetryBackoff(s.cfg.Projector.RetryMin, s.cfg.Projector.RetryMax),
+		projectors.StateCacheSize(s.cfg.Projector.StateCacheSize),
+		projectors.Logger(s.log),
+		projectors.WithMetrics(gr.metrics),
+		projectors.KafkaOpts(s.kopts...),
+	}
+	if s.reg != nil {
+		// One kprom value per client: kprom registers its collectors when
+		// the client starts and unregisters them when it closes.
+		kreg := prometheus.WrapRegistererWith(prometheus.Labels{"projection": p.Name, "generation": strconv.Itoa(gen)}, s.reg)
+		opts = append(opts, projectors.KafkaHooks(kprom.NewMetrics("reel_kafka", kprom.Registerer(kreg))))
+	}
+	if status != projectors.StatusLive {
+		opts = append(opts, projectors.WithoutViews())
+	}
+	r, err := projectors.NewRunner(p, s.conn, s.dec, opts...)
+	if err != nil {
+		s.log.Error("cannot create runner", "projection", p.Name, "generation", gen, "err", err)
+		s.mu.Lock()
+		gr.err, gr.nextStart = err, time.Now().Add(s.cfg.Projector.RetryMax)
+		s.mu.Unlock()
+		return
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	s.mu.Lock()
+	gr.runner, gr.cancel, gr.done = r, cancel, done
+	s.mu.Unlock()
+	s.log.Info("starting runner", "projection", p.Name, "generation", gen, "status", status)
+	go func() {
+		defer close(done)
+		err := r.Run(rctx)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		gr.err = err
+		if err != nil && rctx.Err() == nil {
+			gr.failures++
+			backoff := min(s.cfg.Projector.RetryMin<<min(gr.failures, 16), s.cfg.Projector.RetryMax)
+			gr.nextStart = time.Now().Add(backoff)
+			s.log.Error("runner stopped; restarting after backoff", "projection", p.Name, "generation", gen, "err", err, "backoff", backoff)
+			return
+		}
+		gr.failures = 0
+	}()
+}
+
+func (s *Supervisor) stop(gr *genRun) {
+	s.mu.Lock()
+	cancel, done := gr.cancel, gr.done
+	gr.runner = nil
+	s.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-done
+}
+
+// stopAll stops every runner in parallel; each flushes its batches.
+func (s *Supervisor) stopAll() {
+	s.mu.Lock()
+	var all []*genRun
+	for _, gr := range s.gens {
+		all = append(all, gr)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, gr := range all {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.stop(gr) }()
+	}
+	wg.Wait()
+	s.log.Info("all runners stopped")
+}
+
+// Ready reports nil when the registry has been read, every live/standby
+// generation has a running runner whose Ready is nil, and ClickHouse
+// answers a ping.
+func (s *Supervisor) Ready(ctx context.Context) error {
+	if err := s.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("ClickHouse unreachable: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.synced {
+		if s.lastErr != nil {
+			return s.lastErr
+		}
+		return errors.New("generation registry not read yet")
+	}
+	var errs []error
+	for _, k := range s.sortedKeys() {
+		gr := s.gens[k]
+		if gr.runner == nil {
+			errs = append(errs, fmt.Errorf("%s g%d: not running (last error: %v)", k.proj, k.gen, gr.err))
+			continue
+		}
+		if err := gr.runner.Ready(); err != nil {
+			errs = append(errs, fmt.Errorf("%s g%d: %w", k.proj, k.gen, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Supervisor) sortedKeys() []genKey {
+	keys := make([]genKey, 0, len(s.gens))
+	for k := range s.gens {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].proj != keys[j].proj {
+			return keys[i].proj < keys[j].proj
+		}
+		return keys[i].gen < keys[j].gen
+	})
+	return keys
+}
+
+// running returns the runners in a stable order, for the lag collector.
+func (s *Supervisor) running() []*genRun {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*genRun
+	for _, k := range s.sortedKeys() {
+		out = append(out, s.gens[k])
+	}
+	return out
+}
+
+// runnerFor finds the runner of a projection's generation (0: the live one).
+func (s *Supervisor) runnerFor(projection string, gen int) (*projectors.Runner, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, gr := range s.gens {
+		if k.proj != projection || (gen != 0 && k.gen != gen) || (gen == 0 && gr.status != projectors.StatusLive) {
+			continue
+		}
+		if gr.runner == nil {
+			return nil, httpapi.Errorf(http.StatusServiceUnavailable, "%s g%d is not running right now (last error: %v)", projection, k.gen, gr.err)
+		}
+		return gr.runner, nil
+	}
+	if gen == 0 {
+		return nil, httpapi.Errorf(http.StatusNotFound, "this process runs no live generation of projection %q", projection)
+	}
+	return nil, httpapi.Errorf(http.StatusNotFound, "this process does not run generation %d of projection %q", gen, projection)
+}
+
+// ReplayParked re-applies an aggregate's parked events in the runner that
+// owns its partition (httpapi.Admin).
+func (s *Supervisor) ReplayParked(ctx context.Context, projection string, gen int, aggregate string) (any, error) {
+	r, err := s.runnerFor(projection, gen)
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.ReplayParked(ctx, aggregate)
+	return res, classify(err)
+}
+
+// DiscardParked drops an aggregate's parked events and unparks it in the
+// running worker (httpapi.Admin).
+func (s *Supervisor) DiscardParked(ctx context.Context, projection string, gen int, aggregate string) (any, error) {
+	r, err := s.runnerFor(projection, gen)
+	if err != nil {
+		return nil, err
+	}
+	res, err := r.DiscardParked(ctx, aggregate)
+	return res, classify(err)
+}
+
+func classify(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, projectors.ErrNotParked):
+		return &httpapi.Error{Status: http.StatusNotFound, Err: err}
+	case errors.Is(err, projectors.ErrNotOwner):
+		// Another replica owns the partition: the caller retries there.
+		return &httpapi.Error{Status: http.StatusConflict, Err: err}
+	}
+	return err
+}
+
+// recordingRegisterer remembers what it registered so that a generation's
+// runtime metrics can be removed when the generation is retired.
+type recordingRegisterer struct {
+	inner prometheus.Registerer
+	mu    sync.Mutex
+	cs    []prometheus.Collector
+}
+
+func (r *recordingRegisterer) Register(c prometheus.Collector) error {
+	if err := r.inner.Register(c); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.cs = append(r.cs, c)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recordingRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (r *recordingRegisterer) Unregister(c prometheus.Collector) bool { return r.inner.Unregister(c) }
+
+func (gr *genRun) unregister(reg prometheus.Registerer) {
+	if reg == nil || gr.regd == nil {
+		return
+	}
+	gr.regd.mu.Lock()
+	defer gr.regd.mu.Unlock()
+	for _, c := range gr.regd.cs {
+		gr.regd.inner.Unregister(c)
+	}
+	gr.regd.cs = nil
+}

@@ -1,0 +1,246 @@
+// Package config is Reel's YAML configuration: one file, environment
+// overrides for what differs per deployment (addresses, secrets), and a
+// Validate that reports every mistake at once, each with its path.
+//
+//	cfg, err := config.Load("reel.yaml", os.Getenv) // parse + env overrides
+//	if err != nil { … }                              // unreadable or unknown keys
+//	if err := cfg.Validate(); err != nil { … }       // "clickhouse.dsn: …\nhttp.listen: …"
+//
+// The shape is rendered by the Helm chart into a ConfigMap; keep the YAML
+// keys stable. Secrets are never in the file: they are read from the files
+// the *File fields name (mounted Secrets) or from the environment.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole file.
+type Config struct {
+	Kafka          Kafka          `yaml:"kafka"`
+	SchemaRegistry SchemaRegistry `yaml:"schemaRegistry"`
+	ClickHouse     ClickHouse     `yaml:"clickhouse"`
+	Projector      Projector      `yaml:"projector"`
+	HTTP           HTTP           `yaml:"http"`
+	Log            Log            `yaml:"log"`
+
+	// Secrets taken from the environment (never from the file). They are
+	// unexported so that printing or marshaling a Config cannot leak them.
+	kafkaPassword, registryPassword, clickhousePassword, adminToken string
+}
+
+// Kafka is the broker connection.
+type Kafka struct {
+	Brokers  []string `yaml:"brokers"`  // env REEL_KAFKA_BROKERS (comma-separated)
+	ClientID string   `yaml:"clientId"` // default "reel"
+	TLS      KafkaTLS `yaml:"tls"`
+	SASL     SASL     `yaml:"sasl"`
+}
+
+// TLS configures a client's TLS. CAFile empty: the system roots.
+type TLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"caFile"`
+	InsecureSkipVerify bool   `yaml:"insecureSkipVerify"`
+}
+
+// KafkaTLS adds an optional client certificate (mutual TLS).
+type KafkaTLS struct {
+	TLS      `yaml:",inline"`
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+}
+
+// SASL mechanisms Reel speaks.
+const (
+	SASLPlain       = "PLAIN"
+	SASLScramSHA256 = "SCRAM-SHA-256"
+	SASLScramSHA512 = "SCRAM-SHA-512"
+)
+
+// SASL is Kafka authentication. The password comes from PasswordFile or env
+// REEL_KAFKA_SASL_PASSWORD (env wins).
+type SASL struct {
+	Mechanism    string `yaml:"mechanism"` // "" (off), PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"passwordFile"`
+}
+
+// SchemaRegistry is the optional Confluent-compatible registry. Empty URL:
+// registry-free single-object encoding.
+type SchemaRegistry struct {
+	URL          string `yaml:"url"` // env REEL_SCHEMA_REGISTRY_URL
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"passwordFile"` // or env REEL_SCHEMA_REGISTRY_PASSWORD
+}
+
+// ClickHouse is the read-model database.
+type ClickHouse struct {
+	DSN          string `yaml:"dsn"` // env REEL_CLICKHOUSE_DSN; clickhouse:// (native) or http(s)://
+	Username     string `yaml:"username"`
+	PasswordFile string `yaml:"passwordFile"` // or env REEL_CLICKHOUSE_PASSWORD
+	TLS          TLS    `yaml:"tls"`
+}
+
+// Projector tunes the runtime; the defaults are the runtime's.
+type Projector struct {
+	Projections    []string      `yaml:"projections"` // empty: all; env REEL_PROJECTIONS (comma-separated)
+	BatchEvents    int           `yaml:"batchEvents"`
+	FlushInterval  time.Duration `yaml:"flushInterval"`
+	InsertTimeout  time.Duration `yaml:"insertTimeout"`
+	RetryMin       time.Duration `yaml:"retryMin"`
+	RetryMax       time.Duration `yaml:"retryMax"`
+	StateCacheSize int           `yaml:"stateCacheSize"`
+	GenerationPoll time.Duration `yaml:"generationPoll"`
+}
+
+// HTTP is the operations endpoint: /metrics, /healthz, /readyz, /admin/….
+type HTTP struct {
+	Listen         string `yaml:"listen"`         // env REEL_HTTP_LISTEN
+	AdminTokenFile string `yaml:"adminTokenFile"` // or env REEL_ADMIN_TOKEN; no token: admin endpoints off
+}
+
+// Log configures slog.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error; env REEL_LOG_LEVEL
+	Format string `yaml:"format"` // json | text
+}
+
+// Default returns the configuration used for every key the file leaves out.
+func Default() Config {
+	return Config{
+		Kafka:      Kafka{Brokers: []string{"kafka:9092"}, ClientID: "reel"},
+		ClickHouse: ClickHouse{DSN: "clickhouse://clickhouse:9000/reel"},
+		Projector: Projector{
+			BatchEvents:    5000,
+			FlushInterval:  200 * time.Millisecond,
+			InsertTimeout:  30 * time.Second,
+			RetryMin:       100 * time.Millisecond,
+			RetryMax:       10 * time.Second,
+			StateCacheSize: 200000,
+			GenerationPoll: 5 * time.Second,
+		},
+		HTTP: HTTP{Listen: ":9464"},
+		Log:  Log{Level: "info", Format: "json"},
+	}
+}
+
+// Load reads the file at path ("" : defaults only) and applies the
+// environment overrides looked up through getenv (os.Getenv in main; a map
+// in tests). It fails on unreadable files, bad YAML and unknown keys; all
+// other mistakes are Validate's.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	c := Default()
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if err := c.parse(b); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	c.applyEnv(getenv)
+	return &c, nil
+}
+
+// Parse is Load for bytes already read.
+func Parse(b []byte, getenv func(string) string) (*Config, error) {
+	c := Default()
+	if err := c.parse(b); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.applyEnv(getenv)
+	return &c, nil
+}
+
+func (c *Config) parse(b []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+func (c *Config) applyEnv(getenv func(string) string) {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	list := func(v string) []string {
+		var out []string
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	if v := getenv("REEL_KAFKA_BROKERS"); v != "" {
+		c.Kafka.Brokers = list(v)
+	}
+	if v := getenv("REEL_SCHEMA_REGISTRY_URL"); v != "" {
+		c.SchemaRegistry.URL = v
+	}
+	if v := getenv("REEL_CLICKHOUSE_DSN"); v != "" {
+		c.ClickHouse.DSN = v
+	}
+	if v := getenv("REEL_PROJECTIONS"); v != "" {
+		c.Projector.Projections = list(v)
+	}
+	if v := getenv("REEL_HTTP_LISTEN"); v != "" {
+		c.HTTP.Listen = v
+	}
+	if v := getenv("REEL_LOG_LEVEL"); v != "" {
+		c.Log.Level = v
+	}
+	c.kafkaPassword = getenv("REEL_KAFKA_SASL_PASSWORD")
+	c.registryPassword = getenv("REEL_SCHEMA_REGISTRY_PASSWORD")
+	c.clickhousePassword = getenv("REEL_CLICKHOUSE_PASSWORD")
+	c.adminToken = getenv("REEL_ADMIN_TOKEN")
+}
+
+// secret returns the env value if set, else the trimmed content of file.
+func secret(env, file string) (string, error) {
+	if env != "" {
+		return env, nil
+	}
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		// The error names the file, never its content.
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// KafkaPassword is the SASL password (env REEL_KAFKA_SASL_PASSWORD, else
+// kafka.sasl.passwordFile).
+func (c *Config) KafkaPassword() (string, error) {
+	return secret(c.kafkaPassword, c.Kafka.SASL.PasswordFile)
+}
+
+// RegistryPassword is the schema registry password.
+func (c *Config) RegistryPassword() (string, error) {
+	return secret(c.registryPassword, c.SchemaRegistry.PasswordFile)
+}
+
+// ClickHousePassword is the ClickHouse password.
+func (c *Config) ClickHousePassword() (string, error) {
+	return secret(c.clickhousePassword, c.ClickHouse.PasswordFile)
+}
+
+// AdminToken is the bearer token of the admin endpoints; "" disables them.
+func (c *Config) AdminToken() (string, error) {
+	return secret(c.adminToken, c.HTTP.AdminTokenFile)
+}
