@@ -177,13 +177,12 @@ func (s *Server) parse(r *http.Request) (*request, func(), error) {
 	}
 	// The statement (or the rest of it) is in the body. Read what a
 	// statement can be; an INSERT's data after FORMAT is streamed instead.
-	head := make([]byte, 256<<10)
-	n, err := io.ReadFull(body, head)
-	head = head[:n]
-	eof := err == io.EOF || err == io.ErrUnexpectedEOF
-	if err != nil && !eof {
+	const headSize = 256 << 10
+	head, err := io.ReadAll(io.LimitReader(body, headSize))
+	if err != nil {
 		return nil, cleanup, readErrOf(err)
 	}
+	eof := len(head) < headSize
 	text := string(head)
 	if urlQuery != "" {
 		if len(head) > 0 {
