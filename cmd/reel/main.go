@@ -32,6 +32,8 @@ func commands() map[string]command {
 		"schemas": {"check|list|register: the event catalog and its compatibility gate", cmdSchemas},
 		"produce": {"seats|shop: run a demo service that publishes events", cmdProduce},
 		"project": {"run the configured projections (-config reel.yaml, -validate)", cmdProject},
+		"status":  {"per projection: generations, group, partitions, lag, parked count (-json)", cmdStatus},
+		"dlq":     {"list|show|discard|replay parked aggregates of a projection", cmdDLQ},
 	}
 }
 
