@@ -53,6 +53,7 @@ func Kafka(t testing.TB) []string {
 			}
 			c.Close()
 		}
+		resetKafka(t, brokers)
 		return brokers
 	}
 	if Integration() {
