@@ -211,7 +211,6 @@ func statusOf(ctx context.Context, conn driver.Conn, adm *kadm.Client, projs []*
 }
 
 func writeStatus(w io.Writer, st *Status) error {
-	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmtTime := func(t *time.Time) string {
 		if t == nil {
 			return "-"
@@ -220,11 +219,11 @@ func writeStatus(w io.Writer, st *Status) error {
 	}
 	for i, p := range st.Projections {
 		if i > 0 {
-			fmt.Fprintln(tw)
+			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(tw, "%s (v%d) %s\n", p.Name, p.Version, p.Description)
+		fmt.Fprintf(w, "%s (v%d) %s\n", p.Name, p.Version, p.Description)
 		if len(p.Generations) == 0 {
-			fmt.Fprintln(tw, "  never run")
+			fmt.Fprintln(w, "  never run")
 			continue
 		}
 		for _, g := range p.Generations {
@@ -232,19 +231,23 @@ func writeStatus(w io.Writer, st *Status) error {
 			if state == "" {
 				state = "-"
 			}
-			fmt.Fprintf(tw, "  g%d\t%s\tgroup %s (%s, %d members)\tlag %d\tparked %d aggregates / %d events\tlast event %s\n",
+			fmt.Fprintf(w, "  g%d %s  group %s (%s, %d members)  lag %d  parked %d aggregates / %d events  last event %s\n",
 				g.Generation, g.Status, g.Group, state, g.Members, g.Lag, g.ParkedAggregates, g.ParkedEvents, fmtTime(g.LastEventTime))
 			if g.Error != "" {
-				fmt.Fprintf(tw, "    error: %s\n", g.Error)
+				fmt.Fprintf(w, "    error: %s\n", g.Error)
 			}
 			if len(g.Partitions) == 0 {
 				continue
 			}
+			tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "    TOPIC\tPARTITION\tAPPLIED\tEND\tLAG\tLAST EVENT")
 			for _, pt := range g.Partitions {
 				fmt.Fprintf(tw, "    %s\t%d\t%d\t%d\t%d\t%s\n", pt.Topic, pt.Partition, pt.Applied, pt.End, pt.Lag, fmtTime(pt.LastEventTime))
 			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
 		}
 	}
-	return tw.Flush()
+	return nil
 }

@@ -1,0 +1,201 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/reel-dev/reel/internal/config"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+const full = `
+kafka:
+  brokers: ["k1:9092", "k2:9092"]
+  clientId: reel-test
+  tls: {enabled: false, caFile: "", certFile: "", keyFile: "", insecureSkipVerify: false}
+  sasl: {mechanism: "", username: "", passwordFile: ""}
+schemaRegistry:
+  url: ""
+  username: ""
+  passwordFile: ""
+clickhouse:
+  dsn: "clickhouse://clickhouse:9000/reel"
+  username: ""
+  passwordFile: ""
+  tls: {enabled: false, caFile: "", insecureSkipVerify: false}
+projector:
+  projections: [orders, seats]
+  batchEvents: 100
+  flushInterval: 50ms
+  insertTimeout: 5s
+  retryMin: 10ms
+  retryMax: 1s
+  stateCacheSize: 1000
+  generationPoll: 2s
+http:
+  listen: ":9464"
+  adminTokenFile: ""
+log:
+  level: debug
+  format: json
+`
+
+func TestParseFullShape(t *testing.T) {
+	c, err := config.Parse([]byte(full), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("the documented shape must validate: %v", err)
+	}
+	if !reflect.DeepEqual(c.Kafka.Brokers, []string{"k1:9092", "k2:9092"}) || c.Kafka.ClientID != "reel-test" {
+		t.Fatalf("kafka: %+v", c.Kafka)
+	}
+	p := c.Projector
+	if p.BatchEvents != 100 || p.FlushInterval != 50*time.Millisecond || p.GenerationPoll != 2*time.Second || p.RetryMax != time.Second {
+		t.Fatalf("projector: %+v", p)
+	}
+	if c.Log.Level != "debug" {
+		t.Fatalf("log: %+v", c.Log)
+	}
+}
+
+func TestDefaultsValidate(t *testing.T) {
+	c, err := config.Parse(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Projector.BatchEvents != 5000 || c.HTTP.Listen != ":9464" || c.ClickHouse.DSN != "clickhouse://clickhouse:9000/reel" {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestUnknownKeyIsAnError(t *testing.T) {
+	_, err := config.Parse([]byte("kafka:\n  brokerz: [x:1]\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "brokerz") {
+		t.Fatalf("want an error naming the unknown key, got %v", err)
+	}
+	_, err = config.Parse([]byte("clickhouse:\n  tls: {certFile: x}\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "certFile") {
+		t.Fatalf("clickhouse.tls has no client certificate; want an error, got %v", err)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	y := full + "" // file values first
+	y = strings.Replace(y, `adminTokenFile: ""`, `adminTokenFile: "`+tokFile+`"`, 1)
+	c, err := config.Parse([]byte(y), env(map[string]string{
+		"REEL_KAFKA_BROKERS":       "a:1, b:2",
+		"REEL_SCHEMA_REGISTRY_URL": "http://sr:8081",
+		"REEL_CLICKHOUSE_DSN":      "http://ch:8123/db",
+		"REEL_PROJECTIONS":         "sales",
+		"REEL_HTTP_LISTEN":         "127.0.0.1:1",
+		"REEL_LOG_LEVEL":           "warn",
+		"REEL_CLICKHOUSE_PASSWORD": "chpw",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Kafka.Brokers, []string{"a:1", "b:2"}) || c.SchemaRegistry.URL != "http://sr:8081" ||
+		c.ClickHouse.DSN != "http://ch:8123/db" || !reflect.DeepEqual(c.Projector.Projections, []string{"sales"}) ||
+		c.HTTP.Listen != "127.0.0.1:1" || c.Log.Level != "warn" {
+		t.Fatalf("env overrides not applied: %+v", c)
+	}
+	if pw, _ := c.ClickHousePassword(); pw != "chpw" {
+		t.Fatalf("clickhouse password %q", pw)
+	}
+	if tok, _ := c.AdminToken(); tok != "from-file" {
+		t.Fatalf("admin token from file: %q", tok)
+	}
+	c2, _ := config.Parse([]byte(y), env(map[string]string{"REEL_ADMIN_TOKEN": "from-env"}))
+	if tok, _ := c2.AdminToken(); tok != "from-env" {
+		t.Fatalf("env token must win over the file: %q", tok)
+	}
+}
+
+func TestValidateListsEveryError(t *testing.T) {
+	y := `
+kafka:
+  brokers: ["nohostport"]
+  clientId: ""
+  sasl: {mechanism: "GSSAPI"}
+schemaRegistry:
+  url: "ftp://sr"
+clickhouse:
+  dsn: "mysql://u:hunter2@db:3306/x"
+  tls: {caFile: /nonexistent/ca.pem}
+projector:
+  projections: [orders, nope, orders]
+  batchEvents: 0
+  retryMin: 2s
+  retryMax: 1s
+  generationPoll: 1ms
+http:
+  listen: "9464"
+log:
+  level: loud
+  format: xml
+`
+	c, err := config.Parse([]byte(y), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate()
+	var es config.Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("want config.Errors, got %v", err)
+	}
+	paths := map[string]bool{}
+	for _, e := range es {
+		paths[e.Path] = true
+	}
+	for _, want := range []string{
+		"kafka.brokers[0]", "kafka.clientId", "kafka.sasl.mechanism", "schemaRegistry.url", "clickhouse.dsn",
+		"clickhouse.tls.enabled", "clickhouse.tls.caFile", "projector.projections[1]", "projector.projections[2]",
+		"projector.batchEvents", "projector.retryMax", "projector.generationPoll", "http.listen", "log.level", "log.format",
+	} {
+		if !paths[want] {
+			t.Errorf("no error for %s", want)
+		}
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "hunter2") {
+		t.Fatalf("a password leaked into the validation errors:\n%s", msg)
+	}
+	if !strings.Contains(msg, "clickhouse.dsn: ") {
+		t.Fatalf("errors must be prefixed with their path:\n%s", msg)
+	}
+	t.Logf("%d errors:\n%s", len(es), msg)
+}
+
+func TestSASLNeedsCredentials(t *testing.T) {
+	c, _ := config.Parse([]byte("kafka:\n  sasl: {mechanism: SCRAM-SHA-512}\n"), nil)
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "kafka.sasl.username") || !strings.Contains(err.Error(), "kafka.sasl.passwordFile") {
+		t.Fatalf("want username and password errors, got %v", err)
+	}
+	c, _ = config.Parse([]byte("kafka:\n  sasl: {mechanism: PLAIN, username: u}\n"), env(map[string]string{"REEL_KAFKA_SASL_PASSWORD": "p"}))
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if pw, _ := c.KafkaPassword(); pw != "p" {
+		t.Fatalf("password %q", pw)
+	}
+}
