@@ -1,0 +1,156 @@
+package rebuild
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/projectors"
+)
+
+// Snapshot copies generation from's tables into generation to (whose tables
+// must exist and be empty) so that to resumes from recorded positions and
+// replays only the tail. It keeps the runtime's invariant "the State table's
+// position is never ahead of any other table's":
+//
+//  1. The State table is copied FIRST, FINAL, in one INSERT … SELECT: one
+//     query reads one snapshot of the parts, so every aggregate's row is its
+//     state as of that moment. Its position in `to` is the highest _offset
+//     copied per partition (no checkpoint is written for it): events after
+//     that produced no State row, so the state is exact at that offset.
+//  2. Then each other table's position in `from` is read — it is ≥ the
+//     State position just copied, because from's State table is written
+//     last in every batch and positions only grow — and the rows up to it
+//     are copied, with a checkpoint at that position.
+//
+// The new generation's workers resume one past the State position and
+// re-apply the few events up to the other tables' positions; the runtime
+// drops their rows for tables that already hold them. Tables whose engine
+// merges rows (Summing…, Aggregating…) cannot be cut at a position:
+// Snapshot refuses them.
+//
+// It returns the State table's copied positions (or the lowest table
+// position when there is no State table).
+func Snapshot(ctx context.Context, conn driver.Conn, p *projectors.Projection, from, to int) (map[string]map[int32]int64, error) {
+	la, lb := projectors.NewLayout(p, from), projectors.NewLayout(p, to)
+	ta, tb := la.Tables(), lb.Tables()
+	for _, t := range ta {
+		if !t.State && collapses(t.Engine) {
+			return nil, fmt.Errorf("snapshot of %s: table %s has engine %s, which merges rows and cannot be cut at a position; rebuild without -snapshot", p.Name, t.Logical, t.Engine)
+		}
+	}
+	state := -1
+	for i, t := range ta {
+		if t.State {
+			state = i
+		}
+	}
+	copied := map[string]map[int32]int64{}
+	if state >= 0 {
+		cols := columnNames(ta[state])
+		if err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s FINAL", tb[state].Name, cols, cols, ta[state].Name)); err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", ta[state].Name, err)
+		}
+		rows, err := conn.Query(ctx, "SELECT _topic, _partition, max(_offset) FROM "+tb[state].Name+" GROUP BY _topic, _partition")
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var topic string
+			var part uint32
+			var off uint64
+			if err := rows.Scan(&topic, &part, &off); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			setPos(copied, topic, int32(part), int64(off))
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	posA, err := projectors.TablePositions(ctx, conn, la)
+	if err != nil {
+		return nil, err
+	}
+	ck, err := conn.PrepareBatch(ctx, "INSERT INTO "+projectors.CheckpointsTable+" (proj, generation, tbl, topic, part, off, updated_at)")
+	if err != nil {
+		return nil, err
+	}
+	defer ck.Close()
+	nck := 0
+	for i, t := range ta {
+		if i == state {
+			continue
+		}
+		pos := map[string]map[int32]int64{}
+		for topic, parts := range posA {
+			for part, v := range parts {
+				if v[i] < 0 {
+					continue
+				}
+				if s, ok := copied[topic][part]; ok && v[i] < s {
+					// Cannot happen while the runtime writes the State table last.
+					return nil, fmt.Errorf("snapshot of %s: table %s is at %d on %s/%d, behind the State table's %d — invariant broken", p.Name, t.Logical, v[i], topic, part, s)
+				}
+				setPos(pos, topic, part, v[i])
+				if state < 0 {
+					if c, ok := copied[topic][part]; !ok || v[i] < c {
+						setPos(copied, topic, part, v[i])
+					}
+				}
+				if err := ck.Append(p.Name, uint32(to), t.Logical, topic, uint32(part), uint64(v[i]), nowUTC()); err != nil {
+					return nil, err
+				}
+				nck++
+			}
+		}
+		if len(pos) == 0 {
+			continue
+		}
+		cols := columnNames(t)
+		if err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE toInt64(_offset) <= %s",
+			tb[i].Name, cols, cols, t.Name, posExpr(pos))); err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", t.Name, err)
+		}
+	}
+	// Checkpoints last: they only ever claim what the tables already hold.
+	if nck > 0 {
+		if err := ck.Send(); err != nil {
+			return nil, fmt.Errorf("snapshot checkpoints: %w", err)
+		}
+	}
+	return copied, nil
+}
+
+func columnNames(t projectors.PhysTable) string {
+	var names []string
+	for _, c := range t.Columns {
+		names = append(names, c.Name)
+	}
+	for _, c := range projectors.SystemColumns() {
+		names = append(names, c.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// truncate empties a generation's tables and forgets its checkpoints and
+// resolved parked events.
+func truncate(ctx context.Context, conn driver.Conn, p *projectors.Projection, gen int) error {
+	for _, t := range projectors.NewLayout(p, gen).Tables() {
+		if err := conn.Exec(ctx, "TRUNCATE TABLE IF EXISTS "+t.Name); err != nil {
+			return fmt.Errorf("truncate %s: %w", t.Name, err)
+		}
+	}
+	// Lightweight deletes: the rows disappear for every later read at once
+	// (an ALTER … DELETE mutation would run in the background).
+	for _, tbl := range []string{projectors.CheckpointsTable, projectors.ResolvedTable} {
+		if err := conn.Exec(ctx, "DELETE FROM "+tbl+" WHERE proj = ? AND generation = ?", p.Name, uint32(gen)); err != nil {
+			return fmt.Errorf("forget %s of %s g%d: %w", tbl, p.Name, gen, err)
+		}
+	}
+	return nil
+}
