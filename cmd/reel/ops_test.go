@@ -606,3 +606,63 @@ func (p *proxy) up() {
 	}
 	p.serve(ln)
 }
+
+// TestSupervisorFollowsGenerations flips statuses in _reel_generations the
+// way the rebuild job does and checks that `reel project` starts the new
+// live generation, keeps the standby one and stops a retired one.
+func TestSupervisorFollowsGenerations(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	ch := testenv.ClickHouse(t)
+	ctx := context.Background()
+	createTopic(t, brokers, seats.Topic, 2)
+	evs, _ := demoSeatEvents(3, 60)
+	last := produceRecords(t, brokers, encodeAll(t, evs))
+	base, stop := startProject(t, testConfig(t, brokers, ch.DSN, nil), &syncBuffer{})
+	waitFor(t, "g1 applied", 60*time.Second, func() error {
+		return projectors.WaitApplied(ctx, ch.Conn, "seats", 1, map[string]map[int32]int64{seats.Topic: last}, 0)
+	})
+	gens := func(want map[string]string) func() error {
+		return func() error {
+			_, body, err := httpGet(base + "/metrics")
+			if err != nil {
+				return err
+			}
+			have := map[string]string{}
+			for _, m := range parseMetrics(t, body)["reel_projector_generation_info"].GetMetric() {
+				l := map[string]string{}
+				for _, lp := range m.Label {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				have[l["generation"]] = l["status"]
+			}
+			if fmt.Sprint(have) != fmt.Sprint(want) {
+				return fmt.Errorf("generations running %v, want %v", have, want)
+			}
+			return nil
+		}
+	}
+	p := seats.Availability()
+	// Cut-over: g2 live, g1 standby.
+	if err := projectors.SetGeneration(ctx, ch.Conn, p, 2, projectors.StatusLive, "test cut-over"); err != nil {
+		t.Fatal(err)
+	}
+	if err := projectors.SetGeneration(ctx, ch.Conn, p, 1, projectors.StatusStandby, "test cut-over"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "g2 started, g1 kept as standby", 30*time.Second, gens(map[string]string{"1": "standby", "2": "live"}))
+	waitFor(t, "g2 applied", 60*time.Second, func() error {
+		return projectors.WaitApplied(ctx, ch.Conn, "seats", 2, map[string]map[int32]int64{seats.Topic: last}, 0)
+	})
+	// Retire g1: its runner stops and its series disappear.
+	if err := projectors.SetGeneration(ctx, ch.Conn, p, 1, projectors.StatusRetired, "test retire"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "g1 stopped", 30*time.Second, gens(map[string]string{"2": "live"}))
+	_, body, _ := httpGet(base + "/metrics")
+	if _, ok := metricValue(parseMetrics(t, body), "reel_projector_events_total", map[string]string{"projection": "seats", "generation": "1"}); ok {
+		t.Errorf("the retired generation's runtime metrics are still exported")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
