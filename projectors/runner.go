@@ -90,10 +90,16 @@ func (r *Runner) Layout() *Layout { return r.layout }
 // return every partition's in-flight batch has been flushed or abandoned.
 func (r *Runner) Run(ctx context.Context) error {
 	if err := EnsureSchema(ctx, r.conn, r.layout); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	if r.cfg.views {
 		if err := CreateViews(ctx, r.conn, r.layout); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 	}

@@ -2,9 +2,11 @@ package projectors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
@@ -16,6 +18,11 @@ import (
 func WaitApplied(ctx context.Context, conn driver.Conn, projection string, gen int, offsets map[string]map[int32]int64, interval time.Duration) error {
 	for {
 		missing, err := notApplied(ctx, conn, projection, gen, offsets)
+		var ex *clickhouse.Exception
+		if errors.As(err, &ex) && ex.Code == codeUnknownTable && interval > 0 {
+			// The projector has not created its tables yet.
+			missing, err = []string{"(no checkpoints yet)"}, nil
+		}
 		if err != nil {
 			return err
 		}
@@ -34,6 +41,9 @@ func WaitApplied(ctx context.Context, conn driver.Conn, projection string, gen i
 		}
 	}
 }
+
+// codeUnknownTable is ClickHouse's UNKNOWN_TABLE error code.
+const codeUnknownTable = 60
 
 func notApplied(ctx context.Context, conn driver.Conn, projection string, gen int, offsets map[string]map[int32]int64) ([]string, error) {
 	rows, err := conn.Query(ctx, "SELECT topic, part, min(o) FROM (SELECT tbl, topic, part, max(off) AS o FROM "+checkpointsTable+
