@@ -1,0 +1,226 @@
+package projectors_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/internal/testenv"
+	"github.com/reel-dev/reel/projectors/seats"
+	"github.com/reel-dev/reel/projectors/shop"
+)
+
+// envInt reads a tuning knob for a longer soak by hand, e.g.
+// REEL_EO_KILLS=200 REEL_EO_DURATION=20m go test -run ExactlyOnce ./projectors/
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+var allProjections = []string{"orders", "order_saga", "sales", "seats", "event_log"}
+
+// TestExactlyOnceUnderKills streams shop sagas and seat events while
+// projector processes (every projection in each) are SIGKILLed at random
+// moments, started and stopped, 1–3 at a time, so partitions move between
+// members mid-batch. Afterwards one replica catches up and every table
+// must equal an independent fold of the produced events: nothing lost,
+// nothing duplicated.
+//
+// Knobs: REEL_EO_KILLS (20), REEL_EO_DURATION (50s), REEL_EO_RATE (events/s,
+// 2500), REEL_EO_PARTITIONS (4), REEL_EO_SEED (time).
+func TestExactlyOnceUnderKills(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	ch := testenv.ClickHouse(t)
+	bin := buildProjectorProc(t)
+
+	kills := envInt("REEL_EO_KILLS", 20)
+	duration := envDuration("REEL_EO_DURATION", 50*time.Second)
+	rate := envInt("REEL_EO_RATE", 2500)
+	partitions := envInt("REEL_EO_PARTITIONS", 4)
+	seed := int64(envInt("REEL_EO_SEED", int(time.Now().UnixNano()%1e9)))
+	t.Logf("seed %d (REEL_EO_SEED), %d kills over %s at %d events/s, %d partitions per topic", seed, kills, duration, rate, partitions)
+
+	run := fmt.Sprintf("eo%d", time.Now().UnixNano()%1e9)
+	suffix := "." + run
+	shopTopic, seatsTopic := shop.Topic+suffix, seats.Topic+suffix
+	createTopic(t, brokers, shopTopic, int32(partitions))
+	createTopic(t, brokers, seatsTopic, int32(partitions))
+
+	fl := newFleet(t, bin,
+		"-brokers", strings.Join(brokers, ","), "-dsn", ch.DSN,
+		"-projections", strings.Join(allProjections, ","),
+		"-batch", "2000", "-flush", "300ms", "-retry-max", "1s", "-session-timeout", "6s",
+		"-topic-suffix", suffix, "-group-suffix", suffix)
+
+	// The first replica creates the tables; the stream starts with it.
+	fl.start()
+	stop := make(chan struct{})
+	w := newWorld(seed, run, 2000, 400)
+	st := startStream(t, brokers, w, suffix, rate, stop)
+	ctx := context.Background()
+
+	rates := watchRate(ctx, ch.Conn)
+	rng := rand.New(rand.NewSource(seed))
+	start := time.Now()
+	killed, maxAlive := 0, 1
+	for time.Since(start) < duration || killed < kills {
+		if time.Since(start) > 4*duration {
+			t.Fatalf("only %d kills after %s", killed, time.Since(start))
+		}
+		// Space actions so that the kills spread over the duration, with
+		// jitter: some land mid-batch, some mid-rebalance.
+		gap := duration / time.Duration(kills+kills/2)
+		time.Sleep(gap/2 + time.Duration(rng.Int63n(int64(gap))))
+		alive := fl.living()
+		switch x := rng.Intn(100); {
+		case len(alive) == 0:
+			fl.start()
+		case x < 60 || killed < kills && time.Since(start) > duration:
+			fl.kill(alive[rng.Intn(len(alive))])
+			killed++
+			if len(alive) == 1 || rng.Intn(3) == 0 {
+				fl.start()
+			}
+		case x < 72 && len(alive) > 1:
+			fl.term(alive[rng.Intn(len(alive))], 60*time.Second)
+		case len(alive) < 3:
+			fl.start()
+		}
+		maxAlive = max(maxAlive, len(fl.living()))
+		if err := st.error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	if err := st.wait(); err != nil {
+		t.Fatal(err)
+	}
+	streamed := st.finish.Sub(st.start)
+
+	// One replica finishes the job.
+	alive := fl.living()
+	if len(alive) == 0 {
+		fl.start()
+	}
+	for _, p := range alive[min(1, len(alive)):] {
+		fl.term(p, 60*time.Second)
+	}
+	want := map[string]map[string]map[int32]int64{}
+	for _, p := range []string{"orders", "order_saga", "sales"} {
+		want[p] = st.offsets(shopTopic)
+	}
+	want["seats"] = st.offsets(seatsTopic)
+	want["event_log"] = st.offsets(shopTopic, seatsTopic)
+	catchUp := waitAllApplied(t, ctx, appliedCheck(ch.Conn, 1, want), 3*time.Minute)
+	rates.stop()
+	for _, p := range fl.living() {
+		fl.term(p, 60*time.Second)
+	}
+	if c := fl.crashes(); len(c) > 0 {
+		t.Errorf("projector processes crashed: %v", c)
+	}
+
+	st.mu.Lock()
+	evs := append([]produced(nil), st.evs...)
+	st.mu.Unlock()
+	f := foldEvents(evs)
+	checks := compareAll(t, ch.Conn, f, 1)
+	rows, lost, dup, wrong := sumChecks(checks)
+	t.Logf("SUMMARY kills survived %d (SIGKILL), SIGTERM stops %d, processes started %d, max %d alive; events produced %d in %s (%.0f/s); %d orders, %d conferences",
+		fl.kills, fl.terms, fl.starts, maxAlive, len(evs), streamed.Round(time.Millisecond), float64(len(evs))/streamed.Seconds(), len(f.orders), len(f.confs))
+	t.Logf("SUMMARY event_log applied %.0f events/s on average during the stream (peak %.0f/s over 2s); catch-up after the stream %s",
+		rates.avg(st.start, st.finish), rates.peak(), catchUp.Round(time.Millisecond))
+	t.Logf("SUMMARY rows compared %d across %d tables/views: lost %d, duplicated %d, wrong %d", rows, len(checks), lost, dup, wrong)
+	if fl.kills < kills {
+		t.Errorf("only %d kills, want %d", fl.kills, kills)
+	}
+}
+
+// rateWatch samples how many events the event_log projection has applied.
+type rateWatch struct {
+	mu      sync.Mutex
+	samples []rateSample
+	done    chan struct{}
+	once    sync.Once
+}
+
+type rateSample struct {
+	at time.Time
+	n  uint64
+}
+
+func watchRate(ctx context.Context, conn driver.Conn) *rateWatch {
+	w := &rateWatch{done: make(chan struct{})}
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-w.done:
+				return
+			case <-tick.C:
+			}
+			var n uint64
+			if err := conn.QueryRow(ctx, "SELECT count() FROM event_log").Scan(&n); err != nil {
+				continue
+			}
+			w.mu.Lock()
+			w.samples = append(w.samples, rateSample{time.Now(), n})
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+func (w *rateWatch) stop() { w.once.Do(func() { close(w.done) }) }
+
+// avg is the applied rate between the samples nearest to from and to.
+func (w *rateWatch) avg(from, to time.Time) float64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var a, b *rateSample
+	for i := range w.samples {
+		s := &w.samples[i]
+		if a == nil && !s.at.Before(from) {
+			a = s
+		}
+		if !s.at.After(to) {
+			b = s
+		}
+	}
+	if a == nil || b == nil || !b.at.After(a.at) {
+		return 0
+	}
+	return float64(b.n-a.n) / b.at.Sub(a.at).Seconds()
+}
+
+// peak is the highest rate over two consecutive sample intervals.
+func (w *rateWatch) peak() float64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	best := 0.0
+	for i := 2; i < len(w.samples); i++ {
+		a, b := w.samples[i-2], w.samples[i]
+		if r := float64(b.n-a.n) / b.at.Sub(a.at).Seconds(); r > best {
+			best = r
+		}
+	}
+	return best
+}
