@@ -10,7 +10,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/reel-dev/reel/schemas"
 )
@@ -111,7 +110,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		kgo.ConsumerGroup(Group(r.proj.Name, r.cfg.generation)),
 		kgo.ConsumeTopics(r.proj.Topics...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.DisableAutoCommit(),
+		// Workers mark a partition's offset after its batch is durable;
+		// franz-go commits the marks (one committer, no racing commits).
+		kgo.AutoCommitMarks(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.AdjustFetchOffsetsFn(r.onAssigned),
@@ -273,15 +274,10 @@ func (r *Runner) stop(ws []*worker, graceful bool) {
 	}
 }
 
-// commit records the batch's end in the group (a hint for tools and lag;
-// positions in ClickHouse are the truth).
+// commit marks the batch's end for the group's autocommit (a hint for
+// tools and lag; positions in ClickHouse are the truth).
 func (r *Runner) commit(k tp, last int64) {
-	r.cl.CommitOffsets(context.Background(), map[string]map[int32]kgo.EpochOffset{k.topic: {k.partition: {Epoch: -1, Offset: last + 1}}},
-		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
-			if err != nil {
-				r.log.Debug("offset commit failed (hint only)", "err", err)
-			}
-		})
+	r.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{k.topic: {k.partition: {Epoch: -1, Offset: last + 1}}})
 }
 
 func (r *Runner) setHealthy(ok bool, err error) {
