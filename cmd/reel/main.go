@@ -29,6 +29,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"dev":     {"run the demo on embedded Kafka and ClickHouse: produce, project, query", cmdDev},
+		"wait":    {"read-your-writes: wait until a projection has applied produced positions", cmdWait},
 		"schemas": {"check|list|register: the event catalog and its compatibility gate", cmdSchemas},
 		"produce": {"seats|shop: run a demo service that publishes events", cmdProduce},
 		"project": {"run the configured projections (-config reel.yaml, -validate)", cmdProject},
