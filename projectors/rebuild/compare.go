@@ -69,7 +69,9 @@ func (c Comparison) Equal() bool {
 //     all user and system columns. Rows at or below an applied position
 //     never change, so the two reads need no common snapshot. For parked
 //     rows, parked_at, error and headers are left out (wall-clock and
-//     free text, not the projection's output).
+//     free text, not the projection's output). Map columns are hashed
+//     with their keys sorted (mapSort): their pair order is whatever order
+//     the Go map handed them to the driver.
 //   - The State table (ReplacingMergeTree): its rows collapse, so the state
 //     "as of" an older position may be gone. Both tables are read FINAL in
 //     ONE query; an aggregate whose current row is past the position in
@@ -164,6 +166,12 @@ func hashColumns(t projectors.PhysTable) []string {
 	var cols []string
 	for _, c := range t.Columns {
 		if t.Parked && (c.Name == "parked_at" || c.Name == "error" || c.Name == "headers") {
+			continue
+		}
+		if strings.HasPrefix(c.Type, "Map(") {
+			// A Map keeps its pairs in insertion order, and Go maps hand
+			// them to the driver in random order: hash them sorted.
+			cols = append(cols, "mapSort("+c.Name+")")
 			continue
 		}
 		cols = append(cols, c.Name)

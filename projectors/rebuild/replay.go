@@ -196,8 +196,20 @@ func (j *job) cutover(ctx context.Context, live, target int) error {
 		return err
 	}
 	t1 := time.Now()
-	if err := projectors.CreateViews(ctx, j.conn, lt); err != nil {
-		return err
+	for _, stmt := range lt.ViewDDL() {
+		// Re-check the barrier before each view (briefly): the live
+		// generation keeps applying while the previous statements run.
+		for deadline := time.Now().Add(j.cfg.barrier / 10); time.Now().Before(deadline); {
+			pa, err1 := projectors.AppliedPositions(ctx, j.conn, la)
+			pt, err2 := projectors.AppliedPositions(ctx, j.conn, lt)
+			if err1 != nil || err2 != nil || covers(pt, pa) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := j.conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("switch view of %s to g%d: %w\n%s", j.p.Name, target, err, stmt)
+		}
 	}
 	j.res.ViewSwitch = time.Since(t1)
 	j.res.CutOver = true
