@@ -132,9 +132,9 @@ run vet go vet "${pkgs[@]}"
 if [[ -d cmd/reel ]]; then
 	run build env CGO_ENABLED=0 go build -o /dev/null ./cmd/reel
 fi
+run helm-check bash scripts/helm-check.sh --no-go-tests
 # -p 1: packages share the one real broker, and testenv.Kafka empties it
 # before each test, so test packages must not run at the same time.
-run helm-check bash scripts/helm-check.sh --no-go-tests
 run test go test -p 1 -count=1 -timeout "${REEL_GO_TEST_TIMEOUT:-30m}" "${flags[@]}" "${pkgs[@]}"
 if ((${#chdb_pkgs[@]} > 0)); then
 	# chdb.sh loads libchdb at run time (found through REEL_CACHE); if it
