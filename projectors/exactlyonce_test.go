@@ -141,7 +141,7 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 	evs := append([]produced(nil), st.evs...)
 	st.mu.Unlock()
 	f := foldEvents(evs)
-	checks := compareAll(t, ch.Conn, f, 1)
+	checks := compareAll(t, ch.Conn, f, 1, allProjections...)
 	rows, lost, dup, wrong := sumChecks(checks)
 	t.Logf("SUMMARY kills survived %d (SIGKILL), SIGTERM stops %d, processes started %d, max %d alive; events produced %d in %s (%.0f/s); %d orders, %d conferences",
 		fl.kills, fl.terms, fl.starts, maxAlive, len(evs), streamed.Round(time.Millisecond), float64(len(evs))/streamed.Seconds(), len(f.orders), len(f.confs))
