@@ -181,7 +181,7 @@ func newEnv(t *testing.T, partitions int32) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(0))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(16<<10))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -16,6 +17,9 @@ import (
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/schemas"
 )
+
+// snapshotPrefix starts the status row's start column in snapshot mode.
+const snapshotPrefix = "snapshot: "
 
 // ErrDifferent is returned when the shadow comparison found differences
 // and Force was not given; the new generation stays "building".
@@ -193,8 +197,22 @@ func (j *job) run(ctx context.Context) error {
 			return err
 		}
 		j.res.Snapshot = snap
-		j.st.Start = "snapshot of g" + fmt.Sprint(live) + ": " + formatPositions(snap)
+		j.st.Start = snapshotPrefix + formatPositions(snap)
 		j.cfg.logger.Info("snapshot copied", "from", live, "positions", formatPositions(snap), "took", time.Since(t0))
+	}
+	if j.st.Mode == "snapshot" && strings.HasPrefix(j.st.Start, snapshotPrefix) {
+		// Progress counts the tail only.
+		snap, err := parsePositions(strings.TrimPrefix(j.st.Start, snapshotPrefix))
+		if err != nil {
+			return err
+		}
+		for t, parts := range snap {
+			for p, o := range parts {
+				if _, ok := start[t][p]; ok {
+					start[t][p] = max(start[t][p], o+1)
+				}
+			}
+		}
 	}
 	if !resumed && j.st.Mode != "snapshot" {
 		if err := j.rewindGroup(ctx, target, start); err != nil {
