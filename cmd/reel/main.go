@@ -28,13 +28,16 @@ type command struct {
 // commands lists every subcommand in one place.
 func commands() map[string]command {
 	return map[string]command{
-		"dev":     {"run the demo on embedded Kafka and ClickHouse: produce, project, query", cmdDev},
-		"wait":    {"read-your-writes: wait until a projection has applied produced positions", cmdWait},
-		"schemas": {"check|list|register: the event catalog and its compatibility gate", cmdSchemas},
-		"produce": {"seats|shop: run a demo service that publishes events", cmdProduce},
-		"project": {"run the configured projections (-config reel.yaml, -validate)", cmdProject},
-		"status":  {"per projection: generations, group, partitions, lag, parked count (-json)", cmdStatus},
-		"dlq":     {"list|show|discard|replay parked aggregates of a projection", cmdDLQ},
+		"dev":         {"run the demo on embedded Kafka and ClickHouse: produce, project, query", cmdDev},
+		"wait":        {"read-your-writes: wait until a projection has applied produced positions", cmdWait},
+		"schemas":     {"check|list|register: the event catalog and its compatibility gate", cmdSchemas},
+		"produce":     {"seats|shop: run a demo service that publishes events", cmdProduce},
+		"project":     {"run the configured projections (-config reel.yaml, -validate)", cmdProject},
+		"status":      {"per projection: generations, group, partitions, lag, parked count (-json)", cmdStatus},
+		"dlq":         {"list|show|discard|replay parked aggregates of a projection", cmdDLQ},
+		"rebuild":     {"<projection>: blue/green rebuild with progress, shadow compare and atomic cut-over (-in-place, -snapshot)", cmdRebuild},
+		"rollback":    {"<projection>: point the views back at the standby generation", cmdRollback},
+		"generations": {"list|gc: generations and rebuilds; drop generations past their grace", cmdGenerations},
 	}
 }
 
