@@ -37,6 +37,7 @@ type worker struct {
 	keyCol     int              // State table's key column index
 	cache      map[string][]any // aggregate → current state row; nil value = known absent
 	authorit   bool             // cache holds every aggregate of the partition
+	seen       int64            // highest offset taken from the poll loop
 
 	in      chan []*kgo.Record
 	ctl     chan func(context.Context) // operator requests (dlq.go), run between batches
@@ -79,6 +80,7 @@ func newWorker(r *Runner, k tp, ckpt []int64, parked map[string]int64) *worker {
 		done:       make(chan struct{}),
 	}
 	w.ctx, w.abandon = context.WithCancel(r.ctx)
+	w.seen = minOf(ckpt)
 	if w.parkedFrom == nil {
 		w.parkedFrom = map[string]int64{}
 	}
@@ -167,6 +169,15 @@ func (w *worker) process(ctx context.Context, recs []*kgo.Record) {
 }
 
 func (w *worker) processOne(ctx context.Context, rec *kgo.Record) {
+	// Offsets only move forward in a worker. The poll loop can hand over
+	// records the worker already took: ones it held from a poll made before
+	// the partition was revoked and assigned here again, followed by the
+	// same offsets fetched for the new assignment. Within one batch nothing
+	// else would stop them from being applied twice.
+	if rec.Offset <= w.seen {
+		return
+	}
+	w.seen = rec.Offset
 	w.applyRecord(ctx, rec, w.ckpt, false)
 }
 
