@@ -36,11 +36,14 @@ type Result struct {
 	Snapshot   map[string]map[int32]int64 // positions the snapshot copied (State table)
 	Comparison *Comparison
 	CutOver    bool
-	// ViewSwitch is the duration of the cut-over's CREATE OR REPLACE VIEW
-	// statements; Barrier the wait for the new generation to reach the live
-	// one's positions before them.
+	// ViewSwitch is the summed duration of the cut-over's CREATE OR
+	// REPLACE VIEW statements; Barrier the wait for the new generation to
+	// reach the live one's positions before them.
 	ViewSwitch time.Duration
 	Barrier    time.Duration
+	// SwitchWall is the wall time from the first view statement to the
+	// last, including the per-view barrier re-checks between them.
+	SwitchWall time.Duration
 	Replayed   int64         // offsets replayed by this run
 	ReplayTime time.Duration // time from the runner's start to caught-up
 	Final      Progress

@@ -172,9 +172,9 @@ func TestRebuildUnderLoad(t *testing.T) {
 	}
 	e.assertFold(ctx, "after cut-over")
 
-	t.Logf("FIGURES: live projector %.0f events/s (g1 projecting %d events of history); replay %.0f offsets/s (%d offsets in %s, batch 20000, while live events arrived and queries ran); barrier %s; view switch %s (%d views)",
+	t.Logf("FIGURES: live projector %.0f events/s (g1 projecting %d events of history); replay %.0f offsets/s (%d offsets in %s, batch 20000, while live events arrived and queries ran); barrier %s; view switch %s DDL (%d views; %s wall with per-view barrier re-checks)",
 		liveRate, len(e.w.events)-int(produced.Load()), res.ReplayRate(), res.Replayed, res.ReplayTime.Round(time.Millisecond), res.Barrier.Round(time.Millisecond),
-		res.ViewSwitch.Round(time.Microsecond), len(projectors.NewLayout(p, 2).ViewDDL()))
+		res.ViewSwitch.Round(time.Microsecond), len(projectors.NewLayout(p, 2).ViewDDL()), res.SwitchWall.Round(time.Millisecond))
 
 	// Metrics and status row.
 	if r := gauge(t, reg, "reel_rebuild_progress_ratio"); r < 0.9 {

@@ -207,17 +207,19 @@ func (j *job) cutover(ctx context.Context, live, target int) error {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+		t2 := time.Now()
 		if err := j.conn.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("switch view of %s to g%d: %w\n%s", j.p.Name, target, err, stmt)
 		}
+		j.res.ViewSwitch += time.Since(t2)
 	}
-	j.res.ViewSwitch = time.Since(t1)
+	j.res.SwitchWall = time.Since(t1)
 	j.res.CutOver = true
 	j.st.KeepUntil = keep
 	if j.cfg.metrics != nil {
 		j.cfg.metrics.cut.WithLabelValues(j.p.Name, fmt.Sprint(target)).Set(j.res.ViewSwitch.Seconds())
 	}
-	j.cfg.logger.Info("cut over", "from", live, "to", target, "barrier", j.res.Barrier, "view_switch", j.res.ViewSwitch, "keep_old_until", keep)
+	j.cfg.logger.Info("cut over", "from", live, "to", target, "barrier", j.res.Barrier, "view_switch", j.res.ViewSwitch, "switch_wall", j.res.SwitchWall, "keep_old_until", keep)
 	return nil
 }
 
