@@ -121,16 +121,10 @@ func (w *worker) run() {
 		case <-ctx.Done():
 			return
 		case <-w.stop:
-			// Drain what the poll loop already handed over, then flush.
-			for {
-				select {
-				case recs := <-w.in:
-					w.process(ctx, recs)
-					continue
-				default:
-				}
-				break
-			}
+			// Finish the batch in flight; records handed over but not yet
+			// applied are left for the next owner, which re-reads them from
+			// the positions in ClickHouse. Shutdown stays quick with big
+			// fetches.
 			if err := w.flush(ctx); err != nil && ctx.Err() == nil {
 				w.log.Warn("final flush abandoned", "err", err)
 			}
