@@ -35,16 +35,16 @@ say() { echo "helm-tools.sh: $*" >&2; }
 command -v go >/dev/null || die "go is not on PATH"
 
 # go install pkg@version into a versioned file name.
-install_go_tool() { # name, package, version
-	local name=$1 pkg=$2 version=$3 tmp
-	local dest=$BIN/$name-$version
+install_go_tool() { # name, package, version, ldflags, file name under $BIN
+	local name=$1 pkg=$2 version=$3 ldflags=$4 tmp
+	local dest=$BIN/$5
 	if [[ -x $dest ]]; then
 		return 0
 	fi
 	say "installing $name $version (go install $pkg@$version)"
 	tmp=$(mktemp -d "$TOOLS/tmp.XXXXXX")
 	# Outside the checkout so that Reel's go.mod plays no part.
-	(cd "$tmp" && GOFLAGS=-buildvcs=false GOBIN=$tmp CGO_ENABLED=0 go install "$pkg@$version") ||
+	(cd "$tmp" && GOFLAGS=-buildvcs=false GOBIN=$tmp CGO_ENABLED=0 go install -trimpath -ldflags="$ldflags" "$pkg@$version") ||
 		{ rm -rf "$tmp"; die "go install $pkg@$version failed"; }
 	mv "$tmp/$name" "$dest"
 	rm -rf "$tmp"
@@ -76,11 +76,20 @@ install_all() {
 		exec 9>"$TOOLS/.lock"
 		flock 9
 	fi
-	install_go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
-	install_go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION"
+	# The release Makefile's version stamps: without them `helm version` says
+	# v3.22 and helm assumes Kubernetes 1.20 where no --kube-version is given
+	# (install --dry-run, lint's deprecation checks).
+	local k8s_minor=${K8S_VERSION#1.}
+	k8s_minor=${k8s_minor%%.*}
+	install_go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "-s -w \
+-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s_minor \
+-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$k8s_minor" \
+		"helm-$HELM_VERSION-k8s$K8S_VERSION"
+	install_go_tool kubeconform github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_VERSION" "-s -w" "kubeconform-$KUBECONFORM_VERSION"
 	install_schemas
 	# Stable names for tests and humans.
-	ln -sfn "helm-$HELM_VERSION" "$BIN/helm"
+	ln -sfn "helm-$HELM_VERSION-k8s$K8S_VERSION" "$BIN/helm"
 	ln -sfn "kubeconform-$KUBECONFORM_VERSION" "$BIN/kubeconform"
 }
 
@@ -90,7 +99,7 @@ install)
 	;;
 env)
 	install_all
-	echo "HELM=$BIN/helm-$HELM_VERSION"
+	echo "HELM=$BIN/helm-$HELM_VERSION-k8s$K8S_VERSION"
 	echo "KUBECONFORM=$BIN/kubeconform-$KUBECONFORM_VERSION"
 	echo "KUBE_SCHEMAS=$SCHEMAS"
 	echo "K8S_VERSION=$K8S_VERSION"
