@@ -470,7 +470,7 @@ func TestRebuildJobPerEntry(t *testing.T) {
 		t.Fatalf("%d Jobs for one rebuild entry", len(jobs))
 	}
 	j := jobs[0]
-	want := []any{"rebuild", "orders", "-config", "/etc/reel/reel.yaml", "-from", "earliest", "-cutover", "auto", "-grace", "24h"}
+	want := []any{"rebuild", "orders", "-config", "/etc/reel/reel.yaml", "-from", "earliest", "-cutover", "auto", "-grace", "24h", "-metrics-listen", ":9464"}
 	if got := get(container(j), "args"); !reflect.DeepEqual(got, want) {
 		t.Errorf("args %v, want %v", got, want)
 	}
