@@ -33,6 +33,7 @@ func commands() map[string]command {
 		"schemas":     {"check|list|register: the event catalog and its compatibility gate", cmdSchemas},
 		"produce":     {"seats|shop: run a demo service that publishes events", cmdProduce},
 		"project":     {"run the configured projections (-config reel.yaml, -validate)", cmdProject},
+		"loadtest":    {"measure throughput, freshness, replay, cut-over against raw limits and a peer", cmdLoadtest},
 		"status":      {"per projection: generations, group, partitions, lag, parked count (-json)", cmdStatus},
 		"dlq":         {"list|show|discard|replay parked aggregates of a projection", cmdDLQ},
 		"rebuild":     {"<projection>: blue/green rebuild with progress, shadow compare and atomic cut-over (-in-place, -snapshot)", cmdRebuild},

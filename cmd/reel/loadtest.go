@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/reel-dev/reel/loadtest"
+)
+
+// cmdLoadtest runs the load test against a Kafka cluster and a ClickHouse
+// server (bash scripts/loadtest.sh starts both on a fresh machine):
+//
+//	reel loadtest -brokers 127.0.0.1:9092 -clickhouse http://127.0.0.1:8123/default
+func cmdLoadtest(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == loadtest.ChildArg {
+		return loadtest.ChildMain(ctx, args[1:])
+	}
+	fs := flag.NewFlagSet("reel loadtest", flag.ContinueOnError)
+	brokers := fs.String("brokers", envOr("REEL_KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma separated (env REEL_KAFKA_BROKERS)")
+	dsn := fs.String("clickhouse", os.Getenv("REEL_CLICKHOUSE_DSN"), "ClickHouse DSN (env REEL_CLICKHOUSE_DSN)")
+	db := fs.String("database", "reel_loadtest", "ClickHouse database of the run (dropped and recreated)")
+	out := fs.String("out", "results", "results root; the run writes <out>/<timestamp>/")
+	rate := fs.Float64("rate", 0, "events/s of the max phase; 0: as fast as possible")
+	dur := fs.Duration("duration", 30*time.Second, "length of the max phase")
+	events := fs.Int64("events", 0, "end the max phase after this many events instead of -duration")
+	levels := fs.String("levels", "0.25,0.5,0.75", "freshness load levels, fractions of the max rate")
+	levelTime := fs.Duration("level-duration", 15*time.Second, "length of each freshness level")
+	aggs := fs.Int("aggregates", 10000, "aggregate slots (Zipf-distributed)")
+	zipf := fs.Float64("zipf", 1.1, "Zipf exponent of the key distribution (> 1)")
+	parts := fs.Int("partitions", 4, "partitions per topic")
+	batch := fs.Int("batch", 5000, "projector batch size and raw insert batch size")
+	peer := fs.Bool("peer", true, "run the peer (ClickHouse Kafka engine inside the ClickHouse server)")
+	quiet := fs.Bool("q", false, "no progress display on stderr")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: reel loadtest [flags]\n\nProduces the demo event mix into fresh topics, runs the projector as a child\nprocess and measures produce rate, projector throughput, freshness, full\nreplay and cut-over, the raw Kafka and ClickHouse limits and a peer; writes\n<out>/<timestamp>/report.md, results.json and plots.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var lv []float64
+	for _, s := range strings.Split(*levels, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return fmt.Errorf("%w: -levels %q: %v", errUsage, *levels, err)
+		}
+		lv = append(lv, v)
+	}
+	cfg := loadtest.Config{
+		Brokers: strings.Split(*brokers, ","), DSN: *dsn, Database: *db, Out: *out, Partitions: *parts,
+		Aggregates: *aggs, ZipfS: *zipf, Rate: *rate, MaxDuration: *dur, MaxEvents: *events, Levels: lv,
+		LevelTime: *levelTime, Batch: *batch, Peer: *peer, Log: os.Stderr,
+	}
+	if !*quiet {
+		cfg.Progress = os.Stderr
+	}
+	dir, err := loadtest.Run(ctx, cfg)
+	if dir != "" {
+		fmt.Printf("report: %s/report.md\nresults: %s/results.json\n", dir, dir)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/reel-dev/reel/internal/chclient"
+	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/registry"
+	"github.com/reel-dev/reel/schemas"
+)
+
+// ChildArg is the first argument that makes `reel loadtest` run as the
+// projector under test instead of the driver. The driver starts the
+// projector as its own process so that its CPU time and memory are the
+// projector's alone, and so that a CPU profile shows only projector work.
+const ChildArg = "projector-child"
+
+// childStats is what the projector process reports on /stats.
+type childStats struct {
+	Applied   int64            `json:"applied"` // Σ over partitions of applied offset + 1
+	PerProj   map[string]int64 `json:"per_projection"`
+	Rows      map[string]int64 `json:"rows"` // rows inserted per projection/table
+	HeapAlloc uint64           `json:"heap_alloc"`
+	HeapSys   uint64           `json:"heap_sys"`
+	NumGC     uint32           `json:"num_gc"`
+	Ready     bool             `json:"ready"`
+}
+
+// ChildMain runs the projector process: the named projections (topics
+// renamed with the run's prefix) as generation -gen, until ctx ends. It
+// serves /stats and /debug/pprof on -listen and prints "listening <addr>"
+// on stdout once it does.
+func ChildMain(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("reel loadtest "+ChildArg, flag.ContinueOnError)
+	brokers := fs.String("brokers", "", "Kafka brokers")
+	dsn := fs.String("dsn", "", "ClickHouse DSN (with the load test's database)")
+	reg := fs.String("registry", "", "schema registry URL (Confluent framing)")
+	projs := fs.String("projections", "orders,seats", "projections to run")
+	prefix := fs.String("topic-prefix", "", "prefix of the run's topics")
+	gen := fs.Int("gen", 1, "generation")
+	replay := fs.Bool("replay", false, "replay (rebuild) mode: WithoutViews, Replay(true)")
+	batch := fs.Int("batch", 5000, "BatchEvents")
+	listen := fs.String("listen", "127.0.0.1:0", "stats and pprof address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	conn, err := chclient.Open(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	codec, err := newCodec(*reg)
+	if err != nil {
+		return err
+	}
+	promReg := prometheus.NewRegistry()
+	metrics := projectors.NewMetrics(promReg)
+	var runners []*projectors.Runner
+	for _, name := range strings.Split(*projs, ",") {
+		p, err := projection(name, *prefix)
+		if err != nil {
+			return err
+		}
+		opts := []projectors.Opt{projectors.Brokers(strings.Split(*brokers, ",")...), projectors.Generation(*gen),
+			projectors.Logger(log), projectors.WithMetrics(metrics), projectors.BatchEvents(*batch)}
+		if *replay {
+			opts = append(opts, projectors.Replay(true), projectors.WithoutViews())
+		}
+		r, err := projectors.NewRunner(p, conn, codec, opts...)
+		if err != nil {
+			return err
+		}
+		runners = append(runners, r)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
+		st := childStats{PerProj: map[string]int64{}, Rows: map[string]int64{}, Ready: true}
+		mfs, _ := promReg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "reel_projector_rows_inserted_total" {
+				for _, m := range mf.GetMetric() {
+					var proj, tbl string
+					for _, l := range m.GetLabel() {
+						switch l.GetName() {
+						case "projection":
+							proj = l.GetValue()
+						case "table":
+							tbl = l.GetValue()
+						}
+					}
+					st.Rows[proj+"/"+tbl] += int64(m.GetCounter().GetValue())
+				}
+			}
+			if mf.GetName() != "reel_projector_applied_offset" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				var proj string
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "projection" {
+						proj = l.GetValue()
+					}
+				}
+				n := int64(m.GetGauge().GetValue()) + 1
+				st.Applied += n
+				st.PerProj[proj] += n
+			}
+		}
+		for _, r := range runners {
+			if r.Ready() != nil {
+				st.Ready = false
+			}
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		st.HeapAlloc, st.HeapSys, st.NumGC = ms.HeapAlloc, ms.HeapSys, ms.NumGC
+		_ = json.NewEncoder(w).Encode(st)
+	})
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(l)
+	defer srv.Close()
+	fmt.Printf("listening %s\n", l.Addr())
+
+	var wg sync.WaitGroup
+	errs := make(chan error, len(runners))
+	for _, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.Run(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// projection returns a fresh value of the named projection reading the
+// run's topics.
+func projection(name, prefix string) (*projectors.Projection, error) {
+	p, err := registry.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	topics := make([]string, len(p.Topics))
+	for i, t := range p.Topics {
+		topics[i] = prefix + t
+	}
+	p.Topics = topics
+	return p, nil
+}
+
+// newCodec builds the codec: Confluent framing through the registry at
+// url, or single-object encoding when url is empty.
+func newCodec(url string) (*schemas.Codec, error) {
+	cat, err := schemas.Load()
+	if err != nil {
+		return nil, err
+	}
+	if url == "" {
+		return schemas.NewCodec(cat)
+	}
+	cl, err := sr.NewClient(sr.URLs(url))
+	if err != nil {
+		return nil, err
+	}
+	return schemas.NewCodec(cat, schemas.WithRegistry(cl))
+}

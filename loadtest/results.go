@@ -1,0 +1,171 @@
+package loadtest
+
+import "time"
+
+// Results is results.json: every figure of one run.
+type Results struct {
+	Started    time.Time `json:"started"`
+	Dir        string    `json:"dir"`
+	Machine    Machine   `json:"machine"`
+	Config     RunConfig `json:"config"`
+	Produce    Rate      `json:"produce"`     // max phase, producer flat out (or -rate)
+	LiveMax    Rate      `json:"live_max"`    // projector events/s while the producer runs flat out (steady window)
+	Drain      Rate      `json:"drain"`       // projector alone draining the backlog left by the max phase
+	MaxRate    float64   `json:"max_rate"`    // events/s the freshness levels are fractions of
+	Freshness  []Level   `json:"freshness"`   // per load level
+	RawConsume Rate      `json:"raw_consume"` // franz-go group consumer, no processing
+	RawInsert  RawInsert `json:"raw_insert"`  // clickhouse-go batch inserts of the same rows
+	Replay     Rate      `json:"replay"`      // full-replay rebuild (generation 2)
+	Cutover    Cutover   `json:"cutover"`     // view switch to generation 2 under query load
+	Projector  Usage     `json:"projector"`   // CPU and memory of the projector process
+	Peer       Peer      `json:"peer"`        // a peer on the same topic
+	Ratios     Ratios    `json:"ratios"`      // the headline ratios
+	Targets    []Target  `json:"targets"`     // the issue's targets, met or not
+	Profile    Profile   `json:"profile"`     // CPU profile of the projector during the max phase
+	Timeline   []Sample  `json:"timeline"`    // one sample per second
+	ReplayProg []Point   `json:"replay_progress"`
+	Notes      []string  `json:"notes"`
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs       int    `json:"cpus"`
+	GoVersion  string `json:"go"`
+	ClickHouse string `json:"clickhouse"`
+	Brokers    string `json:"brokers"`
+	LoadAvg    string `json:"loadavg_at_start"`
+}
+
+// RunConfig is the part of Config worth recording.
+type RunConfig struct {
+	Partitions  int       `json:"partitions"`
+	Aggregates  int       `json:"aggregates"`
+	ZipfS       float64   `json:"zipf_s"`
+	Rate        float64   `json:"rate"`
+	MaxDuration string    `json:"max_duration"`
+	Levels      []float64 `json:"levels"`
+	LevelTime   string    `json:"level_time"`
+	Batch       int       `json:"batch"`
+	Projections []string  `json:"projections"`
+	TopicPrefix string    `json:"topic_prefix"`
+}
+
+// Rate is events over seconds.
+type Rate struct {
+	Events  int64   `json:"events"`
+	Seconds float64 `json:"seconds"`
+	PerSec  float64 `json:"per_sec"`
+}
+
+func rate(n int64, d time.Duration) Rate {
+	r := Rate{Events: n, Seconds: d.Seconds()}
+	if d > 0 {
+		r.PerSec = float64(n) / d.Seconds()
+	}
+	return r
+}
+
+// Level is one freshness load level.
+type Level struct {
+	Fraction   float64 `json:"fraction"`
+	TargetRate float64 `json:"target_rate"`
+	Produced   Rate    `json:"produced"`
+	Samples    int     `json:"samples"`
+	Pending    int     `json:"pending_at_end"`
+	P50        float64 `json:"p50_ms"`
+	P95        float64 `json:"p95_ms"`
+	P99        float64 `json:"p99_ms"`
+	Max        float64 `json:"max_ms"`
+	ProbeP50   float64 `json:"probe_query_p50_ms"`
+	CPU        float64 `json:"projector_cpu"` // CPU seconds per wall second
+}
+
+// RawInsert is the clickhouse-go insert-only limit.
+type RawInsert struct {
+	Tables       []TableInsert `json:"tables"`
+	EventsPerSec float64       `json:"events_per_sec"` // events whose rows ClickHouse takes per second
+}
+
+// TableInsert is the raw insert rate of one table's rows.
+type TableInsert struct {
+	Table      string  `json:"table"`
+	RowsPerEv  float64 `json:"rows_per_event"` // rows Reel wrote into it per event of the run
+	Rows       int     `json:"rows_inserted"`
+	Seconds    float64 `json:"seconds"`
+	RowsPerSec float64 `json:"rows_per_sec"`
+}
+
+// Cutover is the view switch under query load.
+type Cutover struct {
+	Method     string  `json:"method"`
+	DurationMs float64 `json:"duration_ms"`
+	Queries    int64   `json:"queries"`
+	Failed     int64   `json:"failed"`
+	FirstError string  `json:"first_error,omitempty"`
+	Verified   string  `json:"verified"`
+}
+
+// Usage is the projector process's resources.
+type Usage struct {
+	CPUMax      float64 `json:"cpu_max_phase"` // CPU s / wall s during the max phase
+	CPUReplay   float64 `json:"cpu_replay"`    // during the replay
+	CPUPerKEv   float64 `json:"cpu_ms_per_1k_events"`
+	RSSMaxMB    float64 `json:"rss_max_mb"`
+	HeapMaxMB   float64 `json:"heap_max_mb"`
+	HeapSysMaxM float64 `json:"heap_sys_max_mb"`
+}
+
+// Peer is the side-by-side tool.
+type Peer struct {
+	Name    string   `json:"name"`
+	Ran     bool     `json:"ran"`
+	What    string   `json:"what"`
+	Rate    Rate     `json:"rate"`
+	Ratio   float64  `json:"reel_over_peer"`
+	Reason  string   `json:"reason,omitempty"`
+	Skipped []string `json:"not_run,omitempty"`
+}
+
+// Ratios are the headline figures.
+type Ratios struct {
+	ProjectorOverRaw   float64 `json:"projector_over_min_raw"`
+	ProjectorRate      float64 `json:"projector_rate"`
+	MinRaw             float64 `json:"min_raw"`
+	MinRawIs           string  `json:"min_raw_is"`
+	ReplayOverLive     float64 `json:"replay_over_live_max"`
+	ReplayOverHalf     float64 `json:"replay_over_half_rate"`
+	ProduceOverProject float64 `json:"produce_over_projector"`
+}
+
+// Target is one goal of the issue.
+type Target struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Goal  string `json:"goal"`
+	Met   bool   `json:"met"`
+}
+
+// Profile is the projector's CPU profile.
+type Profile struct {
+	File string `json:"file"`
+	Top  string `json:"top"`
+}
+
+// Sample is one second of the run.
+type Sample struct {
+	T          float64 `json:"t"`
+	Phase      string  `json:"phase"`
+	Produced   int64   `json:"produced"`
+	Applied    int64   `json:"applied"`
+	Generation int     `json:"generation"`
+	CPU        float64 `json:"cpu"` // projector CPU s / wall s over the last second
+	RSSMB      float64 `json:"rss_mb"`
+	HeapMB     float64 `json:"heap_mb"`
+}
+
+// Point is replay progress.
+type Point struct {
+	T        float64 `json:"t"`
+	Applied  int64   `json:"applied"`
+	Fraction float64 `json:"fraction"`
+}
