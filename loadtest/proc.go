@@ -70,7 +70,7 @@ func (p *projectorProc) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(40 * time.Second):
+	case <-time.After(10 * time.Second): // batches are durable as they go; do not wait out a slow shutdown
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}

@@ -78,12 +78,21 @@ func (r *run) rawInsert(ctx context.Context, st childStats) error {
 		if err != nil {
 			return err
 		}
-		for _, pt := range projectors.NewLayout(p, 1).Tables() {
+		tables := projectors.NewLayout(p, 1).Tables()
+		for _, pt := range tables {
 			rows := st.Rows[name+"/"+pt.Logical]
 			if pt.Parked || rows == 0 {
 				continue
 			}
-			ti, err := r.rawInsertTable(ctx, pt)
+			// A State table has merged away most versions; its history
+			// table holds every row the projector inserted into it.
+			src := pt.Name
+			for _, h := range tables {
+				if pt.State && h.History && h.Logical == pt.Logical+"_history" {
+					src = h.Name
+				}
+			}
+			ti, err := r.rawInsertTable(ctx, pt, src)
 			if err != nil {
 				return err
 			}
@@ -99,7 +108,7 @@ func (r *run) rawInsert(ctx context.Context, st childStats) error {
 	return nil
 }
 
-func (r *run) rawInsertTable(ctx context.Context, pt projectors.PhysTable) (TableInsert, error) {
+func (r *run) rawInsertTable(ctx context.Context, pt projectors.PhysTable, src string) (TableInsert, error) {
 	ti := TableInsert{Table: pt.Name}
 	copyName := "raw_" + pt.Name
 	if err := r.conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s AS %s", copyName, pt.Name)); err != nil {
@@ -110,7 +119,7 @@ func (r *run) rawInsertTable(ctx context.Context, pt projectors.PhysTable) (Tabl
 		cols = append(cols, c.Name)
 	}
 	list := strings.Join(cols, ", ")
-	rows, err := r.conn.Query(ctx, fmt.Sprintf("SELECT %s FROM %s ORDER BY _partition, _offset LIMIT %d", list, pt.Name, r.cfg.RawRows))
+	rows, err := r.conn.Query(ctx, fmt.Sprintf("SELECT %s FROM %s ORDER BY _partition, _offset LIMIT %d", list, src, r.cfg.RawRows))
 	if err != nil {
 		return ti, err
 	}
