@@ -137,6 +137,11 @@ func (w *worker) resolve(ctx context.Context, key string, recs []*kgo.Record, re
 		}
 		delete(w.cache, key)
 		w.authorit = false
+		// The operator says the cause is fixed: rows of the aggregate are
+		// no longer refused by default.
+		w.fl.mu.Lock()
+		delete(w.fl.rejected, key)
+		w.fl.mu.Unlock()
 		saved := w.b
 		w.resetBatch()
 		for _, rec := range recs {
@@ -146,13 +151,11 @@ func (w *worker) resolve(ctx context.Context, key string, recs []*kgo.Record, re
 			}
 			done = append(done, rec)
 		}
-		for i := range w.layout.tables {
-			if err := w.insert(ctx, i); err != nil {
-				w.b = saved
-				return res, err
-			}
-		}
+		err = w.persistRows(ctx, &w.b)
 		w.b = saved
+		if err != nil {
+			return res, err
+		}
 		delete(w.cache, key) // the failed event may have touched it
 	} else {
 		done = recs

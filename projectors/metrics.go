@@ -17,6 +17,7 @@ type Metrics struct {
 	parked        *prometheus.CounterVec
 	position      *prometheus.GaugeVec
 	lastEventTs   *prometheus.GaugeVec
+	paused        *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -42,9 +43,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Highest offset durable in ClickHouse, per partition."}, []string{"projection", "topic", "partition"}),
 		lastEventTs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "reel_projector_last_event_timestamp_seconds",
 			Help: "Kafka timestamp of the newest applied event, per partition."}, []string{"projection", "topic", "partition"}),
+		paused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_fetch_pauses_total",
+			Help: "Times a partition's fetching was paused because its worker fell behind (backpressure)."}, []string{"projection"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs)
+		reg.MustRegister(m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused)
 	}
 	return m
 }

@@ -23,6 +23,7 @@ type cfg struct {
 	retryMax        time.Duration
 	shutdownTimeout time.Duration
 	maxPollRecords  int
+	maxPending      int
 	stateCacheSize  int
 	replay          bool
 	views           bool
@@ -60,6 +61,12 @@ func (c *cfg) validate() error {
 	}
 	if c.batchEvents < 1 {
 		errs = append(errs, fmt.Errorf("batch size %d: must be ≥ 1", c.batchEvents))
+	}
+	if c.maxPending == 0 {
+		c.maxPending = 2 * c.batchEvents
+	}
+	if c.maxPending < 1 {
+		errs = append(errs, fmt.Errorf("max pending %d: must be ≥ 1", c.maxPending))
 	}
 	if c.flushInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("flush interval %s: must be ≥ 1ms", c.flushInterval))
@@ -105,6 +112,10 @@ func RetryBackoff(minD, maxD time.Duration) Opt {
 
 // ShutdownTimeout bounds the final flush of revoked partitions. Default 30s.
 func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.shutdownTimeout = d } }
+
+// MaxPending pauses fetching a partition while this many of its records wait
+// for its worker. Default: twice BatchEvents.
+func MaxPending(n int) Opt { return func(c *cfg) { c.maxPending = n } }
 
 // StateCacheSize caps the cached aggregate states per partition. Default 200000.
 func StateCacheSize(n int) Opt { return func(c *cfg) { c.stateCacheSize = n } }

@@ -113,6 +113,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		// Workers mark a partition's offset after its batch is durable;
 		// franz-go commits the marks (one committer, no racing commits).
 		kgo.AutoCommitMarks(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.RebalanceTimeout(r.cfg.shutdownTimeout + 10*time.Second),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.AdjustFetchOffsetsFn(r.onAssigned),
@@ -130,6 +132,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.cl = cl
 	defer func() {
 		r.stopAll(true)
+		// The last poll may have blocked rebalancing; leaving needs it.
+		cl.AllowRebalance()
+		// Leave promptly so the partitions move on without waiting for the
+		// session timeout; Close would wait for a rebalance in progress.
+		lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = cl.LeaveGroupContext(lctx)
+		cancel()
 		cl.Close()
 	}()
 	r.log.Info("projector started", "group", Group(r.proj.Name, r.cfg.generation), "topics", r.proj.Topics)
@@ -152,14 +161,12 @@ func (r *Runner) Run(ctx context.Context) error {
 			if w == nil {
 				return // revoked meanwhile; the next owner resumes from ClickHouse
 			}
-			// Blocking here is the backpressure: a slow sink stops the poll
-			// loop, and with it fetching.
-			select {
-			case w.in <- ftp.Records:
-			case <-w.done:
-			case <-ctx.Done():
-			}
+			w.enqueue(ftp.Records)
 		})
+		// Rebalances wait while records are handed to workers
+		// (BlockRebalanceOnPoll), so records fetched for an assignment can
+		// never reach the worker of a later one. Handing over never blocks.
+		cl.AllowRebalance()
 	}
 }
 
@@ -208,6 +215,9 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 			} else {
 				parts[p] = kgo.NewOffset().At(start).WithEpoch(-1)
 			}
+			// A partition paused by an earlier worker stays paused across a
+			// revocation: the new worker starts unpaused.
+			r.cl.ResumeFetchPartitions(map[string][]int32{topic: {p}})
 			if old := r.workers[k]; old != nil {
 				close(old.stop)
 				<-old.done

@@ -2,10 +2,10 @@ package projectors
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -39,14 +39,22 @@ type worker struct {
 	authorit   bool             // cache holds every aggregate of the partition
 	seen       int64            // highest offset taken from the poll loop
 
-	in      chan []*kgo.Record
+	// Records handed over by the poll loop. The poll loop never blocks on a
+	// worker: it appends here and pauses the partition's fetching once
+	// maxPending records wait; the worker resumes it when it takes them.
+	pendMu  sync.Mutex
+	pending [][]*kgo.Record
+	npend   int
+	paused  bool
+	signal  chan struct{}              // capacity 1: records are pending
 	ctl     chan func(context.Context) // operator requests (dlq.go), run between batches
 	stop    chan struct{}              // close: finish the batch, then exit
 	abandon context.CancelFunc
 	ctx     context.Context // canceled: drop the batch and exit
 	done    chan struct{}
 
-	b batch
+	b  batch
+	fl *flusher
 }
 
 type batch struct {
@@ -54,7 +62,8 @@ type batch struct {
 	recs    []*kgo.Record  // every record of the batch (for parking on insert rejection)
 	first   int64
 	last    int64
-	events  int
+	events  int // records in the batch
+	applied int // of them, events applied (not skipped or parked)
 	started time.Time
 	effects []func(context.Context) error
 	maxTs   time.Time
@@ -74,12 +83,13 @@ func newWorker(r *Runner, k tp, ckpt []int64, parked map[string]int64) *worker {
 		parkedFrom: parked,
 		stateIdx:   -1,
 		cache:      map[string][]any{},
-		in:         make(chan []*kgo.Record, 4),
+		signal:     make(chan struct{}, 1),
 		ctl:        make(chan func(context.Context)),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
 	w.ctx, w.abandon = context.WithCancel(r.ctx)
+	w.fl = newFlusher(w)
 	w.seen = minOf(ckpt)
 	if w.parkedFrom == nil {
 		w.parkedFrom = map[string]int64{}
@@ -113,7 +123,12 @@ func (w *worker) resetBatch() {
 func (w *worker) run() {
 	ctx := w.ctx
 	defer close(w.done)
-	defer w.abandon()
+	defer func() {
+		// No batch of this worker may reach ClickHouse after done: the next
+		// owner of the partition reads positions once it is assigned.
+		w.abandon()
+		w.fl.stop()
+	}()
 	tick := time.NewTicker(w.r.cfg.flushInterval / 2)
 	defer tick.Stop()
 	for {
@@ -131,16 +146,31 @@ func (w *worker) run() {
 			return
 		case fn := <-w.ctl:
 			fn(ctx)
-		case recs := <-w.in:
-			w.process(ctx, recs)
+		case <-w.signal:
+			for _, recs := range w.take() {
+				w.process(ctx, recs)
+				if ctx.Err() != nil {
+					return
+				}
+				select {
+				case <-w.stop:
+					// Leave the rest to the next owner; flush below.
+					if err := w.flush(ctx); err != nil && ctx.Err() == nil {
+						w.log.Warn("final flush abandoned", "err", err)
+					}
+					return
+				default:
+				}
+			}
 			if w.b.events >= w.r.cfg.batchEvents {
-				if w.flush(ctx) != nil {
+				if w.handoff(ctx) != nil {
 					return
 				}
 			}
 		case <-tick.C:
+			w.applyRejects()
 			if w.b.events > 0 && time.Since(w.b.started) >= w.r.cfg.flushInterval {
-				if w.flush(ctx) != nil {
+				if w.handoff(ctx) != nil {
 					return
 				}
 			}
@@ -148,14 +178,49 @@ func (w *worker) run() {
 	}
 }
 
+// enqueue is called by the poll loop; it never blocks. Past maxPending
+// waiting records it pauses the partition's fetching: that is the
+// backpressure that keeps memory bounded while ClickHouse is slow or down.
+func (w *worker) enqueue(recs []*kgo.Record) {
+	w.pendMu.Lock()
+	w.pending = append(w.pending, recs)
+	w.npend += len(recs)
+	if w.npend >= w.r.cfg.maxPending && !w.paused {
+		w.paused = true
+		// Under pendMu, so that a concurrent take cannot resume first and
+		// leave the partition paused for good.
+		w.r.cl.PauseFetchPartitions(map[string][]int32{w.k.topic: {w.k.partition}})
+		w.r.metrics.paused.WithLabelValues(w.proj.Name).Inc()
+	}
+	w.pendMu.Unlock()
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+}
+
+// take returns every pending chunk and resumes fetching if it was paused.
+func (w *worker) take() [][]*kgo.Record {
+	w.pendMu.Lock()
+	defer w.pendMu.Unlock()
+	out := w.pending
+	w.pending, w.npend = nil, 0
+	if w.paused {
+		w.paused = false
+		w.r.cl.ResumeFetchPartitions(map[string][]int32{w.k.topic: {w.k.partition}})
+	}
+	return out
+}
+
 func (w *worker) process(ctx context.Context, recs []*kgo.Record) {
 	if w.stateIdx >= 0 && !w.authorit {
 		w.prefetch(ctx, recs)
 	}
+	w.applyRejects()
 	for _, rec := range recs {
 		w.processOne(ctx, rec)
 		if w.b.events >= w.r.cfg.batchEvents {
-			if w.flush(ctx) != nil {
+			if w.handoff(ctx) != nil {
 				return
 			}
 		}
@@ -233,7 +298,7 @@ func (w *worker) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, r
 	}
 	w.b.effects = append(w.b.effects, tx.effects...)
 	advance()
-	w.r.metrics.events.WithLabelValues(w.proj.Name).Inc()
+	w.b.applied++
 	return nil
 }
 
@@ -257,10 +322,15 @@ func (w *worker) addRow(pi int, off int64, key string, ts time.Time, user []any,
 	if off <= ck[pi] {
 		return
 	}
+	w.b.add(pi, w.k, off, key, ts, user)
+}
+
+// add queues a row of table pi with its source position.
+func (b *batch) add(pi int, k tp, off int64, key string, ts time.Time, user []any) {
 	vals := make([]any, 0, len(user)+len(systemColumns))
 	vals = append(vals, user...)
-	vals = append(vals, w.k.topic, uint32(w.k.partition), uint64(off), ts)
-	w.b.rows[pi] = append(w.b.rows[pi], pendingRow{off: off, key: key, values: vals})
+	vals = append(vals, k.topic, uint32(k.partition), uint64(off), ts)
+	b.rows[pi] = append(b.rows[pi], pendingRow{off: off, key: key, values: vals})
 }
 
 // advance records that rec belongs to the current batch.
@@ -387,203 +457,6 @@ func (w *worker) fetchStates(ctx context.Context, keys []string) error {
 		w.cache[k] = dst
 	}
 	return rows.Err()
-}
-
-// flush makes the batch durable: each table's rows in one insert (state
-// table last), then checkpoints, then the Kafka commit (a hint only).
-func (w *worker) flush(ctx context.Context) error {
-	if w.b.events == 0 {
-		return nil
-	}
-	start := time.Now()
-	for i := range w.layout.tables {
-		if len(w.b.rows[i]) == 0 {
-			continue
-		}
-		if err := w.insert(ctx, i); err != nil {
-			return err
-		}
-	}
-	if err := w.writeCheckpoints(ctx); err != nil {
-		return err
-	}
-	for i := range w.ckpt {
-		w.ckpt[i] = max(w.ckpt[i], w.b.last)
-	}
-	w.r.commit(w.k, w.b.last)
-	for _, fn := range w.b.effects {
-		if err := fn(ctx); err != nil {
-			w.log.Warn("side effect failed", "err", err)
-		}
-	}
-	m := w.r.metrics
-	m.batches.WithLabelValues(w.proj.Name).Inc()
-	m.batchEvents.WithLabelValues(w.proj.Name).Observe(float64(w.b.events))
-	m.flushSeconds.WithLabelValues(w.proj.Name).Observe(time.Since(start).Seconds())
-	m.position.WithLabelValues(w.proj.Name, w.k.topic, fmt.Sprint(w.k.partition)).Set(float64(w.b.last))
-	if !w.b.maxTs.IsZero() {
-		m.lastEventTs.WithLabelValues(w.proj.Name, w.k.topic, fmt.Sprint(w.k.partition)).Set(float64(w.b.maxTs.UnixMilli()) / 1000)
-	}
-	w.r.applied(w.k, w.b.last)
-	if len(w.cache) > w.r.cfg.stateCacheSize {
-		// Forget everything; later misses are loaded from ClickHouse.
-		w.cache = map[string][]any{}
-		w.authorit = false
-	}
-	w.resetBatch()
-	return nil
-}
-
-// insert writes one table's rows of the batch, retrying with capped
-// exponential backoff until it lands or ctx ends. A retry first checks
-// whether the previous attempt landed after all (its highest offset is
-// present), so an ambiguous failure never duplicates rows.
-func (w *worker) insert(ctx context.Context, i int) error {
-	pt := w.layout.tables[i]
-	for attempt := 0; ; attempt++ {
-		rows := w.b.rows[i]
-		if len(rows) == 0 {
-			return nil
-		}
-		err := w.insertOnce(ctx, pt, rows)
-		if err == nil {
-			return nil
-		}
-		var rej *rowError
-		if errors.As(err, &rej) {
-			// A row the driver cannot encode is the event's fault, not
-			// ClickHouse's: park the aggregate from that event on and retry
-			// without its rows.
-			w.rejectAggregate(rej.row, err)
-			continue
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		w.r.metrics.retries.WithLabelValues(w.proj.Name).Inc()
-		w.r.setHealthy(false, fmt.Errorf("insert into %s: %w", pt.name, err))
-		w.log.Warn("insert failed; retrying", "table", pt.name, "rows", len(rows), "attempt", attempt+1, "err", err)
-		if w.sleep(ctx, attempt) != nil {
-			return ctx.Err()
-		}
-		if ok, err := w.landed(ctx, pt, rows); err == nil && ok {
-			w.log.Info("previous insert attempt had landed", "table", pt.name)
-			w.r.setHealthy(true, nil)
-			return nil
-		}
-	}
-}
-
-type rowError struct {
-	row pendingRow
-	err error
-}
-
-func (e *rowError) Error() string { return fmt.Sprintf("row of offset %d: %v", e.row.off, e.err) }
-func (e *rowError) Unwrap() error { return e.err }
-
-func (w *worker) insertOnce(ctx context.Context, pt physTable, rows []pendingRow) error {
-	ictx, cancel := context.WithTimeout(ctx, w.r.cfg.insertTimeout)
-	defer cancel()
-	b, err := w.r.conn.PrepareBatch(ictx, pt.insert)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	for _, r := range rows {
-		if err := b.Append(r.values...); err != nil {
-			return &rowError{row: r, err: err}
-		}
-	}
-	t0 := time.Now()
-	if err := b.Send(); err != nil {
-		return err
-	}
-	w.r.metrics.insertSeconds.WithLabelValues(w.proj.Name, pt.logical).Observe(time.Since(t0).Seconds())
-	w.r.metrics.rows.WithLabelValues(w.proj.Name, pt.logical).Add(float64(len(rows)))
-	w.r.setHealthy(true, nil)
-	return nil
-}
-
-// rejectAggregate removes from the batch every row of bad's aggregate from
-// bad's offset on and parks those events instead.
-func (w *worker) rejectAggregate(bad pendingRow, cause error) {
-	key := bad.key
-	for i := range w.b.rows {
-		kept := w.b.rows[i][:0]
-		for _, r := range w.b.rows[i] {
-			if r.key == key && r.off >= bad.off && i != w.layout.parked {
-				continue
-			}
-			kept = append(kept, r)
-		}
-		w.b.rows[i] = kept
-	}
-	if from, ok := w.parkedFrom[key]; !ok || bad.off < from {
-		w.parkedFrom[key] = bad.off
-	}
-	// The cached state includes the rejected events: drop it and stop
-	// trusting misses.
-	delete(w.cache, key)
-	w.authorit = false
-	recs := w.b.recs
-	for _, rec := range recs {
-		if string(rec.Key) != key || rec.Offset < bad.off {
-			continue
-		}
-		reason, err := ReasonAggregate, fmt.Errorf("aggregate %q parked since offset %d", key, bad.off)
-		if rec.Offset == bad.off {
-			reason, err = ReasonInsert, cause
-		}
-		hdr := make(map[string]string, len(rec.Headers))
-		for _, h := range rec.Headers {
-			hdr[h.Key] = string(h.Value)
-		}
-		w.addRow(w.layout.parked, rec.Offset, key, rec.Timestamp.UTC(), []any{
-			key, hdr[schemas.HeaderType], hdr[schemas.HeaderEventID], reason, errString(err), string(rec.Key), string(rec.Value), hdr, time.Now().UTC(),
-		}, w.ckpt)
-		w.r.metrics.parked.WithLabelValues(w.proj.Name, reason).Inc()
-	}
-	sortRows(w.b.rows[w.layout.parked])
-	w.log.Warn("ClickHouse rejected a row; parked its aggregate", "aggregate", key, "offset", bad.off, "err", cause)
-}
-
-func sortRows(rows []pendingRow) {
-	for i := 1; i < len(rows); i++ {
-		for j := i; j > 0 && rows[j].off < rows[j-1].off; j-- {
-			rows[j], rows[j-1] = rows[j-1], rows[j]
-		}
-	}
-}
-
-func (w *worker) writeCheckpoints(ctx context.Context) error {
-	for attempt := 0; ; attempt++ {
-		err := func() error {
-			b, err := w.r.conn.PrepareBatch(ctx, "INSERT INTO "+checkpointsTable+" (proj, generation, tbl, topic, part, off, updated_at)")
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			now := nowUTC()
-			for _, t := range w.layout.tables {
-				if err := b.Append(w.proj.Name, uint32(w.layout.Generation), t.logical, w.k.topic, uint32(w.k.partition), uint64(w.b.last), now); err != nil {
-					return err
-				}
-			}
-			return b.Send()
-		}()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		w.r.metrics.retries.WithLabelValues(w.proj.Name).Inc()
-		w.log.Warn("checkpoint write failed; retrying", "attempt", attempt+1, "err", err)
-		if w.sleep(ctx, attempt) != nil {
-			return ctx.Err()
-		}
-	}
 }
 
 // sleep waits the capped exponential backoff of attempt.

@@ -1,0 +1,416 @@
+package projectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/schemas"
+)
+
+// A worker applies events; its flusher makes the batches durable. Handing a
+// batch over does not wait for ClickHouse, so applying batch k+1 overlaps
+// inserting batch k. Batches of a partition are persisted strictly one
+// after the other: batch k+1's first insert starts after batch k's
+// checkpoints, which keeps "a table holding offset X holds every row up to
+// X" true (see DESIGN.md). At most one batch waits while one is inserted.
+type flusher struct {
+	w       *worker
+	started sync.Once
+	q       chan *batch
+	idle    sync.WaitGroup // batches handed over, not yet durable or dropped
+	done    chan struct{}
+
+	mu       sync.Mutex
+	err      error            // first persist failure; the worker stops
+	rejects  []reject         // aggregates to park, for the worker to apply
+	rejected map[string]int64 // aggregate → first rejected offset
+}
+
+type reject struct {
+	key string
+	off int64
+}
+
+func newFlusher(w *worker) *flusher {
+	return &flusher{w: w, q: make(chan *batch, 1), done: make(chan struct{}), rejected: map[string]int64{}}
+}
+
+// start runs the flush loop on first use.
+func (f *flusher) start() { f.started.Do(func() { go f.w.flushLoop() }) }
+
+// stop ends the flush loop and waits for it: after stop no batch of the
+// worker can reach ClickHouse.
+func (f *flusher) stop() {
+	f.start()
+	close(f.q)
+	<-f.done
+}
+
+func (f *flusher) failure() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+func (w *worker) flushLoop() {
+	defer close(w.fl.done)
+	for b := range w.fl.q {
+		if w.fl.failure() == nil {
+			if err := w.persist(w.ctx, b); err != nil {
+				w.fl.mu.Lock()
+				w.fl.err = err
+				w.fl.mu.Unlock()
+				w.abandon() // a batch that is not durable stops the partition
+			}
+		}
+		w.fl.idle.Done()
+	}
+}
+
+// handoff gives the current batch to the flusher and starts a new one.
+func (w *worker) handoff(ctx context.Context) error {
+	w.applyRejects()
+	if err := w.fl.failure(); err != nil {
+		return err
+	}
+	if w.b.events == 0 {
+		return nil
+	}
+	b := w.b
+	// Later records are above the batch; positions only filter re-applied
+	// records, so the optimistic update is safe: if the batch never becomes
+	// durable, the worker stops and the next owner reads real positions.
+	for i := range w.ckpt {
+		w.ckpt[i] = max(w.ckpt[i], b.last)
+	}
+	if len(w.cache) > w.r.cfg.stateCacheSize {
+		// Forget everything; later misses are loaded from ClickHouse.
+		w.cache = map[string][]any{}
+		w.authorit = false
+	}
+	w.resetBatch()
+	w.fl.start()
+	w.fl.idle.Add(1)
+	select {
+	case w.fl.q <- &b:
+		return nil
+	case <-ctx.Done():
+		w.fl.idle.Done()
+		return ctx.Err()
+	}
+}
+
+// flush hands the batch over and waits until every handed-over batch is
+// durable.
+func (w *worker) flush(ctx context.Context) error {
+	if err := w.handoff(ctx); err != nil {
+		return err
+	}
+	idle := make(chan struct{})
+	go func() { w.fl.idle.Wait(); close(idle) }()
+	select {
+	case <-idle:
+		w.applyRejects()
+		return w.fl.failure()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// persist makes one batch durable: its rows, then its checkpoints, then the
+// Kafka commit mark (a hint), then side effects.
+func (w *worker) persist(ctx context.Context, b *batch) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := w.persistRows(ctx, b); err != nil {
+		return err
+	}
+	if err := w.writeCheckpoints(ctx, b.last); err != nil {
+		return err
+	}
+	w.r.commit(w.k, b.last)
+	for _, fn := range b.effects {
+		if err := fn(ctx); err != nil {
+			w.log.Warn("side effect failed", "err", err)
+		}
+	}
+	m := w.r.metrics
+	m.events.WithLabelValues(w.proj.Name).Add(float64(b.applied))
+	m.batches.WithLabelValues(w.proj.Name).Inc()
+	m.batchEvents.WithLabelValues(w.proj.Name).Observe(float64(b.events))
+	m.flushSeconds.WithLabelValues(w.proj.Name).Observe(time.Since(start).Seconds())
+	part := fmt.Sprint(w.k.partition)
+	m.position.WithLabelValues(w.proj.Name, w.k.topic, part).Set(float64(b.last))
+	if !b.maxTs.IsZero() {
+		m.lastEventTs.WithLabelValues(w.proj.Name, w.k.topic, part).Set(float64(b.maxTs.UnixMilli()) / 1000)
+	}
+	w.r.applied(w.k, b.last)
+	return nil
+}
+
+// persistRows inserts every table's rows of b: first every row is encoded
+// (a row the driver refuses parks its aggregate before anything is sent),
+// then the tables other than the State table are sent concurrently, then
+// the State table (last, see DESIGN.md).
+func (w *worker) persistRows(ctx context.Context, b *batch) error {
+	w.purgeRejected(b)
+	var prepared []driver.Batch
+	var cancels []context.CancelFunc
+	release := func() {
+		for i, pb := range prepared {
+			if pb != nil {
+				_ = pb.Close()
+			}
+			if cancels[i] != nil {
+				cancels[i]()
+			}
+		}
+	}
+	for {
+		prepared = make([]driver.Batch, len(b.rows))
+		cancels = make([]context.CancelFunc, len(b.rows))
+		var rej *rowError
+		for i, rows := range b.rows {
+			if len(rows) == 0 {
+				continue
+			}
+			ictx, cancel := context.WithTimeout(ctx, w.r.cfg.insertTimeout)
+			cancels[i] = cancel
+			pb, err := w.prepare(ictx, w.layout.tables[i], rows)
+			if errors.As(err, &rej) {
+				break
+			}
+			// Any other error (ClickHouse unreachable while describing the
+			// table) is left to the send's retry loop.
+			prepared[i] = pb
+		}
+		if rej == nil {
+			break
+		}
+		release()
+		w.rejectIn(b, rej.row.key, rej.row.off, rej)
+	}
+	defer release()
+
+	state := -1
+	var wg sync.WaitGroup
+	errs := make([]error, len(b.rows))
+	for i := range b.rows {
+		if len(b.rows[i]) == 0 {
+			continue
+		}
+		if w.layout.tables[i].state {
+			state = i
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.send(ctx, i, b.rows[i], prepared[i])
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if state >= 0 {
+		return w.send(ctx, state, b.rows[state], prepared[state])
+	}
+	return nil
+}
+
+// prepare encodes rows into a clickhouse-go batch without sending it.
+func (w *worker) prepare(ctx context.Context, pt physTable, rows []pendingRow) (driver.Batch, error) {
+	pb, err := w.r.conn.PrepareBatch(ctx, pt.insert)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		if err := pb.Append(r.values...); err != nil {
+			_ = pb.Close()
+			return nil, &rowError{row: r, err: err}
+		}
+	}
+	return pb, nil
+}
+
+type rowError struct {
+	row pendingRow
+	err error
+}
+
+func (e *rowError) Error() string { return fmt.Sprintf("row of offset %d: %v", e.row.off, e.err) }
+func (e *rowError) Unwrap() error { return e.err }
+
+// send sends a prepared batch, then retries with capped exponential
+// backoff until the rows land or ctx ends. A retry first checks whether the
+// previous attempt landed after all (the rows' last offset is present), so
+// an ambiguous failure never duplicates rows.
+func (w *worker) send(ctx context.Context, i int, rows []pendingRow, pb driver.Batch) error {
+	pt := w.layout.tables[i]
+	for attempt := 0; ; attempt++ {
+		var err error
+		t0 := time.Now()
+		if pb != nil {
+			err = pb.Send()
+			pb = nil
+		} else if pb, err = w.prepare(ctx, pt, rows); err == nil {
+			err = pb.Send()
+			pb = nil
+		}
+		if err == nil {
+			w.r.metrics.insertSeconds.WithLabelValues(w.proj.Name, pt.logical).Observe(time.Since(t0).Seconds())
+			w.r.metrics.rows.WithLabelValues(w.proj.Name, pt.logical).Add(float64(len(rows)))
+			w.r.setHealthy(true, nil)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.r.metrics.retries.WithLabelValues(w.proj.Name).Inc()
+		w.r.setHealthy(false, fmt.Errorf("insert into %s: %w", pt.name, err))
+		w.log.Warn("insert failed; retrying", "table", pt.name, "rows", len(rows), "attempt", attempt+1, "err", err)
+		if w.sleep(ctx, attempt) != nil {
+			return ctx.Err()
+		}
+		if ok, err := w.landed(ctx, pt, rows); err == nil && ok {
+			w.log.Info("previous insert attempt had landed", "table", pt.name)
+			w.r.setHealthy(true, nil)
+			return nil
+		}
+	}
+}
+
+// rejectIn parks an aggregate within b from offset off on: its rows leave
+// every table of b and its records go to the parked table. The worker
+// learns of it through applyRejects; batches handed over meanwhile are
+// purged by purgeRejected.
+func (w *worker) rejectIn(b *batch, key string, off int64, cause error) {
+	w.fl.mu.Lock()
+	if from, ok := w.fl.rejected[key]; !ok || off < from {
+		w.fl.rejected[key] = off
+	}
+	w.fl.rejects = append(w.fl.rejects, reject{key, off})
+	w.fl.mu.Unlock()
+	w.purge(b, key, off, cause)
+	w.log.Warn("ClickHouse's driver refused a row; parked its aggregate", "aggregate", key, "offset", off, "err", cause)
+}
+
+// purgeRejected parks, in b, aggregates rejected in earlier batches.
+func (w *worker) purgeRejected(b *batch) {
+	w.fl.mu.Lock()
+	rej := make(map[string]int64, len(w.fl.rejected))
+	for k, v := range w.fl.rejected {
+		rej[k] = v
+	}
+	w.fl.mu.Unlock()
+	for key, from := range rej {
+		w.purge(b, key, from, nil)
+	}
+}
+
+// applyRejects, on the worker goroutine, parks rejected aggregates in the
+// worker's own state and current batch.
+func (w *worker) applyRejects() {
+	if w.fl == nil {
+		return
+	}
+	w.fl.mu.Lock()
+	rs := w.fl.rejects
+	w.fl.rejects = nil
+	w.fl.mu.Unlock()
+	for _, r := range rs {
+		if from, ok := w.parkedFrom[r.key]; !ok || r.off < from {
+			w.parkedFrom[r.key] = r.off
+		}
+		// The cached state includes the rejected events: drop it and stop
+		// trusting misses.
+		delete(w.cache, r.key)
+		w.authorit = false
+		w.purge(&w.b, r.key, r.off, nil)
+	}
+}
+
+// purge moves key's events from offset from on out of b's tables and into
+// its parked table. cause is the error of the event at from (nil: the
+// aggregate was parked earlier).
+func (w *worker) purge(b *batch, key string, from int64, cause error) {
+	found := false
+	for i := range b.rows {
+		if i == w.layout.parked {
+			continue
+		}
+		kept := b.rows[i][:0]
+		for _, r := range b.rows[i] {
+			if r.key == key && r.off >= from {
+				found = true
+				continue
+			}
+			kept = append(kept, r)
+		}
+		b.rows[i] = kept
+	}
+	parked := map[int64]bool{}
+	for _, r := range b.rows[w.layout.parked] {
+		parked[r.off] = true
+	}
+	for _, rec := range b.recs {
+		if string(rec.Key) != key || rec.Offset < from || parked[rec.Offset] {
+			continue
+		}
+		found = true
+		reason, err := ReasonAggregate, fmt.Errorf("aggregate %q parked since offset %d", key, from)
+		if rec.Offset == from && cause != nil {
+			reason, err = ReasonInsert, cause
+		}
+		hdr := make(map[string]string, len(rec.Headers))
+		for _, h := range rec.Headers {
+			hdr[h.Key] = string(h.Value)
+		}
+		b.add(w.layout.parked, w.k, rec.Offset, key, rec.Timestamp.UTC(), []any{
+			key, hdr[schemas.HeaderType], hdr[schemas.HeaderEventID], reason, errString(err), string(rec.Key), string(rec.Value), hdr, time.Now().UTC(),
+		})
+		w.r.metrics.parked.WithLabelValues(w.proj.Name, reason).Inc()
+	}
+	if found {
+		sort.Slice(b.rows[w.layout.parked], func(i, j int) bool { return b.rows[w.layout.parked][i].off < b.rows[w.layout.parked][j].off })
+	}
+}
+
+func (w *worker) writeCheckpoints(ctx context.Context, last int64) error {
+	for attempt := 0; ; attempt++ {
+		err := func() error {
+			b, err := w.r.conn.PrepareBatch(ctx, "INSERT INTO "+checkpointsTable+" (proj, generation, tbl, topic, part, off, updated_at)")
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			now := nowUTC()
+			for _, t := range w.layout.tables {
+				if err := b.Append(w.proj.Name, uint32(w.layout.Generation), t.logical, w.k.topic, uint32(w.k.partition), uint64(last), now); err != nil {
+					return err
+				}
+			}
+			return b.Send()
+		}()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.r.metrics.retries.WithLabelValues(w.proj.Name).Inc()
+		w.log.Warn("checkpoint write failed; retrying", "attempt", attempt+1, "err", err)
+		if w.sleep(ctx, attempt) != nil {
+			return ctx.Err()
+		}
+	}
+}
