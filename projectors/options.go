@@ -26,6 +26,7 @@ type cfg struct {
 	maxPending      int
 	stateCacheSize  int
 	replay          bool
+	pipeline        bool
 	views           bool
 	start           map[string]map[int32]kgo.Offset
 	startAt         *kgo.Offset
@@ -63,7 +64,7 @@ func (c *cfg) validate() error {
 		errs = append(errs, fmt.Errorf("batch size %d: must be ≥ 1", c.batchEvents))
 	}
 	if c.maxPending == 0 {
-		c.maxPending = 2 * c.batchEvents
+		c.maxPending = 10 * c.batchEvents
 	}
 	if c.maxPending < 1 {
 		errs = append(errs, fmt.Errorf("max pending %d: must be ≥ 1", c.maxPending))
@@ -114,11 +115,17 @@ func RetryBackoff(minD, maxD time.Duration) Opt {
 func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.shutdownTimeout = d } }
 
 // MaxPending pauses fetching a partition while this many of its records wait
-// for its worker. Default: twice BatchEvents.
+// for its worker. Default: ten times BatchEvents (pausing is costly: the
+// partition's fetching restarts on resume).
 func MaxPending(n int) Opt { return func(c *cfg) { c.maxPending = n } }
 
 // StateCacheSize caps the cached aggregate states per partition. Default 200000.
 func StateCacheSize(n int) Opt { return func(c *cfg) { c.stateCacheSize = n } }
+
+// Pipeline lets a partition's worker apply the next batch while the previous
+// one is being inserted. Default false: on a machine shared with
+// ClickHouse it adds latency and no throughput (see flush.go).
+func Pipeline(on bool) Opt { return func(c *cfg) { c.pipeline = on } }
 
 // Replay marks the runner as replaying history (a rebuild): Tx.Replaying
 // is true and side effects are not run. Default false.

@@ -367,11 +367,12 @@ func TestOutageClickHouseSlow(t *testing.T) {
 
 	suffix, shopTopic, seatsTopic := outageSetup(t, brokers, 2)
 	// Small fetches make the bound visible: per partition at most the
-	// worker's queue (4 polls) plus a batch plus one buffered fetch.
+	// worker's pending records (MaxPending) plus a batch plus one buffered
+	// fetch.
 	const batch = 1000
 	hook := &polledHook{next: map[string]map[int32]int64{}}
 	names := []string{"event_log"}
-	ip := runInProcess(t, conn, brokers, suffix, names, projectors.BatchEvents(batch), projectors.FlushInterval(100*time.Millisecond),
+	ip := runInProcess(t, conn, brokers, suffix, names, projectors.BatchEvents(batch), projectors.MaxPending(2*batch), projectors.FlushInterval(100*time.Millisecond),
 		projectors.KafkaHooks(hook), projectors.KafkaOpts(kgo.FetchMaxPartitionBytes(32<<10), kgo.FetchMaxBytes(64<<10)))
 	// Warm up (tables, assignment) before slowing ClickHouse down.
 	stop := make(chan struct{})
@@ -412,8 +413,10 @@ func TestOutageClickHouseSlow(t *testing.T) {
 	if lag[2] < lag[0]+4*batch {
 		t.Errorf("backlog grew only from %d to %d events; the sink was not slow enough to show backpressure", lag[0], lag[2])
 	}
-	// Bounded: what the projector holds does not grow with the backlog.
-	if limit := held[0] + held[0]/4 + batch; held[2] > limit {
+	// Bounded: what the projector holds does not grow with the backlog
+	// (which roughly triples over the slow period). The first third may end
+	// before the pending queues first fill, hence the margin.
+	if limit := held[0] + held[0]/2 + batch; held[2] > limit {
 		t.Errorf("projector held %d events late in the slow period, %d early on: it keeps fetching instead of pausing", held[2], held[0])
 	}
 	if held[2] > lag[2]/3 {

@@ -163,14 +163,17 @@ func (w *worker) run() {
 				}
 			}
 			if w.b.events >= w.r.cfg.batchEvents {
-				if w.handoff(ctx) != nil {
+				if w.commitBatch(ctx) != nil {
 					return
 				}
 			}
 		case <-tick.C:
 			w.applyRejects()
-			if w.b.events > 0 && time.Since(w.b.started) >= w.r.cfg.flushInterval {
-				if w.handoff(ctx) != nil {
+			// While a batch already waits for the flusher, keep growing this
+			// one: batches adapt to how fast ClickHouse takes them, instead of
+			// queueing many small ones that each pay the per-insert cost.
+			if w.b.events > 0 && time.Since(w.b.started) >= w.r.cfg.flushInterval && len(w.fl.q) == 0 {
+				if w.commitBatch(ctx) != nil {
 					return
 				}
 			}
@@ -220,7 +223,7 @@ func (w *worker) process(ctx context.Context, recs []*kgo.Record) {
 	for _, rec := range recs {
 		w.processOne(ctx, rec)
 		if w.b.events >= w.r.cfg.batchEvents {
-			if w.handoff(ctx) != nil {
+			if w.commitBatch(ctx) != nil {
 				return
 			}
 		}

@@ -94,7 +94,7 @@ func Run(t *testing.T, c Case) {
 	})
 
 	t.Run("restart_midway", func(t *testing.T) {
-		g := start(t, c.New(), ch, codec, brokers, projectors.Generation(3), projectors.WithoutViews(), projectors.BatchEvents(7))
+		g := start(t, c.New(), ch, codec, brokers, projectors.Generation(3), projectors.WithoutViews(), projectors.BatchEvents(7), projectors.Pipeline(true))
 		// Stop as soon as some batches are durable, then start again.
 		deadline := time.Now().Add(60 * time.Second)
 		for {
