@@ -2,12 +2,15 @@ package projectors
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/reel-dev/reel/schemas"
@@ -239,8 +242,13 @@ func (w *worker) persistRows(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// prepare encodes rows into a clickhouse-go batch without sending it.
+// prepare encodes rows into a clickhouse-go batch without sending it. The
+// insert carries a deduplication token naming exactly these rows, so every
+// retry of them is the same insert to ClickHouse.
 func (w *worker) prepare(ctx context.Context, pt physTable, rows []pendingRow) (driver.Batch, error) {
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+		"insert_deduplication_token": dedupToken(w.proj.Name, w.layout.Generation, pt.logical, w.k, rows),
+	}))
 	pb, err := w.r.conn.PrepareBatch(ctx, pt.insert)
 	if err != nil {
 		return nil, err
@@ -252,6 +260,21 @@ func (w *worker) prepare(ctx context.Context, pt physTable, rows []pendingRow) (
 		}
 	}
 	return pb, nil
+}
+
+// dedupToken identifies a set of rows of one table by their positions:
+// the same rows always give the same token, different row sets different
+// tokens (a parked aggregate's replay inserts a subset of old offsets, so
+// the token covers every offset, hashed when there are many).
+func dedupToken(proj string, gen int, table string, k tp, rows []pendingRow) string {
+	h := fnv.New64a()
+	var buf [8]byte
+	for _, r := range rows {
+		binary.LittleEndian.PutUint64(buf[:], uint64(r.off))
+		h.Write(buf[:])
+	}
+	return fmt.Sprintf("reel/%s/g%d/%s/%s/%d/%d-%d/%d/%x", proj, gen, table, k.topic, k.partition,
+		rows[0].off, rows[len(rows)-1].off, len(rows), h.Sum64())
 }
 
 type rowError struct {

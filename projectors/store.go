@@ -26,6 +26,9 @@ const (
 	resolvedTable    = "_reel_parked_resolved"
 )
 
+// dedupWindow is how many recent insert tokens a generation table keeps.
+const dedupWindow = 1000
+
 // parkedColumns are the user columns of a generation's parked table.
 var parkedColumns = []Column{
 	{"aggregate_id", "String"},
@@ -128,7 +131,10 @@ func createTable(name string, cols []Column, engine, orderBy string) string {
 	}
 	// No PARTITION BY: one batch insert must become exactly one part, so
 	// that "max _offset present" implies "the whole batch is present".
-	fmt.Fprintf(&b, ") ENGINE = %s ORDER BY (%s)", engine, orderBy)
+	// The deduplication window makes a retried insert with the same
+	// insert_deduplication_token a no-op even when the first attempt landed
+	// after the retry's "did it land?" check (see flush.go).
+	fmt.Fprintf(&b, ") ENGINE = %s ORDER BY (%s) SETTINGS non_replicated_deduplication_window = %d", engine, orderBy, dedupWindow)
 	return b.String()
 }
 
