@@ -317,18 +317,4 @@ GROUP BY _topic, _partition, aggregate_id`, l.tables[l.parked].name, resolvedTab
 	return out, rows.Err()
 }
 
-// maxOffset returns the highest _offset of a table for one partition, -1 if none.
-func maxOffset(ctx context.Context, conn driver.Conn, table string, k tp) (int64, error) {
-	var n uint64
-	var off uint64
-	err := conn.QueryRow(ctx, fmt.Sprintf("SELECT count(), max(_offset) FROM %s WHERE _topic = ? AND _partition = ?", table), k.topic, uint32(k.partition)).Scan(&n, &off)
-	if err != nil {
-		return 0, err
-	}
-	if n == 0 {
-		return -1, nil
-	}
-	return int64(off), nil
-}
-
 func nowUTC() time.Time { return time.Now().UTC() }
