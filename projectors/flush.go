@@ -407,13 +407,7 @@ func (w *worker) purge(b *batch, key string, from int64, cause error) {
 		if rec.Offset == from && cause != nil {
 			reason, err = ReasonInsert, cause
 		}
-		hdr := make(map[string]string, len(rec.Headers))
-		for _, h := range rec.Headers {
-			hdr[h.Key] = string(h.Value)
-		}
-		b.add(w.layout.parked, w.k, rec.Offset, key, rec.Timestamp.UTC(), []any{
-			key, hdr[schemas.HeaderType], hdr[schemas.HeaderEventID], reason, errString(err), string(rec.Key), string(rec.Value), hdr, time.Now().UTC(),
-		})
+		b.add(w.layout.parked, w.k, rec.Offset, key, rec.Timestamp.UTC(), parkedRow(rec, key, schemas.Event{}, reason, err))
 		w.r.metrics.parked.WithLabelValues(w.proj.Name, reason).Inc()
 	}
 	if found {

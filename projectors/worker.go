@@ -356,6 +356,15 @@ func (w *worker) park(rec *kgo.Record, key, reason string, cause error, ev schem
 		w.parkedFrom[key] = rec.Offset
 		w.log.Warn("parked aggregate", "aggregate", key, "offset", rec.Offset, "reason", reason, "err", cause)
 	}
+	w.addRow(w.layout.parked, rec.Offset, key, rec.Timestamp.UTC(), parkedRow(rec, key, ev, reason, cause), w.ckpt)
+	w.advance(rec)
+	w.r.metrics.parked.WithLabelValues(w.proj.Name, reason).Inc()
+}
+
+// parkedRow is the parked table's row for rec (parkedColumns order). The
+// event type and ID come from the decoded event when there is one, else
+// from the record's headers.
+func parkedRow(rec *kgo.Record, key string, ev schemas.Event, reason string, cause error) []any {
 	hdr := make(map[string]string, len(rec.Headers))
 	for _, h := range rec.Headers {
 		hdr[h.Key] = string(h.Value)
@@ -367,11 +376,7 @@ func (w *worker) park(rec *kgo.Record, key, reason string, cause error, ev schem
 	if evID == "" {
 		evID = hdr[schemas.HeaderEventID]
 	}
-	w.addRow(w.layout.parked, rec.Offset, key, rec.Timestamp.UTC(), []any{
-		key, evType, evID, reason, errString(cause), string(rec.Key), string(rec.Value), hdr, time.Now().UTC(),
-	}, w.ckpt)
-	w.advance(rec)
-	w.r.metrics.parked.WithLabelValues(w.proj.Name, reason).Inc()
+	return []any{key, evType, evID, reason, errString(cause), string(rec.Key), string(rec.Value), hdr, time.Now().UTC()}
 }
 
 func errString(err error) string {
