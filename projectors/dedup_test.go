@@ -38,9 +38,9 @@ func TestRetriedInsertIsDeduplicated(t *testing.T) {
 	}
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	defer r.cancel()
-	w := newWorker(r, tp{"t", 0}, []int64{-1, -1}, nil)
+	w := newWorker(r, testClaim(t, r, tp{"t", 0}), []int64{-1, -1}, nil)
 	pt := r.layout.tables[r.layout.byUser[0]]
-	b := &batch{rows: make([][]pendingRow, len(r.layout.tables))}
+	b := &batch{rows: make([][]pendingRow, len(r.layout.tables)), epoch: w.claim.epoch}
 	for i := range 100 {
 		b.add(r.layout.byUser[0], w.k, int64(i), "k", time.Unix(int64(i), 0).UTC(), []any{"row"})
 	}
@@ -72,4 +72,14 @@ func TestRetriedInsertIsDeduplicated(t *testing.T) {
 	if n := count(); n != 103 {
 		t.Fatalf("%d rows after a distinct insert of 3 rows; want 103", n)
 	}
+}
+
+// testClaim claims k for a worker built by hand, as onAssigned would.
+func testClaim(t *testing.T, r *Runner, k tp) claim {
+	t.Helper()
+	cs, _, err := claimPartitions(context.Background(), r.conn, r.layout, r.log, []tp{k}, nil, "test", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs[k]
 }

@@ -206,14 +206,14 @@ func (w *worker) markResolved(ctx context.Context, recs []*kgo.Record, resolutio
 	if len(recs) == 0 {
 		return nil
 	}
-	b, err := w.r.conn.PrepareBatch(ctx, "INSERT INTO "+resolvedTable+" (proj, generation, topic, part, off, resolution, resolved_at)")
+	b, err := w.r.conn.PrepareBatch(w.fenced(ctx, nil), "INSERT INTO "+resolvedTable+inboxSuffix+" (proj, generation, topic, part, off, resolution, resolved_at, _epoch)")
 	if err != nil {
 		return fmt.Errorf("record resolution: %w", err)
 	}
 	defer b.Close()
 	now := nowUTC()
 	for _, r := range recs {
-		if err := b.Append(w.proj.Name, uint32(w.layout.Generation), r.Topic, uint32(r.Partition), uint64(r.Offset), resolution, now); err != nil {
+		if err := b.Append(w.proj.Name, uint32(w.layout.Generation), r.Topic, uint32(r.Partition), uint64(r.Offset), resolution, now, w.claim.epoch); err != nil {
 			return err
 		}
 	}

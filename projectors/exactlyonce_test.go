@@ -54,43 +54,16 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 		// runs it anyway.
 		t.Skip("needs a real Kafka (REEL_KAFKA_BROKERS): against kfake the group stalls after repeated SIGKILLs; REEL_EO_KFAKE=1 to run it")
 	}
-	brokers := testenv.Kafka(t)
-	ch := testenv.ClickHouse(t)
-	bin := buildProjectorProc(t)
-
 	kills := envInt("REEL_EO_KILLS", 20)
 	duration := envDuration("REEL_EO_DURATION", 50*time.Second)
-	rate := envInt("REEL_EO_RATE", 2500)
-	partitions := envInt("REEL_EO_PARTITIONS", 4)
-	seed := int64(envInt("REEL_EO_SEED", int(time.Now().UnixNano()%1e9)))
-	t.Logf("seed %d (REEL_EO_SEED), %d kills over %s at %d events/s, %d partitions per topic", seed, kills, duration, rate, partitions)
+	c := startChaos(t, "eo", nil, "-session-timeout", "6s")
+	t.Logf("%d kills over %s", kills, duration)
 
-	run := fmt.Sprintf("eo%d", time.Now().UnixNano()%1e9)
-	suffix := "." + run
-	shopTopic, seatsTopic := shop.Topic+suffix, seats.Topic+suffix
-	createTopic(t, brokers, shopTopic, int32(partitions))
-	createTopic(t, brokers, seatsTopic, int32(partitions))
-
-	fl := newFleet(t, bin,
-		"-brokers", strings.Join(brokers, ","), "-dsn", ch.DSN,
-		"-projections", strings.Join(allProjections, ","),
-		"-batch", "2000", "-flush", "300ms", "-retry-max", "1s", "-session-timeout", "6s",
-		"-topic-suffix", suffix, "-group-suffix", suffix)
-
-	// The first replica creates the tables; the stream starts with it.
-	fl.start()
-	stop := make(chan struct{})
-	w := newWorld(seed, run, 2000, 400)
-	st := startStream(t, brokers, w, suffix, rate, stop)
-	ctx := context.Background()
-
-	rates := watchRate(ctx, ch.Conn)
-	rng := rand.New(rand.NewSource(seed))
-	start := time.Now()
+	fl, rng := c.fl, c.rng
 	killed, maxAlive := 0, 1
-	for time.Since(start) < duration || killed < kills {
-		if time.Since(start) > 4*duration {
-			t.Fatalf("only %d kills after %s", killed, time.Since(start))
+	for time.Since(c.begun) < duration || killed < kills {
+		if time.Since(c.begun) > 4*duration {
+			t.Fatalf("only %d kills after %s", killed, time.Since(c.begun))
 		}
 		// Space actions so that the kills spread over the duration, with
 		// jitter: some land mid-batch, some mid-rebalance.
@@ -100,7 +73,7 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 		switch x := rng.Intn(100); {
 		case len(alive) == 0:
 			fl.start()
-		case x < 60 || killed < kills && time.Since(start) > duration:
+		case x < 60 || killed < kills && time.Since(c.begun) > duration:
 			fl.kill(alive[rng.Intn(len(alive))])
 			killed++
 			if len(alive) == 1 || rng.Intn(3) == 0 {
@@ -112,11 +85,74 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 			fl.start()
 		}
 		maxAlive = max(maxAlive, len(fl.living()))
-		if err := st.error(); err != nil {
+		if err := c.st.error(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	close(stop)
+	c.finish(fmt.Sprintf("kills survived %d (SIGKILL), SIGTERM stops %d, processes started %d, max %d alive", fl.kills, fl.terms, fl.starts, maxAlive))
+	if fl.kills < kills {
+		t.Errorf("only %d kills, want %d", fl.kills, kills)
+	}
+}
+
+// chaos is a stream of shop sagas and seat events projected by a fleet of
+// projector processes (every projection in each) that a test disturbs;
+// finish lets one replica catch up and compares every table with an
+// independent fold of the produced events.
+type chaos struct {
+	t                     *testing.T
+	ch                    testenv.CH
+	fl                    *fleet
+	st                    *stream
+	rng                   *rand.Rand
+	stop                  chan struct{}
+	rates                 *rateWatch
+	shopTopic, seatsTopic string
+	begun                 time.Time
+}
+
+// startChaos starts the stream and the first replica. via, if not nil,
+// maps the test's ClickHouse DSN to the one the projectors use (a proxy);
+// args are more projectorproc flags. Knobs: REEL_EO_RATE (events/s, 2500), REEL_EO_PARTITIONS (4),
+// REEL_EO_SEED (time).
+func startChaos(t *testing.T, name string, via func(dsn string) string, args ...string) *chaos {
+	brokers := testenv.Kafka(t)
+	ch := testenv.ClickHouse(t)
+	bin := buildProjectorProc(t)
+	dsn := ch.DSN
+	if via != nil {
+		dsn = via(dsn)
+	}
+	rate := envInt("REEL_EO_RATE", 2500)
+	partitions := envInt("REEL_EO_PARTITIONS", 4)
+	seed := int64(envInt("REEL_EO_SEED", int(time.Now().UnixNano()%1e9)))
+	t.Logf("seed %d (REEL_EO_SEED), %d events/s, %d partitions per topic", seed, rate, partitions)
+
+	run := fmt.Sprintf("%s%d", name, time.Now().UnixNano()%1e9)
+	suffix := "." + run
+	c := &chaos{t: t, ch: ch, rng: rand.New(rand.NewSource(seed)), stop: make(chan struct{}),
+		shopTopic: shop.Topic + suffix, seatsTopic: seats.Topic + suffix}
+	createTopic(t, brokers, c.shopTopic, int32(partitions))
+	createTopic(t, brokers, c.seatsTopic, int32(partitions))
+
+	c.fl = newFleet(t, bin, append([]string{
+		"-brokers", strings.Join(brokers, ","), "-dsn", dsn,
+		"-projections", strings.Join(allProjections, ","),
+		"-batch", "2000", "-flush", "300ms", "-retry-max", "1s",
+		"-topic-suffix", suffix, "-group-suffix", suffix}, args...)...)
+	// The first replica creates the tables; the stream starts with it.
+	c.fl.start()
+	c.st = startStream(t, brokers, newWorld(seed, run, 2000, 400), suffix, rate, c.stop)
+	c.rates = watchRate(context.Background(), ch.Conn)
+	c.begun = time.Now()
+	return c
+}
+
+// finish ends the stream, lets one replica catch up, stops the fleet and
+// compares every table with the fold. what describes the disturbances.
+func (c *chaos) finish(what string) {
+	t, fl, st := c.t, c.fl, c.st
+	close(c.stop)
 	if err := st.wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -132,33 +168,31 @@ func TestExactlyOnceUnderKills(t *testing.T) {
 	}
 	want := map[string]map[string]map[int32]int64{}
 	for _, p := range []string{"orders", "order_saga", "sales"} {
-		want[p] = st.offsets(shopTopic)
+		want[p] = st.offsets(c.shopTopic)
 	}
-	want["seats"] = st.offsets(seatsTopic)
-	want["event_log"] = st.offsets(shopTopic, seatsTopic)
-	catchUp := waitAllApplied(t, ctx, appliedCheck(ch.Conn, 1, want), 3*time.Minute)
-	rates.stop()
+	want["seats"] = st.offsets(c.seatsTopic)
+	want["event_log"] = st.offsets(c.shopTopic, c.seatsTopic)
+	ctx := context.Background()
+	catchUp := waitAllApplied(t, ctx, appliedCheck(c.ch.Conn, 1, want), 3*time.Minute)
+	c.rates.stop()
 	for _, p := range fl.living() {
 		fl.term(p, 60*time.Second)
 	}
-	if c := fl.crashes(); len(c) > 0 {
-		t.Errorf("projector processes crashed: %v", c)
+	if cr := fl.crashes(); len(cr) > 0 {
+		t.Errorf("projector processes crashed: %v", cr)
 	}
 
 	st.mu.Lock()
 	evs := append([]produced(nil), st.evs...)
 	st.mu.Unlock()
 	f := foldEvents(evs)
-	checks := compareAll(t, ch.Conn, f, 1, allProjections...)
+	checks := compareAll(t, c.ch.Conn, f, 1, allProjections...)
 	rows, lost, dup, wrong := sumChecks(checks)
-	t.Logf("SUMMARY kills survived %d (SIGKILL), SIGTERM stops %d, processes started %d, max %d alive; events produced %d in %s (%.0f/s); %d orders, %d conferences",
-		fl.kills, fl.terms, fl.starts, maxAlive, len(evs), streamed.Round(time.Millisecond), float64(len(evs))/streamed.Seconds(), len(f.orders), len(f.confs))
+	t.Logf("SUMMARY %s; events produced %d in %s (%.0f/s); %d orders, %d conferences",
+		what, len(evs), streamed.Round(time.Millisecond), float64(len(evs))/streamed.Seconds(), len(f.orders), len(f.confs))
 	t.Logf("SUMMARY event_log applied %.0f events/s on average during the stream (peak %.0f/s over 2s); catch-up after the stream %s",
-		rates.avg(st.start, st.finish), rates.peak(), catchUp.Round(time.Millisecond))
+		c.rates.avg(st.start, st.finish), c.rates.peak(), catchUp.Round(time.Millisecond))
 	t.Logf("SUMMARY rows compared %d across %d tables/views: lost %d, duplicated %d, wrong %d", rows, len(checks), lost, dup, wrong)
-	if fl.kills < kills {
-		t.Errorf("only %d kills, want %d", fl.kills, kills)
-	}
 }
 
 // rateWatch samples how many events the event_log projection has applied.

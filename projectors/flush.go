@@ -152,6 +152,17 @@ func (w *worker) persist(ctx context.Context, b *batch) error {
 	if err := w.writeCheckpoints(ctx, b.last); err != nil {
 		return err
 	}
+	// A stale member's writes are dropped by the guard without an error.
+	// Side effects are not: they run only after checking that this member
+	// still holds the partition (and the check runs now and then anyway, so
+	// that a member that lost it stops). A freeze between the check and
+	// the effect can still run one twice: effects are at-most-once per
+	// member, not across members.
+	if len(b.effects) > 0 || time.Since(w.fenceChecked) >= w.r.cfg.fenceCheck {
+		if err := w.checkFence(ctx); err != nil {
+			return err
+		}
+	}
 	w.r.commit(w.k, b.last)
 	for _, fn := range b.effects {
 		if err := fn(ctx); err != nil {
@@ -247,9 +258,9 @@ func (w *worker) persistRows(ctx context.Context, b *batch) error {
 // insert carries a deduplication token naming exactly these rows, so every
 // retry of them is the same insert to ClickHouse.
 func (w *worker) prepare(ctx context.Context, pt physTable, rows []pendingRow) (driver.Batch, error) {
-	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+	ctx = w.fenced(ctx, clickhouse.Settings{
 		"insert_deduplication_token": dedupToken(w.proj.Name, w.layout.Generation, pt.logical, w.k, rows),
-	}))
+	})
 	pb, err := w.r.conn.PrepareBatch(ctx, pt.insert)
 	if err != nil {
 		return nil, err
@@ -420,18 +431,19 @@ func (w *worker) purge(b *batch, key string, from int64, cause error) {
 // DESCRIBE round trip, unlike a prepared batch): it runs once per batch.
 func (w *worker) writeCheckpoints(ctx context.Context, last int64) error {
 	var q strings.Builder
-	q.WriteString("INSERT INTO " + checkpointsTable + " (proj, generation, tbl, topic, part, off, updated_at) VALUES ")
-	args := make([]any, 0, 6*len(w.layout.tables))
+	q.WriteString("INSERT INTO " + checkpointsTable + inboxSuffix + " (proj, generation, tbl, topic, part, off, updated_at, _epoch) VALUES ")
+	args := make([]any, 0, 7*len(w.layout.tables))
 	for i, t := range w.layout.tables {
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		q.WriteString("(?, ?, ?, ?, ?, ?, now64(3))")
-		args = append(args, w.proj.Name, uint32(w.layout.Generation), t.logical, w.k.topic, uint32(w.k.partition), uint64(last))
+		q.WriteString("(?, ?, ?, ?, ?, ?, now64(3), ?)")
+		args = append(args, w.proj.Name, uint32(w.layout.Generation), t.logical, w.k.topic, uint32(w.k.partition), uint64(last), w.claim.epoch)
 	}
 	stmt := q.String()
+	fctx := w.fenced(ctx, nil)
 	for attempt := 0; ; attempt++ {
-		err := w.r.conn.Exec(ctx, stmt, args...)
+		err := w.r.conn.Exec(fctx, stmt, args...)
 		if err == nil {
 			return nil
 		}
@@ -444,4 +456,26 @@ func (w *worker) writeCheckpoints(ctx context.Context, last int64) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// fenced tags a write with the worker's claim (see fence.go).
+func (w *worker) fenced(ctx context.Context, extra clickhouse.Settings) context.Context {
+	return fencedCtx(ctx, w.proj.Name, w.layout.Generation, w.k, w.claim.epoch, extra)
+}
+
+// checkFence returns ErrFenced when another member claimed the partition
+// after this worker. A failed check is not fatal: the guard keeps the data
+// safe either way.
+func (w *worker) checkFence(ctx context.Context) error {
+	e, err := currentEpoch(ctx, w.r.conn, w.layout, w.k)
+	if err != nil {
+		w.log.Warn("cannot check the partition's claim", "err", err)
+		return nil
+	}
+	w.fenceChecked = time.Now()
+	if e != w.claim.epoch {
+		w.r.fenced(w.k, w.claim.epoch, e)
+		return ErrFenced
+	}
+	return nil
 }

@@ -29,7 +29,7 @@ func NewBenchWorker(p *Projection, dec Decoder, batch int) *BenchWorker {
 	for i := range ck {
 		ck[i] = -1
 	}
-	return &BenchWorker{w: newWorker(r, tp{p.Topics[0], 0}, ck, nil)}
+	return &BenchWorker{w: newWorker(r, claim{k: tp{p.Topics[0], 0}}, ck, nil)}
 }
 
 // Process applies one record as the worker's poll loop does.

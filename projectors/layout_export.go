@@ -17,6 +17,7 @@ const (
 	CheckpointsTable = checkpointsTable
 	GenerationsTable = generationsTable
 	ResolvedTable    = resolvedTable
+	OwnersTable      = ownersTable
 )
 
 // PhysTable describes one physical table of a generation.
@@ -30,6 +31,8 @@ type PhysTable struct {
 	Engine  string   // table engine as created
 	Key     string   // State tables (and their history): the aggregate key column
 	DDL     string   // CREATE TABLE IF NOT EXISTS statement
+	Inbox   string   // the Null-engine table the runtime inserts into
+	Guard   string   // the materialized view that forwards the current owner's rows from Inbox
 }
 
 // Tables returns the generation's physical tables in insertion order: the
@@ -38,7 +41,8 @@ func (l *Layout) Tables() []PhysTable {
 	out := make([]PhysTable, len(l.tables))
 	for i, t := range l.tables {
 		pt := PhysTable{Name: t.name, Logical: t.logical, Columns: append([]Column(nil), t.columns...),
-			State: t.state, Parked: i == l.parked, Engine: "MergeTree", DDL: t.ddl}
+			State: t.state, Parked: i == l.parked, Engine: "MergeTree", DDL: t.ddl,
+			Inbox: t.name + inboxSuffix, Guard: t.name + guardSuffix}
 		for ui, ut := range l.Projection.Tables {
 			switch {
 			case l.byUser[ui] == i:

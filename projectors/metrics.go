@@ -18,6 +18,8 @@ type Metrics struct {
 	position      *prometheus.GaugeVec
 	lastEventTs   *prometheus.GaugeVec
 	paused        *prometheus.CounterVec
+	claims        *prometheus.CounterVec
+	fenced        *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -45,9 +47,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Kafka timestamp of the newest applied event, per partition."}, []string{"projection", "topic", "partition"}),
 		paused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_fetch_pauses_total",
 			Help: "Times a partition's fetching was paused because its worker fell behind (backpressure)."}, []string{"projection"}),
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_partition_claims_total",
+			Help: "Partitions claimed on assignment (each claim fences the partition's earlier owners)."}, []string{"projection"}),
+		fenced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_fenced_total",
+			Help: "Times this member found a partition claimed by another member and stopped writing it."}, []string{"projection"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused)
+		reg.MustRegister(m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused, m.claims, m.fenced)
 	}
 	return m
 }

@@ -24,6 +24,7 @@ type cfg struct {
 	shutdownTimeout time.Duration
 	maxPollRecords  int
 	maxPending      int
+	fenceCheck      time.Duration
 	stateCacheSize  int
 	replay          bool
 	pipeline        bool
@@ -47,6 +48,7 @@ func defaultCfg() cfg {
 		shutdownTimeout: 30 * time.Second,
 		maxPollRecords:  10000,
 		stateCacheSize:  200000,
+		fenceCheck:      5 * time.Second,
 		views:           true,
 		logger:          slog.Default(),
 	}
@@ -142,6 +144,13 @@ func StartOffsets(m map[string]map[int32]kgo.Offset) Opt { return func(c *cfg) {
 // StartAt sets where every partition with nothing in ClickHouse starts
 // (e.g. kgo.NewOffset().AfterMilli(ts)). Default: the earliest offset.
 func StartAt(o kgo.Offset) Opt { return func(c *cfg) { c.startAt = &o } }
+
+// FenceCheckInterval is how often a partition's flusher checks that no
+// other member claimed the partition since (default 5s; also before every
+// batch with side effects). Correctness does not depend on it: the
+// ClickHouse guard drops a stale member's rows; the check makes a stale
+// member stop and rejoin sooner.
+func FenceCheckInterval(d time.Duration) Opt { return func(c *cfg) { c.fenceCheck = d } }
 
 // Logger sets the logger. Default slog.Default().
 func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.logger = l } }

@@ -46,6 +46,7 @@ type fleet struct {
 	starts  int
 	kills   int
 	terms   int
+	freezes int
 	crashed []string
 }
 
@@ -153,6 +154,18 @@ func (f *fleet) term(p *proc, timeout time.Duration) {
 	f.mu.Unlock()
 }
 
+// freeze stops p with SIGSTOP, as a GC pause, a stopped VM or a network
+// partition would: it sends nothing and learns nothing until thaw.
+func (f *fleet) freeze(p *proc) {
+	_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+	f.mu.Lock()
+	f.freezes++
+	f.mu.Unlock()
+}
+
+// thaw continues a frozen p (SIGCONT).
+func (f *fleet) thaw(p *proc) { _ = p.cmd.Process.Signal(syscall.SIGCONT) }
+
 func (f *fleet) living() []*proc {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -205,14 +218,16 @@ func waitAllApplied(t *testing.T, ctx context.Context, check func(ctx context.Co
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	var last error
 	for {
 		err := check(ctx)
 		if err == nil {
 			return time.Since(start)
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("not applied within %s: %v", timeout, err)
+			t.Fatalf("not applied within %s: %v (last check: %v)", timeout, err, last)
 		}
+		last = err
 		time.Sleep(250 * time.Millisecond)
 	}
 }

@@ -67,7 +67,7 @@ func TestWorkerIgnoresRedeliveredRecords(t *testing.T) {
 	for i := range ckpt {
 		ckpt[i] = -1
 	}
-	w := newWorker(r, tp{topic, 0}, ckpt, nil)
+	w := newWorker(r, testClaim(t, r, tp{topic, 0}), ckpt, nil)
 	w.process(ctx, recs[:6]) // held from the earlier assignment
 	w.process(ctx, recs)     // fetched again by the new one
 	if err := w.flush(ctx); err != nil {

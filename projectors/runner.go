@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/reel-dev/reel/schemas"
@@ -40,7 +42,9 @@ type Runner struct {
 
 	healthMu  sync.Mutex
 	healthErr error
+	refused   map[tp]error // partitions the runner will not project, and why
 	assigned  bool
+	fence     context.CancelCauseFunc // ends the membership (ErrFenced)
 
 	progMu   sync.Mutex
 	progress map[tp]int64          // highest applied offset per partition
@@ -102,8 +106,34 @@ func (r *Runner) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	for attempt := 0; ; attempt++ {
+		err := r.consume(ctx)
+		if !errors.Is(err, ErrFenced) || ctx.Err() != nil {
+			return err
+		}
+		// Another member claimed one of our partitions after us: we were
+		// stale, or a stale member claimed late. Rejoin as a new member;
+		// the group hands the partitions out again and their owners claim
+		// them anew.
+		d := min(r.cfg.retryMin<<min(attempt, 16), r.cfg.retryMax)
+		r.log.Warn("fenced: rejoining the consumer group", "err", err, "after", d)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+	}
+}
+
+// consume is one membership in the consumer group: it polls until ctx ends
+// (nil) or a worker finds its partition claimed by another member
+// (ErrFenced).
+func (r *Runner) consume(ctx context.Context) error {
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	defer r.cancel()
+	pctx, fence := context.WithCancelCause(ctx)
+	defer fence(nil)
+	r.fence = fence
 
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(r.cfg.brokers...),
@@ -144,24 +174,38 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.log.Info("projector started", "group", Group(r.proj.Name, r.cfg.generation), "topics", r.proj.Topics)
 
 	for {
-		fetches := cl.PollRecords(ctx, r.cfg.maxPollRecords)
+		fetches := cl.PollRecords(pctx, r.cfg.maxPollRecords)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
+		}
+		if pctx.Err() != nil {
+			cl.AllowRebalance()
+			return context.Cause(pctx)
 		}
 		fetches.EachError(func(t string, p int32, err error) {
 			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 		})
-		fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
-			if len(ftp.Records) == 0 {
-				return
+		fetches.EachTopic(func(ft kgo.FetchTopic) {
+			id := topicIDString(ft.TopicID)
+			for _, fp := range ft.Partitions {
+				if len(fp.Records) == 0 {
+					continue
+				}
+				k := tp{ft.Topic, fp.Partition}
+				r.mu.Lock()
+				w := r.workers[k]
+				r.mu.Unlock()
+				if w == nil {
+					continue // revoked meanwhile; the next owner resumes from ClickHouse
+				}
+				if id != "" && w.claim.topicID != "" && id != w.claim.topicID {
+					// Records of another incarnation of the topic than the
+					// one this worker claimed: never apply them.
+					r.refuse(k, recreatedError(r.layout, ft.Topic, w.claim.topicID, id))
+					continue
+				}
+				w.enqueue(fp.Records)
 			}
-			r.mu.Lock()
-			w := r.workers[tp{ftp.Topic, ftp.Partition}]
-			r.mu.Unlock()
-			if w == nil {
-				return // revoked meanwhile; the next owner resumes from ClickHouse
-			}
-			w.enqueue(ftp.Records)
 		})
 		// Rebalances wait while records are handed to workers
 		// (BlockRebalanceOnPoll), so records fetched for an assignment can
@@ -175,11 +219,35 @@ func (r *Runner) Run(ctx context.Context) error {
 // worker per new partition. It retries until ClickHouse answers or the
 // session is revoked.
 func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	var pos map[tp][]int64
-	var parked map[tp]map[string]int64
+	var ks []tp
+	var topics []string
+	for topic, parts := range offsets {
+		topics = append(topics, topic)
+		for p := range parts {
+			ks = append(ks, tp{topic, p})
+		}
+	}
+	if len(ks) == 0 {
+		return offsets, nil
+	}
+	member, kgen := r.cl.GroupMetadata()
+	var (
+		claims map[tp]claim
+		seen   map[string][]string
+		pos    map[tp][]int64
+		parked map[tp]map[string]int64
+	)
 	for attempt := 0; ; attempt++ {
-		var err error
-		pos, err = readPositions(ctx, r.conn, r.layout)
+		// Claim first: once the claim is recorded and earlier owners'
+		// inserts are drained, nothing stale can land, so the positions
+		// read next are final.
+		ids, err := r.topicIDs(ctx, topics)
+		if err == nil {
+			claims, seen, err = claimPartitions(ctx, r.conn, r.layout, r.log, ks, ids, member, kgen)
+		}
+		if err == nil {
+			pos, err = readPositions(ctx, r.conn, r.layout)
+		}
 		if err == nil {
 			parked, err = readParked(ctx, r.conn, r.layout)
 		}
@@ -187,7 +255,7 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 			break
 		}
 		r.setHealthy(false, err)
-		r.log.Warn("cannot read positions from ClickHouse; retrying", "attempt", attempt+1, "err", err)
+		r.log.Warn("cannot claim partitions or read positions from ClickHouse; retrying", "attempt", attempt+1, "err", err)
 		d := min(r.cfg.retryMin<<min(attempt, 16), r.cfg.retryMax)
 		select {
 		case <-ctx.Done():
@@ -196,40 +264,102 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		}
 	}
 	r.setHealthy(true, nil)
+	r.metrics.claims.WithLabelValues(r.proj.Name).Add(float64(len(claims)))
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for topic, parts := range offsets {
-		for p := range parts {
-			k := tp{topic, p}
-			ck, ok := pos[k]
-			if !ok {
-				ck = make([]int64, len(r.layout.tables))
-				for i := range ck {
-					ck[i] = -1
-				}
+	for _, k := range ks {
+		c := claims[k]
+		ck, held := pos[k]
+		if !held {
+			ck = make([]int64, len(r.layout.tables))
+			for i := range ck {
+				ck[i] = -1
 			}
-			w := newWorker(r, k, ck, parked[k])
-			start := w.startOffset()
-			if start == 0 {
-				parts[p] = r.cfg.startOffset(topic, p)
-			} else {
-				parts[p] = kgo.NewOffset().At(start).WithEpoch(-1)
-			}
-			// A partition paused by an earlier worker stays paused across a
-			// revocation: the new worker starts unpaused.
-			r.cl.ResumeFetchPartitions(map[string][]int32{topic: {p}})
-			if old := r.workers[k]; old != nil {
-				close(old.stop)
-				<-old.done
-			}
-			r.workers[k] = w
-			r.wg.Add(1)
-			go func() { defer r.wg.Done(); w.run() }()
-			r.log.Info("partition assigned", "topic", topic, "partition", p, "resume_offset", start, "parked_aggregates", len(w.parkedFrom))
 		}
+		if old := r.workers[k]; old != nil {
+			close(old.stop)
+			<-old.done
+			delete(r.workers, k)
+		}
+		if held && c.topicID != "" {
+			if i := slices.IndexFunc(seen[k.topic], func(id string) bool { return id != c.topicID }); i >= 0 {
+				// The generation holds rows of an earlier incarnation, whose
+				// offsets the new one reuses: projecting it here would mix
+				// them. Fetching stays paused; a rebuild projects the new
+				// topic into a new generation.
+				r.refuse(k, recreatedError(r.layout, k.topic, seen[k.topic][i], c.topicID))
+				r.cl.PauseFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+				continue
+			}
+		}
+		r.unrefuse(k)
+		w := newWorker(r, c, ck, parked[k])
+		start := w.startOffset()
+		if start == 0 {
+			offsets[k.topic][k.partition] = r.cfg.startOffset(k.topic, k.partition)
+		} else {
+			offsets[k.topic][k.partition] = kgo.NewOffset().At(start).WithEpoch(-1)
+		}
+		// A partition paused by an earlier worker stays paused across a
+		// revocation: the new worker starts unpaused.
+		r.cl.ResumeFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+		r.workers[k] = w
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); w.run() }()
+		r.log.Info("partition assigned", "topic", k.topic, "partition", k.partition, "resume_offset", start,
+			"parked_aggregates", len(w.parkedFrom), "epoch", c.epoch, "kafka_generation", kgen)
 	}
 	r.assigned = true
 	return offsets, nil
+}
+
+// topicIDs returns the current ID of each topic (hex; "" when the broker
+// does not report one).
+func (r *Runner) topicIDs(ctx context.Context, topics []string) (map[string]string, error) {
+	md, err := kadm.NewClient(r.cl).Metadata(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("topic metadata: %w", err)
+	}
+	out := map[string]string{}
+	for _, t := range md.Topics {
+		out[t.Topic] = topicIDString(t.ID)
+	}
+	return out, nil
+}
+
+func recreatedError(l *Layout, topic, was, now string) error {
+	return fmt.Errorf("%w: topic %q was deleted and created again (topic ID %s, now %s) after generation %d of projection %q projected it; "+
+		"its tables hold the old topic's events, whose offsets the new topic reuses. Project the new topic into a new generation: reel rebuild %s",
+		ErrTopicRecreated, topic, was, now, l.Generation, l.Projection.Name, l.Projection.Name)
+}
+
+// fenced stops the membership: k was claimed by another member after us.
+func (r *Runner) fenced(k tp, mine, theirs uint64) {
+	r.metrics.fenced.WithLabelValues(r.proj.Name).Inc()
+	err := fmt.Errorf("%w: %s/%d now has epoch %d, this member's claim was %d", ErrFenced, k.topic, k.partition, theirs, mine)
+	r.log.Error("partition claimed by another member; this member stops writing it", "topic", k.topic, "partition", k.partition, "epoch", mine, "claimed_by_epoch", theirs)
+	if r.fence != nil {
+		r.fence(err)
+	}
+}
+
+// refuse records a partition the runner will not project, reported by Ready.
+func (r *Runner) refuse(k tp, err error) {
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
+	if r.refused == nil {
+		r.refused = map[tp]error{}
+	}
+	if r.refused[k] == nil {
+		r.log.Error("partition not projected", "topic", k.topic, "partition", k.partition, "err", err)
+	}
+	r.refused[k] = err
+}
+
+func (r *Runner) unrefuse(k tp) {
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
+	delete(r.refused, k)
 }
 
 // stopWorkers stops the workers of revoked (graceful: flush) or lost
@@ -244,6 +374,7 @@ func (r *Runner) stopWorkers(m map[string][]int32, graceful bool) {
 				ws = append(ws, w)
 				delete(r.workers, k)
 			}
+			r.unrefuse(k)
 		}
 	}
 	r.mu.Unlock()
@@ -308,7 +439,11 @@ func (r *Runner) Ready() error {
 	if r.healthErr != nil {
 		return r.healthErr
 	}
-	return nil
+	var errs []error
+	for _, err := range r.refused {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // applied records that offsets up to last are durable in ClickHouse and

@@ -3,6 +3,7 @@ package projectors
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -78,12 +79,14 @@ func NewLayout(p *Projection, gen int) *Layout {
 	l.byUser = make([]int, len(p.Tables))
 	l.history = make([]int, len(p.Tables))
 	add := func(pt physTable) int {
-		cols := append(append([]Column(nil), pt.columns...), systemColumns...)
+		// Rows go to the table's inbox with the writer's epoch; the guard
+		// view forwards them only while that epoch owns the partition.
+		cols := append(append(append([]Column(nil), pt.columns...), systemColumns...), epochColumn)
 		names := make([]string, len(cols))
 		for i, c := range cols {
 			names[i] = c.Name
 		}
-		pt.insert = fmt.Sprintf("INSERT INTO %s (%s)", pt.name, strings.Join(names, ", "))
+		pt.insert = fmt.Sprintf("INSERT INTO %s (%s)", pt.name+inboxSuffix, strings.Join(names, ", "))
 		l.tables = append(l.tables, pt)
 		return len(l.tables) - 1
 	}
@@ -180,8 +183,12 @@ func columnList(cols []Column) string {
 	return strings.Join(names, ", ")
 }
 
-// systemDDL creates Reel's own tables.
-var systemDDL = []string{
+// systemDDL creates Reel's own tables. Checkpoints and resolutions are
+// written by a partition's owner: they are guarded like generation tables.
+var systemDDL = slices.Concat([]string{ownersDDL}, systemTablesDDL,
+	guardedDDL(checkpointsTable, sharedGuard), guardedDDL(resolvedTable, sharedGuard))
+
+var systemTablesDDL = []string{
 	`CREATE TABLE IF NOT EXISTS ` + checkpointsTable + ` (
   proj LowCardinality(String), generation UInt32, tbl LowCardinality(String),
   topic LowCardinality(String), part UInt32, off UInt64, updated_at DateTime64(3, 'UTC')
@@ -202,6 +209,7 @@ func EnsureSchema(ctx context.Context, conn driver.Conn, l *Layout) error {
 	stmts := append([]string(nil), systemDDL...)
 	for _, t := range l.tables {
 		stmts = append(stmts, t.ddl)
+		stmts = append(stmts, guardedDDL(t.name, tableGuard(l.Projection.Name, l.Generation))...)
 	}
 	for _, s := range stmts {
 		if err := conn.Exec(ctx, s); err != nil {

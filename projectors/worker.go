@@ -30,6 +30,9 @@ type worker struct {
 	layout *Layout
 	k      tp
 	log    *slog.Logger
+	claim  claim // this member's claim of the partition; every write carries its epoch
+
+	fenceChecked time.Time // last time the flusher saw the claim still current
 
 	ckpt       []int64          // per physical table: highest offset it holds
 	parkedFrom map[string]int64 // aggregate → first parked offset
@@ -67,6 +70,7 @@ type batch struct {
 	started time.Time
 	effects []func(context.Context) error
 	maxTs   time.Time
+	epoch   uint64 // the writer's claim, carried by every row
 }
 
 type pendingRow struct {
@@ -75,10 +79,11 @@ type pendingRow struct {
 	values []any // user columns followed by system columns
 }
 
-func newWorker(r *Runner, k tp, ckpt []int64, parked map[string]int64) *worker {
+func newWorker(r *Runner, c claim, ckpt []int64, parked map[string]int64) *worker {
+	k := c.k
 	w := &worker{
-		r: r, proj: r.proj, layout: r.layout, k: k,
-		log:        r.log.With("topic", k.topic, "partition", k.partition),
+		r: r, proj: r.proj, layout: r.layout, k: k, claim: c,
+		log:        r.log.With("topic", k.topic, "partition", k.partition, "epoch", c.epoch),
 		ckpt:       ckpt,
 		parkedFrom: parked,
 		stateIdx:   -1,
@@ -116,7 +121,7 @@ func newWorker(r *Runner, k tp, ckpt []int64, parked map[string]int64) *worker {
 func (w *worker) startOffset() int64 { return minOf(w.ckpt) + 1 }
 
 func (w *worker) resetBatch() {
-	w.b = batch{rows: make([][]pendingRow, len(w.layout.tables)), first: -1, last: -1}
+	w.b = batch{rows: make([][]pendingRow, len(w.layout.tables)), first: -1, last: -1, epoch: w.claim.epoch}
 }
 
 // run consumes w.in until stop (graceful: flush) or abandon.
@@ -330,9 +335,9 @@ func (w *worker) addRow(pi int, off int64, key string, ts time.Time, user []any,
 
 // add queues a row of table pi with its source position.
 func (b *batch) add(pi int, k tp, off int64, key string, ts time.Time, user []any) {
-	vals := make([]any, 0, len(user)+len(systemColumns))
+	vals := make([]any, 0, len(user)+len(systemColumns)+1)
 	vals = append(vals, user...)
-	vals = append(vals, k.topic, uint32(k.partition), uint64(off), ts)
+	vals = append(vals, k.topic, uint32(k.partition), uint64(off), ts, b.epoch)
 	b.rows[pi] = append(b.rows[pi], pendingRow{off: off, key: key, values: vals})
 }
 

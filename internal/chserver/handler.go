@@ -89,7 +89,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.insert {
-		st, err := s.runInsert(sess, req)
+		st, err := s.runInsert(http.NewResponseController(w), sess, req)
 		if err != nil {
 			s.fail(w, r, req.sql, err)
 			return
@@ -222,10 +222,12 @@ func readErrOf(err error) error {
 }
 
 // runInsert streams the request data into the engine in chunks.
-func (s *Server) runInsert(sess *session, req *request) (Stats, error) {
+func (s *Server) runInsert(rc *http.ResponseController, sess *session, req *request) (Stats, error) {
 	buf := make([]byte, chunkSize)
 	var readErr error
 	st, err := sess.c.insert(req.sql, req.format, req.params, func() ([]byte, error) {
+		// Not supported by every ResponseWriter (tests); then unbounded.
+		_ = rc.SetReadDeadline(time.Now().Add(s.cfg.ReceiveTimeout))
 		n, err := io.ReadFull(req.data, buf)
 		if n > 0 {
 			if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {

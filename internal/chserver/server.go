@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Config configures a Server.
@@ -24,6 +25,10 @@ type Config struct {
 	// MaxQuerySize bounds query text read from a request body (data after
 	// INSERT … FORMAT is streamed and not bounded). Default 64 MiB.
 	MaxQuerySize int
+	// ReceiveTimeout bounds the wait for each chunk of an INSERT's data, like
+	// ClickHouse's http_receive_timeout: a client that stops sending (frozen,
+	// partitioned away) does not hold an insert open for good. Default 30s.
+	ReceiveTimeout time.Duration
 	// Logger receives request errors and lifecycle events. Default: discard.
 	Logger *slog.Logger
 }
@@ -37,6 +42,9 @@ func (c *Config) defaults() error {
 	}
 	if c.MaxQuerySize <= 0 {
 		c.MaxQuerySize = 64 << 20
+	}
+	if c.ReceiveTimeout <= 0 {
+		c.ReceiveTimeout = 30 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -210,11 +210,13 @@ func dropGeneration(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *
 		}
 	}
 	for _, t := range projectors.NewLayout(p, g.Generation).Tables() {
-		if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+t.Name); err != nil {
-			return fmt.Errorf("drop %s: %w", t.Name, err)
+		for _, name := range []string{t.Guard, t.Inbox, t.Name} {
+			if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+name); err != nil {
+				return fmt.Errorf("drop %s: %w", name, err)
+			}
 		}
 	}
-	for _, tbl := range []string{projectors.CheckpointsTable, projectors.ResolvedTable} {
+	for _, tbl := range []string{projectors.CheckpointsTable, projectors.ResolvedTable, projectors.OwnersTable} {
 		if err := conn.Exec(ctx, "DELETE FROM "+tbl+" WHERE proj = ? AND generation = ?", p.Name, uint32(g.Generation)); err != nil {
 			return fmt.Errorf("forget %s of g%d: %w", tbl, g.Generation, err)
 		}
