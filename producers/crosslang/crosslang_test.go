@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -77,23 +78,32 @@ func setup(t *testing.T) *env {
 	return e
 }
 
-// produce runs the Python producer and returns what it reports delivered.
-func (e *env) produce(t *testing.T, envelope, prefix string, orders int) []sent {
-	t.Helper()
+// catalogShop is the catalog's shop directory, the .avsc files the Python
+// service uses as its own.
+var catalogShop = filepath.Join("..", "..", "schemas", "shop")
+
+// run runs produce_shop.py with the schemas in dir.
+func (e *env) run(dir, envelope, prefix string, orders int) (stdout, stderr *bytes.Buffer, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.python, filepath.Join("python", "produce_shop.py"),
-		"--bootstrap", strings.Join(e.brokers, ","), "--registry", e.regURL,
-		"--schemas", filepath.Join("..", "..", "schemas", "shop"),
+		"--bootstrap", strings.Join(e.brokers, ","), "--registry", e.regURL, "--schemas", dir,
 		"--topic", topic, "--envelope", envelope, "--prefix", prefix, "--orders", strconv.Itoa(orders))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	stdout, stderr = &bytes.Buffer{}, &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	return stdout, stderr, cmd.Run()
+}
+
+// produce runs the Python producer and returns what it reports delivered.
+func (e *env) produce(t *testing.T, envelope, prefix string, orders int) []sent {
+	t.Helper()
 	t0 := time.Now()
-	if err := cmd.Run(); err != nil {
+	stdout, stderr, err := e.run(catalogShop, envelope, prefix, orders)
+	if err != nil {
 		t.Fatalf("produce_shop.py --envelope %s: %v\n%s", envelope, err, stderr.String())
 	}
 	var out []sent
-	sc := bufio.NewScanner(&stdout)
+	sc := bufio.NewScanner(stdout)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var s sent
@@ -314,4 +324,52 @@ func TestPythonAvroSerializerCloudEvents(t *testing.T) {
 	}
 	e.checkWire(t, sents, recs)
 	t.Logf("%d records with CloudEvents binary-mode headers, Confluent framed", len(sents))
+}
+
+// TestPythonBreakingSchemaRefused: a Python service whose OrderPlaced
+// changed incompatibly (channel string → int) cannot auto-register it: the
+// registry refuses at the FULL_TRANSITIVE level Reel set on the subject,
+// the stock serializer raises, and nothing reaches the topic.
+func TestPythonBreakingSchemaRefused(t *testing.T) {
+	if !testenv.RealRegistry() {
+		if testenv.Integration() {
+			t.Fatal("REEL_INTEGRATION=1 without REEL_REGISTRY_URL")
+		}
+		t.Skip("srfake does not enforce compatibility levels; set REEL_REGISTRY_URL (scripts/registry.sh)")
+	}
+	e := setup(t)
+	dir := t.TempDir()
+	for name, edit := range map[string]func(string) string{
+		"OrderItemAdded.v1.avsc": func(s string) string { return s },
+		"OrderPlaced.v2.avsc": func(s string) string {
+			return strings.Replace(s, `{"name": "channel", "type": "string", "default": "web"`, `{"name": "channel", "type": "int", "default": 0`, 1)
+		},
+	} {
+		b, err := os.ReadFile(filepath.Join(catalogShop, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := edit(string(b))
+		if name == "OrderPlaced.v2.avsc" && changed == string(b) {
+			t.Fatal("OrderPlaced.v2.avsc no longer has the channel field this test changes")
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(changed), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stdout, stderr, err := e.run(dir, "none", "py-bad-", 3)
+	if err == nil {
+		t.Fatalf("produce_shop.py with a breaking OrderPlaced succeeded:\n%s", stdout)
+	}
+	if !strings.Contains(stderr.String(), "409") && !strings.Contains(stderr.String(), "ncompatible") {
+		t.Fatalf("produce_shop.py failed, but not with the registry's refusal: %v\n%s", err, stderr)
+	}
+	if stdout.Len() > 0 {
+		t.Fatalf("records were delivered before the refusal:\n%s", stdout)
+	}
+	if n, _ := e.reg.SubjectVersions(context.Background(), e.cat.Subject("shop.OrderPlaced")); len(n) != 2 {
+		t.Fatalf("%s has versions %v, want the catalog's 2", e.cat.Subject("shop.OrderPlaced"), n)
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	t.Logf("refused: %s", lines[len(lines)-1])
 }
