@@ -178,7 +178,7 @@ pid_alive() { # prints the PID if our registry on this port runs
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
 	kill -0 "$pid" 2>/dev/null || return 1
 	# Guard against a recycled PID: it must be a registry of this run dir.
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "-Dreel.registry.run=$RUN " || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-Dreel.registry.run=$RUN " || return 1
 	echo "$pid"
 }
 
@@ -235,7 +235,7 @@ cmd_start() {
 		[[ -s $PIDFILE ]] && break
 		sleep 0.1
 	done
-	log "started Apicurio Registry $VERSION pid $(cat "$PIDFILE" 2>/dev/null) (log $OUT); waiting up to ${TIMEOUT}s"
+	log "started Apicurio Registry $VERSION pid $(cat "$PIDFILE" 2>/dev/null) on $java (log $OUT); waiting up to ${TIMEOUT}s"
 	local deadline=$((SECONDS + TIMEOUT))
 	while :; do
 		# Ready = the Confluent API answers (the app has started and its

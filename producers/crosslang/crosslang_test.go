@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -59,17 +60,11 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	e := &env{brokers: testenv.Kafka(t), python: testenv.Python(t)}
-	e.reg, e.regURL = testenv.RegistryClient(t)
-	var err error
-	if e.cat, err = schemas.Load(); err != nil {
-		t.Fatal(err)
-	}
+	e := bare(t)
 	regd, err := schemas.Register(context.Background(), e.reg, e.cat, schemas.RegisterOptions{SetCompatibility: true})
 	if err != nil {
 		t.Fatalf("reel schemas register: %v", err)
 	}
-	e.ids = map[string]int{}
 	for _, r := range regd {
 		if r.Version == len(e.cat.Versions(r.Type)) {
 			e.ids[r.Type] = r.ID
@@ -92,6 +87,18 @@ func (e *env) run(dir, envelope, prefix string, orders int) (stdout, stderr *byt
 	stdout, stderr = &bytes.Buffer{}, &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	return stdout, stderr, cmd.Run()
+}
+
+// bare is setup without registering anything: an empty registry.
+func bare(t *testing.T) *env {
+	t.Helper()
+	e := &env{brokers: testenv.Kafka(t), python: testenv.Python(t), ids: map[string]int{}}
+	e.reg, e.regURL = testenv.RegistryClient(t)
+	var err error
+	if e.cat, err = schemas.Load(); err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
 
 // produce runs the Python producer and returns what it reports delivered.
@@ -372,4 +379,50 @@ func TestPythonBreakingSchemaRefused(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 	t.Logf("refused: %s", lines[len(lines)-1])
+}
+
+// TestPythonAvroSerializerRegistersItself: in an empty registry the stock
+// serializer registers its schemas itself (auto.register.schemas) under
+// <topic>-<record name>, and its records resolve to the catalog's schemas.
+// Reel's catalog registration afterwards refuses: the subjects' version 1
+// is the catalog's v2 of OrderPlaced, so registry versions would no longer
+// equal catalog versions — register the catalog before services
+// auto-register.
+func TestPythonAvroSerializerRegistersItself(t *testing.T) {
+	e := bare(t)
+	ctx := context.Background()
+	want := []string{e.cat.Subject("shop.OrderItemAdded"), e.cat.Subject("shop.OrderPlaced")}
+	for _, r := range e.reg.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatFullTransitive}, want...) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	sents := e.produce(t, "none", "py-self-", 10)
+	subjects, err := e.reg.Subjects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(subjects, " ") != strings.Join(want, " ") {
+		t.Fatalf("subjects %v after auto-registration, want %v", subjects, want)
+	}
+	for _, typ := range []string{"shop.OrderPlaced", "shop.OrderItemAdded"} {
+		ss, err := e.reg.SchemaByVersion(ctx, e.cat.Subject(typ), -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ss.Version != 1 {
+			t.Fatalf("%s: latest version %d, want 1", ss.Subject, ss.Version)
+		}
+		e.ids[typ] = ss.ID
+	}
+	e.checkWire(t, sents, e.records(t, sents))
+
+	_, err = schemas.Register(ctx, e.reg, e.cat, schemas.RegisterOptions{SetCompatibility: true})
+	if !errors.Is(err, schemas.ErrIncompatible) || !strings.Contains(err.Error(), "OrderPlaced.v1") {
+		t.Fatalf("registering the catalog over the auto-registered subjects: got %v, want ErrIncompatible (version 1 is not OrderPlaced.v1)", err)
+	}
+	t.Log(err)
+	if subjects, _ := e.reg.Subjects(ctx); len(subjects) != 2 {
+		t.Fatalf("the refused registration wrote subjects: %v", subjects)
+	}
 }
