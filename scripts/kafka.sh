@@ -5,6 +5,7 @@
 #   bash scripts/kafka.sh install    # resolve jars into $REEL_CACHE/kafka/<version>/libs (once)
 #   bash scripts/kafka.sh start      # fresh broker; prints REEL_KAFKA_BROKERS=...
 #   bash scripts/kafka.sh restart    # stop + start, keeping the data
+#   bash scripts/kafka.sh format     # only write config and format the data dir (no broker)
 #   bash scripts/kafka.sh stop | status | logs [-f] | path
 #
 # Environment (defaults in brackets):
@@ -15,6 +16,7 @@
 #   REEL_KAFKA_KEEP=1   keep the data on start (restart always keeps it)
 #   REEL_KAFKA_HEAP     JVM heap flags [-Xms256m -Xmx768m]
 #   REEL_KAFKA_TIMEOUT  seconds to wait for readiness [120]
+#   REEL_KAFKA_CLUSTER_ID  cluster ID used when formatting [random, never starting with '-']
 #
 # The SASL_PLAINTEXT listener accepts PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512
 # for the user reel / reel-secret. Everything of one broker (config, pidfile,
@@ -299,13 +301,28 @@ set_java_cmd() {
 		-cp "$KDIR/$v/libs/*")
 }
 
-format_storage() {
+# cluster_id prints a new Kafka cluster ID: 16 random bytes in URL-safe
+# base64 without padding (generating it here saves a JVM start for
+# StorageTool random-uuid). Like Kafka's own Uuid.randomUuid, it never
+# begins with '-': about one ID in 64 would, and command-line tools read
+# such a value as an option.
+cluster_id() {
 	local id
-	# A Kafka cluster ID is 16 random bytes in URL-safe base64 without padding;
-	# generating it here saves a JVM start (StorageTool random-uuid).
-	id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+	while :; do
+		id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+		[[ $id == -* ]] || break
+	done
+	echo "$id"
+}
+
+format_storage() {
+	local id=${REEL_KAFKA_CLUSTER_ID:-}
+	[[ -n $id ]] || id=$(cluster_id)
+	[[ $id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "REEL_KAFKA_CLUSTER_ID=$id is not a Kafka cluster ID (22 characters of URL-safe base64)"
 	set_java_cmd
-	if ! "${JAVA_CMD[@]}" kafka.tools.StorageTool format -t "$id" -c "$RUN/server.properties" \
+	# --cluster-id=ID, one argument, so even an ID that begins with '-' (as
+	# REEL_KAFKA_CLUSTER_ID may) is taken as the option's value.
+	if ! "${JAVA_CMD[@]}" kafka.tools.StorageTool format "--cluster-id=$id" -c "$RUN/server.properties" \
 		--add-scram "SCRAM-SHA-256=[name=$SASL_USER,password=$SASL_PASSWORD]" \
 		--add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$SASL_PASSWORD]" \
 		>"$RUN/format.out" 2>&1; then
@@ -401,6 +418,24 @@ cmd_stop() {
 	log "stopped Kafka on port $PORT (pid $pid)"
 }
 
+# cmd_format formats a fresh data dir without starting a broker (what start
+# does first); for checking the format step, e.g. with REEL_KAFKA_CLUSTER_ID.
+cmd_format() {
+	local pid
+	if pid=$(pid_alive); then
+		die "Kafka on port $PORT runs (pid $pid); stop it before formatting its data"
+	fi
+	[[ -n $(installed_version) ]] || cmd_install
+	if [[ -d $DATA && -n $(ls -A "$DATA") && ! -f $DATA/meta.properties ]]; then
+		die "REEL_KAFKA_DATA=$DATA is not empty and not a Kafka data dir; refusing to format it"
+	fi
+	rm -rf "$DATA"
+	mkdir -p "$DATA" "$RUN"
+	write_config
+	format_storage
+	log "formatted $DATA: $(grep '^cluster.id=' "$DATA/meta.properties")"
+}
+
 cmd_status() {
 	local pid
 	if pid=$(pid_alive); then
@@ -428,10 +463,11 @@ restart)
 	cmd_start 1
 	;;
 status) cmd_status ;;
+format) cmd_format ;;
 logs) cmd_logs "${@:2}" ;;
 path) v=$(installed_version) && [[ -n $v ]] && echo "$KDIR/$v" ;;
 *)
-	echo "usage: bash scripts/kafka.sh install|start|stop|restart|status|logs [-f|N]|path" >&2
+	echo "usage: bash scripts/kafka.sh install|start|stop|restart|status|format|logs [-f|N]|path" >&2
 	exit 2
 	;;
 esac

@@ -8,8 +8,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
@@ -62,17 +60,15 @@ func TestKafkaSASL(t *testing.T) {
 }
 
 // TestCodecWithRegistry: a configured registry URL switches the codec to
-// Confluent framing.
+// Confluent framing (the real registry in the integration suite).
 func TestCodecWithRegistry(t *testing.T) {
-	reg := srfake.New(srfake.WithGlobalCompat(sr.CompatBackwardTransitive))
-	t.Cleanup(reg.Close)
 	ctx := context.Background()
-	cl, _ := sr.NewClient(sr.URLs(reg.URL()))
+	cl, url := testenv.RegistryClient(t)
 	cat, _ := schemas.Load()
 	if _, err := schemas.Register(ctx, cl, cat, schemas.RegisterOptions{SetCompatibility: true}); err != nil {
 		t.Fatal(err)
 	}
-	c := parse(t, "", map[string]string{"REEL_SCHEMA_REGISTRY_URL": reg.URL()})
+	c := parse(t, "", map[string]string{"REEL_SCHEMA_REGISTRY_URL": url})
 	codec, err := app.Codec(ctx, c)
 	if err != nil {
 		t.Fatal(err)

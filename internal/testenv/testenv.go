@@ -1,8 +1,9 @@
-// Package testenv gives tests a Kafka and a ClickHouse.
+// Package testenv gives tests a Kafka, a ClickHouse and a schema registry.
 //
-// Fast tests get franz-go's kfake in process. The integration suite is
-// switched on by REEL_INTEGRATION=1 (scripts/test.sh and .ci/run set it); it
-// uses the real servers named by REEL_KAFKA_BROKERS and REEL_CLICKHOUSE_DSN
+// Fast tests get franz-go's kfake and srfake in process. The integration
+// suite is switched on by REEL_INTEGRATION=1 (scripts/test.sh and .ci/run
+// set it); it uses the real servers named by REEL_KAFKA_BROKERS,
+// REEL_REGISTRY_URL and REEL_CLICKHOUSE_DSN (and the Python of REEL_PYTHON)
 // and FAILS when they are missing or unreachable — it never skips.
 //
 // Without REEL_CLICKHOUSE_DSN, ClickHouse tests start the embedded reel-chdb
@@ -13,6 +14,7 @@
 //	func TestX(t *testing.T) {
 //		brokers := testenv.Kafka(t)
 //		ch := testenv.ClickHouse(t) // fresh database per test
+//		reg, url := testenv.RegistryClient(t) // empty registry per test
 //	}
 package testenv
 

@@ -1,0 +1,316 @@
+#!/usr/bin/env bash
+# A real Confluent-compatible schema registry on 127.0.0.1 for Reel's tests:
+# Apicurio Registry 3.x (its Confluent API at /apis/ccompat/v7), from Maven
+# Central — no Docker. Storage is in memory: every start is an empty registry.
+#
+#   bash scripts/registry.sh install   # resolve + unpack into $REEL_CACHE/registry/<version> (once)
+#   bash scripts/registry.sh start     # prints REEL_REGISTRY_URL=http://127.0.0.1:<port>/apis/ccompat/v7
+#   bash scripts/registry.sh stop | status | logs [-f|N] | path | java
+#
+# Environment (defaults in brackets):
+#   REEL_CACHE              cache root [~/.cache/reel]
+#   REEL_REGISTRY_VERSION   io.apicurio:apicurio-registry-app version [3.3.3]
+#   REEL_REGISTRY_PORT      HTTP port [18081]; Quarkus' management interface
+#                           (health, metrics; 0.0.0.0:9000 by default) is moved
+#                           to 127.0.0.1:<port+1>
+#   REEL_REGISTRY_JAVA      java binary or JDK home to run it with (must be
+#                           Java 21+) [JAVA_HOME, then java on PATH, then the
+#                           newest JDK under /usr/lib/jvm — the first that is 21+]
+#   REEL_REGISTRY_HEAP      JVM heap flags [-Xms64m -Xmx512m]
+#   REEL_REGISTRY_TIMEOUT   seconds to wait for readiness [120]
+#
+# Everything of one registry (pidfile, log) lives in
+# $REEL_CACHE/run/registry-<port>, so registries on different ports can run
+# side by side (scripts/test.sh picks a free port on a busy machine).
+set -euo pipefail
+
+CACHE=${REEL_CACHE:-$HOME/.cache/reel}
+RDIR=$CACHE/registry
+VERSION=${REEL_REGISTRY_VERSION:-3.3.3}
+ARTIFACT=io.apicurio:apicurio-registry-app:$VERSION:tar.gz:all
+PORT=${REEL_REGISTRY_PORT:-18081}
+MPORT=$((PORT + 1))
+RUN=$CACHE/run/registry-$PORT
+PIDFILE=$RUN/registry.pid
+OUT=$RUN/registry.out
+TIMEOUT=${REEL_REGISTRY_TIMEOUT:-120}
+MIN_JAVA=21
+URL=http://127.0.0.1:$PORT/apis/ccompat/v7
+
+log() { echo "registry.sh: $*" >&2; }
+die() {
+	echo "registry.sh: error: $*" >&2
+	exit 1
+}
+
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found on PATH ($2)"; }
+
+# ---------------------------------------------------------------- java
+
+# java_major prints the feature version of a java binary (8 for 1.8.0_x, 25
+# for 25.0.3), or nothing if it does not run.
+java_major() {
+	local line v
+	line=$("$1" -version 2>&1 | grep -m1 -E 'version "[0-9]') || return 0
+	v=${line#*version \"}
+	v=${v%%\"*}
+	if [[ $v == 1.* ]]; then
+		v=${v#1.}
+	fi
+	v=${v%%[.+-]*}
+	[[ $v =~ ^[0-9]+$ ]] && echo "$v"
+}
+
+# find_java prints a java binary of version >= MIN_JAVA: REEL_REGISTRY_JAVA
+# if set (a binary or a JDK home; it must qualify), else the first of
+# JAVA_HOME, java on PATH and the JDKs under /usr/lib/jvm (newest first)
+# that qualifies. Apicurio 3.x (Quarkus 3.3x) needs Java 21; the machines
+# carry Java 17 as the default java and a newer JDK beside it.
+find_java() {
+	local c m seen=()
+	if [[ -n ${REEL_REGISTRY_JAVA:-} ]]; then
+		c=$REEL_REGISTRY_JAVA
+		[[ -d $c ]] && c=$c/bin/java
+		[[ -x $c ]] || die "REEL_REGISTRY_JAVA=$REEL_REGISTRY_JAVA is neither a java binary nor a JDK home with bin/java"
+		m=$(java_major "$c")
+		[[ -n $m && $m -ge $MIN_JAVA ]] || die "REEL_REGISTRY_JAVA=$REEL_REGISTRY_JAVA is Java ${m:-?}; Apicurio Registry $VERSION needs Java $MIN_JAVA or newer"
+		echo "$c"
+		return
+	fi
+	local candidates=()
+	[[ -n ${JAVA_HOME:-} ]] && candidates+=("$JAVA_HOME/bin/java")
+	command -v java >/dev/null 2>&1 && candidates+=("$(command -v java)")
+	local jvms=(/usr/lib/jvm/*/bin/java /usr/local/lib/jvm/*/bin/java /opt/java/*/bin/java /opt/*/bin/java)
+	local best= bestm=0
+	for c in "${candidates[@]}"; do
+		[[ -x $c ]] || continue
+		m=$(java_major "$c")
+		seen+=("$c (${m:-?})")
+		if [[ -n $m && $m -ge $MIN_JAVA ]]; then
+			echo "$c"
+			return
+		fi
+	done
+	for c in "${jvms[@]}"; do
+		[[ -x $c ]] || continue
+		m=$(java_major "$c")
+		seen+=("$c (${m:-?})")
+		if [[ -n $m && $m -ge $MIN_JAVA && $m -gt $bestm ]]; then
+			best=$c bestm=$m
+		fi
+	done
+	if [[ -n $best ]]; then
+		echo "$best"
+		return
+	fi
+	die "no Java $MIN_JAVA or newer found (Apicurio Registry $VERSION needs it); looked at: ${seen[*]:-nothing}. Install a JDK 21+ (e.g. apt-get install openjdk-21-jre-headless where Debian has it) or set REEL_REGISTRY_JAVA to one"
+}
+
+# ---------------------------------------------------------------- install
+
+installed_dir() { # prints the unpacked application dir, or nothing
+	local d=$RDIR/$VERSION
+	if [[ -f $d/.installed && -f $d/app/quarkus-run.jar ]]; then
+		echo "$d/app"
+	fi
+}
+
+install_locked() {
+	if [[ -n $(installed_dir) ]]; then
+		log "Apicurio Registry $VERSION already installed in $RDIR/$VERSION"
+		return 0
+	fi
+	local t0=$SECONDS dir=$RDIR/$VERSION
+	rm -rf "$dir/app.tmp" "$dir/dl"
+	mkdir -p "$dir/pom" "$dir/dl" "$dir/app.tmp"
+	# A throwaway POM gives Maven a project to run the plugin in; the archive
+	# lands in ~/.m2 (Maven's cache) and is copied to dl/.
+	cat >"$dir/pom/pom.xml" <<-EOF
+		<?xml version="1.0" encoding="UTF-8"?>
+		<!-- Generated by scripts/registry.sh to resolve an archive; not a build. -->
+		<project xmlns="http://maven.apache.org/POM/4.0.0">
+		  <modelVersion>4.0.0</modelVersion>
+		  <groupId>dev.reel.cache</groupId>
+		  <artifactId>registry</artifactId>
+		  <version>0</version>
+		  <packaging>pom</packaging>
+		</project>
+	EOF
+	log "resolving $ARTIFACT from Maven Central (repository ~/.m2)"
+	if ! mvn -B -q -Dstyle.color=never -f "$dir/pom/pom.xml" dependency:copy \
+		-Dartifact="$ARTIFACT" -DoutputDirectory="$dir/dl" >"$dir/pom/mvn.log" 2>&1; then
+		sed 's/\x1b\[[0-9;]*m//g' "$dir/pom/mvn.log" | grep -v '^$' | tail -n 25 >&2
+		die "could not resolve $ARTIFACT from Maven Central (is it reachable? see mvn output above)"
+	fi
+	local tgz
+	tgz=$(find "$dir/dl" -maxdepth 1 -name '*.tar.gz' | head -1)
+	[[ -n $tgz ]] || die "no .tar.gz in $dir/dl after resolving $ARTIFACT"
+	tar -xzf "$tgz" -C "$dir/app.tmp" || die "cannot unpack $tgz"
+	[[ -f $dir/app.tmp/quarkus-run.jar ]] || die "$tgz has no quarkus-run.jar at its top: not the Quarkus application archive this script knows"
+	rm -rf "$dir/app" "$dir/dl"
+	mv "$dir/app.tmp" "$dir/app"
+	touch "$dir/.installed"
+	log "installed Apicurio Registry $VERSION: $(du -sh "$dir/app" | cut -f1) in $dir/app; took $((SECONDS - t0))s"
+}
+
+cmd_install() {
+	if [[ -n $(installed_dir) ]]; then
+		log "Apicurio Registry $VERSION already installed in $RDIR/$VERSION"
+		return 0
+	fi
+	need mvn "Maven 3 resolves the registry from Maven Central"
+	need tar "unpacks the registry"
+	mkdir -p "$RDIR"
+	# Two concurrent test runs must not unpack into the same directory; the
+	# lock is held by a subshell so a registry started later does not inherit it.
+	(
+		flock 9
+		install_locked
+	) 9>"$RDIR/.lock"
+}
+
+# ---------------------------------------------------------------- run
+
+pid_alive() { # prints the PID if our registry on this port runs
+	[[ -f $PIDFILE ]] || return 1
+	local pid
+	pid=$(<"$PIDFILE")
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	kill -0 "$pid" 2>/dev/null || return 1
+	# Guard against a recycled PID: it must be a registry of this run dir.
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-Dreel.registry.run=$RUN " || return 1
+	echo "$pid"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+http_ok() { # url: true if it answers 200
+	[[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" 2>/dev/null) == 200 ]]
+}
+
+show_failure() {
+	echo "---- last lines of $OUT ----" >&2
+	tail -n 40 "$OUT" >&2 || true
+}
+
+cmd_start() {
+	local pid app java
+	if pid=$(pid_alive); then
+		die "the registry on port $PORT already runs (pid $pid); \`bash scripts/registry.sh stop\` it first"
+	fi
+	for p in "$PORT" "$MPORT"; do
+		if port_busy "$p"; then
+			die "port $p is in use by another process; set REEL_REGISTRY_PORT to a free port (uses it and +1)"
+		fi
+	done
+	need curl "checks the registry's readiness"
+	java=$(find_java)
+	[[ -n $(installed_dir) ]] || cmd_install
+	app=$(installed_dir)
+	local t0 heap
+	t0=$(date +%s.%N)
+	read -r -a heap <<<"${REEL_REGISTRY_HEAP:--Xms64m -Xmx512m}"
+	mkdir -p "$RUN"
+	echo "==== scripts/registry.sh start $(date -u +%FT%TZ): $java (Java $(java_major "$java")) ====" >"$OUT"
+	# Quarkus reads its settings from the environment. The management
+	# interface is fixed "on" at build time, so it is moved, not disabled.
+	# Deletion through the API is off by default in Apicurio 3; the test
+	# harness deletes subjects to give each test an empty registry.
+	(
+		cd "$RUN"
+		export QUARKUS_HTTP_HOST=127.0.0.1 QUARKUS_HTTP_PORT=$PORT
+		export QUARKUS_MANAGEMENT_HOST=127.0.0.1 QUARKUS_MANAGEMENT_PORT=$MPORT
+		export APICURIO_REST_DELETION_ARTIFACT_ENABLED=true
+		export APICURIO_REST_DELETION_ARTIFACT_VERSION_ENABLED=true
+		export APICURIO_REST_DELETION_GROUP_ENABLED=true
+		# setsid: the registry outlives this script and the terminal. The
+		# shell writes its own PID, then becomes java, so the pidfile names
+		# the JVM whether or not setsid had to fork.
+		setsid bash -c 'echo $$ >"$0"; exec "$@"' "$PIDFILE" \
+			"$java" "${heap[@]}" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+			"-Dreel.registry.run=$RUN" -jar "$app/quarkus-run.jar" >>"$OUT" 2>&1 </dev/null &
+	)
+	local i
+	for ((i = 0; i < 50; i++)); do
+		[[ -s $PIDFILE ]] && break
+		sleep 0.1
+	done
+	log "started Apicurio Registry $VERSION pid $(cat "$PIDFILE" 2>/dev/null) on $java (log $OUT); waiting up to ${TIMEOUT}s"
+	local deadline=$((SECONDS + TIMEOUT))
+	while :; do
+		# Ready = the Confluent API answers (the app has started and its
+		# storage is initialised).
+		if http_ok "$URL/subjects"; then
+			break
+		fi
+		if ! pid_alive >/dev/null; then
+			show_failure
+			die "the registry exited during start-up (log: $OUT)"
+		fi
+		if ((SECONDS >= deadline)); then
+			show_failure
+			cmd_stop >/dev/null 2>&1 || true
+			die "the registry did not answer on $URL/subjects within ${TIMEOUT}s (log: $OUT)"
+		fi
+		sleep 0.25
+	done
+	log "ready in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s"
+	echo "REEL_REGISTRY_URL=$URL"
+}
+
+cmd_stop() {
+	local pid i
+	if ! pid=$(pid_alive); then
+		rm -f "$PIDFILE"
+		log "the registry on port $PORT is not running"
+		return 0
+	fi
+	kill -TERM "$pid"
+	for ((i = 0; i < 300; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "pid $pid ignored SIGTERM for 30s; sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+	fi
+	rm -f "$PIDFILE"
+	log "stopped the registry on port $PORT (pid $pid)"
+}
+
+cmd_status() {
+	local pid
+	if pid=$(pid_alive); then
+		echo "registry on port $PORT: running, pid $pid, run dir $RUN"
+		echo "REEL_REGISTRY_URL=$URL"
+		echo "global compatibility: $(curl -s --max-time 5 "$URL/config" || echo unreachable)"
+	else
+		echo "registry on port $PORT: not running"
+		return 3
+	fi
+}
+
+cmd_logs() {
+	if [[ ${1:-} == -f ]]; then
+		exec tail -n 50 -F "$OUT"
+	fi
+	tail -n "${1:-100}" "$OUT"
+}
+
+case ${1:-} in
+install) cmd_install ;;
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+logs) cmd_logs "${@:2}" ;;
+path) d=$(installed_dir) && [[ -n $d ]] && echo "$d" ;;
+java) find_java ;;
+*)
+	echo "usage: bash scripts/registry.sh install|start|stop|status|logs [-f|N]|path|java" >&2
+	exit 2
+	;;
+esac
