@@ -19,7 +19,7 @@ func benchCodecs(b *testing.B) map[string]*schemas.Codec {
 	cat, _, _ := registered(b)
 	soe := newCodec(b)
 	_, cl, _ := registered(b)
-	conf, err := schemas.NewCodec(cat, schemas.WithRegistry(cl))
+	conf, err := schemas.NewCodec(cat, schemas.WithRegistry(cl), schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		b.Fatal(err)
 	}

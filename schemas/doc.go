@@ -3,7 +3,7 @@
 // codec that turns events into Kafka records and back.
 //
 //	cat, _ := schemas.Load()
-//	codec, _ := schemas.NewCodec(cat) // or schemas.WithRegistry(srClient)
+//	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...)) // or schemas.WithRegistry(srClient)
 //	rec, _ := codec.Encode(ctx, schemas.NewEvent(&schemas.SeatsReserved{
 //		ConferenceID: "c1", ReservationID: "r1", SeatType: "standard", Quantity: 2,
 //	}))
