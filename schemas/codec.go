@@ -94,8 +94,10 @@ func NewCodec(cat *Catalog, opts ...CodecOpt) (*Codec, error) {
 		if _, dup := c.bindings[b.Type]; dup {
 			return nil, fmt.Errorf("schemas: %s is bound twice", b.Type)
 		}
-		if b.New != nil {
-			if _, err := api.Marshal(t.Current().Schema, b.New()); err != nil {
+		// A Payload struct is what producers encode: it must carry every
+		// field. Other structs are read-only views and may leave fields out.
+		if p, ok := bindNew(b).(Payload); ok {
+			if _, err := api.Marshal(t.Current().Schema, p); err != nil {
 				return nil, fmt.Errorf("schemas: Go struct %T does not match %s: %w", b.New(), t.Current().Path, err)
 			}
 		}
@@ -124,6 +126,13 @@ func NewCodec(cat *Catalog, opts ...CodecOpt) (*Codec, error) {
 		}
 	}
 	return c, nil
+}
+
+func bindNew(b Binding) any {
+	if b.New == nil {
+		return nil
+	}
+	return b.New()
 }
 
 // newWriter resolves a writer schema against the current version of t. A

@@ -39,6 +39,9 @@ func (c *Codec) Decode(ctx context.Context, r *kgo.Record) (Event, error) {
 	var ev Event
 	env, e := readEnvelope(r)
 	ev.Type, ev.ID, ev.Envelope = env.typ, env.id, env.kind
+	if ev.ID == "" {
+		ev.ID = positionID(r)
+	}
 	if e != nil {
 		return ev, e
 	}

@@ -122,7 +122,7 @@ func readEnvelope(r *kgo.Record) (envelope, *DecodeError) {
 		return env, derr(ErrMalformed, r, "%s %q: Reel reads Avro values (application/avro, avro/binary, application/vnd.apache.avro+binary)", HeaderContentType, env.contentType)
 	}
 	if env.id == "" {
-		env.id = r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
+		env.id = positionID(r)
 	}
 	if env.at.IsZero() {
 		env.at = r.Timestamp.UTC()
@@ -146,6 +146,12 @@ func isAvro(ct string) bool {
 	mt := strings.ToLower(strings.TrimSpace(strings.SplitN(ct, ";", 2)[0]))
 	return mt == "application/avro" || mt == "avro/binary" || strings.HasSuffix(mt, "+avro") ||
 		strings.HasSuffix(mt, "avro+binary") || mt == "application/octet-stream"
+}
+
+// positionID is a derived event ID: topic/partition/offset, unique and
+// stable across replays.
+func positionID(r *kgo.Record) string {
+	return r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
 }
 
 func derr(kind error, r *kgo.Record, format string, args ...any) *DecodeError {

@@ -130,7 +130,9 @@ func (c *Codec) fetchID(ctx context.Context, id int) (e *idEntry, keep bool) {
 		return verdict(ErrUnknownSchema, "registry schema ID %d: %v", id, err), true
 	}
 	if w := c.bySOE[fp]; w != nil {
-		return &idEntry{w: w}, true
+		cp := *w
+		cp.desc = fmt.Sprintf("registry schema ID %d (= %s)", id, w.desc)
+		return &idEntry{w: &cp}, true
 	}
 	desc := fmt.Sprintf("registry schema ID %d (%s)", id, rec.FullName())
 	t := c.cat.Resolve(rec.FullName())
