@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"reflect"
 	"strconv"
+	"strings"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -165,13 +167,15 @@ func (c *Codec) aggregate(r *kgo.Record, env envelope, w *writer, ev *Event) *De
 	if p, ok := ev.Payload.(Payload); ok {
 		fromPayload, has = p.AggregateID(), true
 	} else if field != "" {
-		rec, err := ev.Record()
-		if err != nil {
-			return derr(ErrMalformed, r, "%s event %s: %v", ev.Type, ev.ID, err)
-		}
-		v, err := rec.Lookup(field)
-		if err != nil {
-			return derr(ErrAggregateMismatch, r, "%s event %s: aggregate field: %v", ev.Type, ev.ID, err)
+		v, ok := structField(ev.Payload, field)
+		if !ok {
+			rec, err := ev.Record()
+			if err != nil {
+				return derr(ErrMalformed, r, "%s event %s: %v", ev.Type, ev.ID, err)
+			}
+			if v, err = rec.Lookup(field); err != nil {
+				return derr(ErrAggregateMismatch, r, "%s event %s: aggregate field: %v", ev.Type, ev.ID, err)
+			}
 		}
 		switch x := v.(type) {
 		case string:
@@ -180,6 +184,8 @@ func (c *Codec) aggregate(r *kgo.Record, env envelope, w *writer, ev *Event) *De
 			fromPayload = strconv.Itoa(x)
 		case int64:
 			fromPayload = strconv.FormatInt(x, 10)
+		case int32:
+			fromPayload = strconv.FormatInt(int64(x), 10)
 		case nil:
 		default:
 			return derr(ErrAggregateMismatch, r, "%s event %s: aggregate field %s is %T, not text or a number", ev.Type, ev.ID, field, v)
@@ -206,4 +212,21 @@ func (c *Codec) aggregate(r *kgo.Record, env envelope, w *writer, ev *Event) *De
 		return derr(ErrAggregateMismatch, r, "%s header %q differs from the aggregate ID %q", HeaderAggregateID, env.agg, ev.AggregateID)
 	}
 	return nil
+}
+
+// structField reads a bound struct's field by its avro tag, so checking
+// the aggregate field of a typed event does not decode it generically too.
+func structField(p any, name string) (any, bool) {
+	rv := reflect.ValueOf(p)
+	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
+		return nil, false
+	}
+	rv = rv.Elem()
+	rt := rv.Type()
+	for i := range rt.NumField() {
+		if tag, _, _ := strings.Cut(rt.Field(i).Tag.Get("avro"), ","); tag == name {
+			return rv.Field(i).Interface(), true
+		}
+	}
+	return nil, false
 }
