@@ -97,6 +97,9 @@ func (c *Codec) Prepare(ev Event) (Event, *EventType, error) {
 	case map[string]any:
 		ev.Payload = &Record{m: v}
 	}
+	if ev.Type != "" && c.cat.types[ev.Type] == nil {
+		return ev, nil, fmt.Errorf("%w: %q is not in the catalog (%s)", ErrUnknownEventType, ev.Type, c.cat.source)
+	}
 	if r, ok := ev.Payload.(*Record); ok {
 		if ev.Type == "" && r.schema != nil {
 			ev.Type = r.Name()
