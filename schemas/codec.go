@@ -75,7 +75,8 @@ func WithBindings(b ...Binding) CodecOpt {
 // NewCodec builds a codec for the catalog. It resolves every catalog
 // version against the current version of the type it reads as (mappings
 // included) up front, so decoding does no schema work, and checks that
-// each bound struct encodes with its type's current schema.
+// each bound Payload struct (what producers send) encodes with its type's
+// current schema.
 func NewCodec(cat *Catalog, opts ...CodecOpt) (*Codec, error) {
 	var cfg codecCfg
 	for _, o := range opts {
