@@ -45,13 +45,20 @@ type envelope struct {
 // from the writer schema, ID from the position, time from the record).
 func readEnvelope(r *kgo.Record) (envelope, *DecodeError) {
 	var env envelope
-	hdr := func(k string) (string, bool) {
+	raw := func(k string) ([]byte, bool) {
 		for i := range r.Headers {
 			if r.Headers[i].Key == k {
-				return string(r.Headers[i].Value), true
+				return r.Headers[i].Value, true
 			}
 		}
-		return "", false
+		return nil, false
+	}
+	hdr := func(k string) (string, bool) {
+		b, ok := raw(k)
+		if !ok || len(b) == 0 {
+			return "", ok
+		}
+		return string(b), true
 	}
 	anyPrefix := func(p string) bool {
 		for i := range r.Headers {
@@ -72,17 +79,17 @@ func readEnvelope(r *kgo.Record) (envelope, *DecodeError) {
 		if env.id, _ = hdr(HeaderEventID); env.id == "" {
 			return env, derr(ErrMissingHeader, r, "%s event without %s header", typ, HeaderEventID)
 		}
-		occ, _ := hdr(HeaderOccurredAt)
-		if occ == "" {
+		occ, _ := raw(HeaderOccurredAt)
+		if len(occ) == 0 {
 			return env, derr(ErrMissingHeader, r, "%s event %s without %s header", typ, env.id, HeaderOccurredAt)
 		}
-		at, err := time.Parse(time.RFC3339Nano, occ)
-		if err != nil {
+		var at time.Time
+		if err := at.UnmarshalText(occ); err != nil {
 			return env, derr(ErrInvalidHeader, r, "%s header %q is not an RFC 3339 time", HeaderOccurredAt, occ)
 		}
 		env.at = at.UTC()
-		if v, ok := hdr(HeaderVersion); ok {
-			n, err := strconv.Atoi(v)
+		if v, ok := raw(HeaderVersion); ok {
+			n, err := strconv.Atoi(string(v))
 			if err != nil || n < 1 {
 				return env, derr(ErrInvalidHeader, r, "%s header %q is not a version number", HeaderVersion, v)
 			}
