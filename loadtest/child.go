@@ -187,11 +187,11 @@ func newCodec(url string) (*schemas.Codec, error) {
 		return nil, err
 	}
 	if url == "" {
-		return schemas.NewCodec(cat)
+		return schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	}
 	cl, err := sr.NewClient(sr.URLs(url))
 	if err != nil {
 		return nil, err
 	}
-	return schemas.NewCodec(cat, schemas.WithRegistry(cl))
+	return schemas.NewCodec(cat, schemas.WithRegistry(cl), schemas.WithBindings(schemas.DemoBindings()...))
 }

@@ -179,7 +179,7 @@ func (r *run) setup(ctx context.Context) error {
 	if _, err := schemas.Register(ctx, srcl, cat, schemas.RegisterOptions{SetCompatibility: true}); err != nil {
 		return fmt.Errorf("register schemas: %w", err)
 	}
-	codec, err := schemas.NewCodec(cat, schemas.WithRegistry(srcl))
+	codec, err := schemas.NewCodec(cat, schemas.WithRegistry(srcl), schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		return err
 	}

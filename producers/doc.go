@@ -1,7 +1,7 @@
 // Package producers is the SDK services use to publish Reel events.
 //
 //	cat, _ := schemas.Load()
-//	codec, _ := schemas.NewCodec(cat)
+//	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 //	p, _ := producers.Open(codec, kgo.SeedBrokers("127.0.0.1:9092"))
 //	defer p.Close()
 //	pos, err := p.Publish(ctx, schemas.NewEvent(&schemas.OrderPlaced{OrderID: "o-1", …}))

@@ -20,7 +20,7 @@ func codec(t testing.TB) *schemas.Codec {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := schemas.NewCodec(cat)
+	c, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

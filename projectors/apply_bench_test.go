@@ -62,7 +62,7 @@ func benchCodec(b *testing.B) *schemas.Codec {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := schemas.NewCodec(cat)
+	c, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -167,7 +167,7 @@ func newCodec(t *testing.T) *schemas.Codec {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := schemas.NewCodec(cat)
+	c, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func produce(t *testing.T, brokers []string, evs []schemas.Event) map[int32]int6
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := schemas.NewCodec(cat)
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestSeatsEndToEnd(t *testing.T) {
 	last := produce(t, brokers, evs)
 
 	cat, _ := schemas.Load()
-	codec, _ := schemas.NewCodec(cat)
+	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	p := seats.Availability()
 	r, err := projectors.NewRunner(p, ch.Conn, codec, projectors.Brokers(brokers...), projectors.KafkaOpts(kgo.ClientID(t.Name())))
 	if err != nil {

@@ -46,7 +46,7 @@ func runInProcess(t *testing.T, conn driver.Conn, brokers []string, suffix strin
 	t.Helper()
 	cat, err := schemas.Load()
 	must(t, err)
-	codec, err := schemas.NewCodec(cat)
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	must(t, err)
 	ip := &inproc{reg: prometheus.NewRegistry(), errs: make(chan error, len(names))}
 	m := projectors.NewMetrics(ip.reg)

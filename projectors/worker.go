@@ -282,6 +282,15 @@ func (w *worker) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, r
 		}
 		return err
 	}
+	if key == "" && ev.AggregateID != "" {
+		// No record key: the decoder took the aggregate ID from the
+		// payload's aggregate field (catalog.yaml).
+		key = ev.AggregateID
+		if from, ok := w.parkedFrom[key]; ok && off >= from && !replaying {
+			w.park(rec, key, ReasonAggregate, fmt.Errorf("aggregate %q parked since offset %d", key, from), ev)
+			return nil
+		}
+	}
 	if !w.proj.wants(ev.Type) {
 		advance()
 		return nil

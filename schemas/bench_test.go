@@ -2,8 +2,11 @@ package schemas_test
 
 import (
 	"context"
+	"math/big"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/reel-dev/reel/schemas"
 )
@@ -19,7 +22,7 @@ func benchCodecs(b *testing.B) map[string]*schemas.Codec {
 	cat, _, _ := registered(b)
 	soe := newCodec(b)
 	_, cl, _ := registered(b)
-	conf, err := schemas.NewCodec(cat, schemas.WithRegistry(cl))
+	conf, err := schemas.NewCodec(cat, schemas.WithRegistry(cl), schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -86,4 +89,89 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkDecodeGenericVsTyped: the cost of a generic event (*Record,
+// hamba/avro's map form) against a bound Go struct, for the same bytes —
+// a small demo event and a rich foreign one (nested records, unions,
+// decimals, arrays, maps).
+func BenchmarkDecodeGenericVsTyped(b *testing.B) {
+	ctx := context.Background()
+	demo, err := schemas.Load()
+	if err != nil {
+		b.Fatal(err)
+	}
+	generic, err := schemas.NewCodec(demo)
+	if err != nil {
+		b.Fatal(err)
+	}
+	typed := newCodec(b)
+	small, err := typed.Encode(ctx, benchEvent())
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	type address struct {
+		City string  `avro:"city"`
+		Zip  *string `avro:"zip"`
+	}
+	type customer struct {
+		Name    string   `avro:"name"`
+		Address *address `avro:"address"`
+	}
+	type item struct {
+		SKU string `avro:"sku"`
+		Qty int    `avro:"qty"`
+	}
+	type order struct {
+		OrderID   string            `avro:"order_id"`
+		Customer  customer          `avro:"customer"`
+		Amount    *big.Rat          `avro:"amount"`
+		PlacedOn  time.Time         `avro:"placed_on"`
+		PlacedAt  time.Time         `avro:"placed_at"`
+		Count     int64             `avro:"count"`
+		Comment   *string           `avro:"comment"`
+		Items     []item            `avro:"items"`
+		Tags      map[string]string `avro:"tags"`
+		Status    string            `avro:"status"`
+		Checksum  [4]byte           `avro:"checksum"`
+		Channel   string            `avro:"channel"`
+		UpdatedAt time.Time         `avro:"updated_at"`
+		// unit_price (a nullable fixed decimal) left out: hamba/avro
+		// reads fixed decimals into *big.Rat only generically.
+	}
+	cat := acme(b)
+	acmeGeneric, err := schemas.NewCodec(cat)
+	if err != nil {
+		b.Fatal(err)
+	}
+	acmeTyped, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.Bind[order]("com.acme.orders.OrderPlaced")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rich := &kgo.Record{Topic: "acme.orders", Key: []byte(orderID),
+		Value: soeValue(b, cat.Type("com.acme.orders.OrderPlaced").Current().Schema, acmeOrder(2))}
+	if ev, err := acmeTyped.Decode(ctx, rich); err != nil || ev.Payload.(*order).Customer.Address == nil {
+		b.Fatalf("typed rich decode: %v", err)
+	}
+
+	for _, bc := range []struct {
+		name  string
+		codec *schemas.Codec
+		rec   *kgo.Record
+	}{
+		{"demo-SeatsReserved/typed", typed, small},
+		{"demo-SeatsReserved/generic", generic, small},
+		{"acme-OrderPlaced/typed", acmeTyped, rich},
+		{"acme-OrderPlaced/generic", acmeGeneric, rich},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bc.codec.Decode(ctx, bc.rec); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

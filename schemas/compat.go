@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -15,10 +14,6 @@ import (
 // ErrIncompatible marks a schema change that breaks the compatibility level
 // of its event type.
 var ErrIncompatible = errors.New("incompatible schema change")
-
-// FS returns the embedded catalog files (<namespace>/<Name>.v<N>.avsc), for
-// overlaying new versions in tests and tools.
-func FS() fs.FS { return files }
 
 // CompatProblem is one reader version that cannot read one writer version.
 type CompatProblem struct {

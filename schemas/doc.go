@@ -1,44 +1,39 @@
-// Package schemas is Reel's event catalog: one Avro schema (.avsc) per event
-// type and version, a Go struct per event type's current version, and the
-// codec that turns events into Kafka records and back.
+// Package schemas is Reel's event catalog and codec: event types loaded at
+// run time from a directory of Avro schemas, and the codec that turns
+// events into Kafka records and back — whoever produced them.
 //
-//	cat, _ := schemas.Load()
-//	codec, _ := schemas.NewCodec(cat) // or schemas.WithRegistry(srClient)
-//	rec, _ := codec.Encode(ctx, schemas.NewEvent(&schemas.SeatsReserved{
-//		ConferenceID: "c1", ReservationID: "r1", SeatType: "standard", Quantity: 2,
-//	}))
-//	// … produce rec, consume it somewhere else …
+//	cat, _ := schemas.LoadDir("catalog")            // or schemas.Load(): the embedded demo catalog
+//	codec, _ := schemas.NewCodec(cat)               // + schemas.WithRegistry(srClient), schemas.WithBindings(…)
 //	ev, err := codec.Decode(ctx, rec)
-//	if errors.Is(err, schemas.ErrMalformed) { /* park it */ }
-//	seats := ev.Payload.(*schemas.SeatsReserved) // always the current version
+//	var de *schemas.DecodeError
+//	if errors.As(err, &de) { /* park it: de.Kind, de.Reason */ }
+//	r := ev.Payload.(*schemas.Record)               // generic; a bound Go struct when WithBindings names the type
+//	city, _ := r.Lookup("customer.address.city")
 //
-// # Layout
+// # Catalog
 //
-//	conference/*.avsc, shop/*.avsc  the catalog: <namespace>/<Name>.v<N>.avsc
-//	catalog.go   Load, the domain (namespace → topic) and Go type tables
-//	types.go     current-version structs; every one names its aggregate ID
-//	codec.go     Encode/Decode, both wire framings, resolution and upcasting
-//	upcast.go    semantic fixes for old versions
-//	compat.go    the FULL_TRANSITIVE gate
-//	registry.go  registering the catalog with a Confluent-compatible registry
-//	testdata/    golden single-object fixtures per version, a breaking schema
+// Every .avsc in the tree is one version of the type its record's full
+// name says; the version is in the file name (<Name>.v<N>.avsc); an
+// optional catalog.yaml adds topics, aggregate fields, compatibility
+// levels, subject naming and mappings of foreign names. See LoadFS and
+// docs/events.md.
+//
+// # Wire
+//
+// Values: Confluent framing (0x00 + 4-byte schema ID, found in the
+// registry whatever subject naming the producer used), single-object
+// encoding (0xC3 0x01 + CRC-64-AVRO fingerprint of a catalog version), or
+// bare Avro on a topic catalog.yaml declares plain. Envelope: Reel's
+// headers (Header* constants, what Encode writes), else CloudEvents
+// binary mode (ce_*), else derived from the record (type = record name,
+// ID = topic/partition/offset, time = record timestamp, aggregate = key).
 //
 // # Invariants
 //
-// Event type = full Avro name, one topic per namespace (Domains), record key
-// = aggregate ID. A producer always writes the current version. A reader
-// resolves any catalog version (found by CRC-64-AVRO fingerprint, or by
-// registry ID) to the current version with hamba/avro schema resolution, then
-// runs the type's upcaster for older versions. Versions are never edited once
-// released: fixtures in testdata pin their bytes. Every type is
-// FULL_TRANSITIVE except where the catalog table says otherwise and why
-// (SeatsAdded widened int→long, which Avro can only read forwards).
-//
-// # Wire format
-//
-// Value: 0xC3 0x01 + 8-byte little-endian CRC-64-AVRO fingerprint + Avro
-// binary (single-object encoding, no registry needed), or with a registry
-// 0x00 + 4-byte big-endian schema ID + Avro binary (Confluent framing,
-// subject "<topic>-<type>", TopicRecordNameStrategy). Headers: see the
-// Header* constants.
+// A reader resolves any writer (catalog version, newer registry version,
+// mapped foreign record) to the type's current version with hamba/avro
+// schema resolution, then runs the type's upcaster for older catalog
+// versions. Versions are never edited once released: fixtures in testdata
+// pin the demo's bytes. Every decode error is a *DecodeError with exactly
+// one kind.
 package schemas

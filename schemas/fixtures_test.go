@@ -130,7 +130,7 @@ func TestFixtures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := schemas.NewCodec(cat)
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

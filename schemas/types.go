@@ -10,7 +10,8 @@ type Payload interface {
 	AggregateID() string // value of the struct's aggregate ID field
 }
 
-// The structs below mirror the CURRENT version of each .avsc file. Old
+// The structs below are the demo's Go types (see DemoBindings): they
+// mirror the CURRENT version of each .avsc file of the demo catalog. Old
 // versions decode into them through schema resolution plus upcasters, so a
 // projection only ever sees these types. Amounts are integer minor units
 // (cents) with an ISO 4217 currency next to them; times are UTC,
@@ -172,3 +173,27 @@ func (e *PaymentFailed) AggregateID() string            { return e.OrderID }
 func (e *StockReleased) AggregateID() string            { return e.OrderID }
 func (e *OrderConfirmed) AggregateID() string           { return e.OrderID }
 func (e *OrderCancelled) AggregateID() string           { return e.OrderID }
+
+// DemoBindings binds the demo catalog's types to the structs above (and
+// SeatsReserved's upcaster), for the demo's Go producers and projections:
+//
+//	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+//
+// The catalog itself knows nothing of these: it is the .avsc files.
+func DemoBindings() []Binding {
+	return []Binding{
+		BindPayload[ConferenceCreated](),
+		BindPayload[SeatsAdded](),
+		BindPayload[SeatsReserved]().WithUpcast(upcastSeatsReserved),
+		BindPayload[SeatReservationCancelled](),
+		BindPayload[OrderPlaced](),
+		BindPayload[OrderItemAdded](),
+		BindPayload[StockReserved](),
+		BindPayload[StockReservationFailed](),
+		BindPayload[PaymentConfirmed](),
+		BindPayload[PaymentFailed](),
+		BindPayload[StockReleased](),
+		BindPayload[OrderConfirmed](),
+		BindPayload[OrderCancelled](),
+	}
+}

@@ -158,7 +158,7 @@ func encodeAll(t *testing.T, evs []schemas.Event) []*kgo.Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := schemas.NewCodec(cat)
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,7 +44,7 @@ func cmdProduce(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var copts []schemas.CodecOpt
+	copts := []schemas.CodecOpt{schemas.WithBindings(schemas.DemoBindings()...)}
 	if *registry != "" {
 		cl, err := sr.NewClient(sr.URLs(strings.Split(*registry, ",")...))
 		if err != nil {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -19,7 +22,8 @@ func cmdSchemas(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: reel schemas check|list|register [flags]", errUsage)
 	}
 	fset := flag.NewFlagSet("schemas "+args[0], flag.ContinueOnError)
-	dir := fset.String("dir", "", "check a catalog directory on disk (<namespace>/<Name>.v<N>.avsc) instead of the embedded one")
+	dir := fset.String("dir", os.Getenv("REEL_CATALOG"), "catalog directory: .avsc files in any layout plus an optional catalog.yaml (env REEL_CATALOG; default: catalog.dir of -config, else the embedded demo catalog)")
+	cfgPath := fset.String("config", "", "YAML config file: its catalog.dir and schemaRegistry are used when flags leave them out")
 	var registry, user, pass *string
 	var setCompat *bool
 	if args[0] == "register" {
@@ -31,10 +35,30 @@ func cmdSchemas(ctx context.Context, args []string) error {
 	if err := fset.Parse(args[1:]); err != nil {
 		return err
 	}
+	if *cfgPath != "" {
+		cfg, err := config.Load(*cfgPath, os.Getenv)
+		if err != nil {
+			return err
+		}
+		if *dir == "" {
+			*dir = cfg.Catalog.Dir
+		}
+		if registry != nil && *registry == "" {
+			*registry = cfg.SchemaRegistry.URL
+			if *user == "" {
+				*user = cfg.SchemaRegistry.Username
+				if *pass == "" {
+					if *pass, err = cfg.RegistryPassword(); err != nil {
+						return fmt.Errorf("schemaRegistry.passwordFile: %w", err)
+					}
+				}
+			}
+		}
+	}
 	var cat *schemas.Catalog
 	var err error
 	if *dir != "" {
-		cat, err = schemas.LoadFS(os.DirFS(*dir))
+		cat, err = schemas.LoadDir(*dir)
 	} else {
 		cat, err = schemas.Load()
 	}
@@ -83,13 +107,30 @@ func cmdSchemas(ctx context.Context, args []string) error {
 }
 
 func listSchemas(cat *schemas.Catalog) error {
+	fmt.Printf("catalog: %s\n", cat.Source())
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TYPE\tTOPIC\tVERSION\tFINGERPRINT\tLEVEL\tFILE")
+	fmt.Fprintln(tw, "TYPE\tTOPIC\tSUBJECT\tAGGREGATE\tVERSION\tFINGERPRINT\tLEVEL\tFILE")
 	for _, name := range cat.EventTypes() {
 		t := cat.Type(name)
+		topic, agg := t.Topic, t.AggregateField
+		if topic == "" {
+			topic = "-"
+		}
+		if agg == "" {
+			agg = "(key)"
+		}
 		for _, v := range t.Versions {
-			fmt.Fprintf(tw, "%s\t%s\tv%d\t%016x\t%s\t%s\n", name, t.Domain.Topic, v.Version, v.Fingerprint, t.Compatibility, v.Path)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\tv%d\t%016x\t%s\t%s\n", name, topic, cat.Subject(name), agg, v.Version, v.Fingerprint, t.Compatibility, v.Path)
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if m := cat.Mappings(); len(m) > 0 {
+		fmt.Println("\nmappings (foreign name → catalog type):")
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			fmt.Printf("  %s → %s\n", k, m[k])
+		}
+	}
+	return nil
 }

@@ -113,16 +113,29 @@ func OpenClickHouse(ctx context.Context, c *config.Config) (driver.Conn, error) 
 	return conn, nil
 }
 
-// Codec builds the event codec: Confluent framing through the configured
-// schema registry, or registry-free single-object encoding without one.
+// Catalog loads the configured catalog (catalog.dir / REEL_CATALOG), else
+// the embedded demo catalog.
+func Catalog(c *config.Config) (*schemas.Catalog, error) {
+	if c.Catalog.Dir != "" {
+		return schemas.LoadDir(c.Catalog.Dir)
+	}
+	return schemas.Load()
+}
+
+// Codec builds the event codec for the configured catalog: Confluent
+// framing through the configured schema registry, or registry-free
+// single-object encoding without one. The demo's Go types are bound to
+// those of its types the catalog has, for the demo projections compiled
+// into this binary; every other type decodes into a *schemas.Record.
 func Codec(_ context.Context, c *config.Config) (*schemas.Codec, error) {
-	cat, err := schemas.Load()
+	cat, err := Catalog(c)
 	if err != nil {
 		return nil, err
 	}
+	bind := schemas.WithBindings(DemoBindings(cat)...)
 	r := c.SchemaRegistry
 	if r.URL == "" {
-		return schemas.NewCodec(cat)
+		return schemas.NewCodec(cat, bind)
 	}
 	opts := []sr.ClientOpt{sr.URLs(r.URL), sr.HTTPClient(&http.Client{Timeout: 15 * time.Second})}
 	if r.Username != "" {
@@ -136,7 +149,18 @@ func Codec(_ context.Context, c *config.Config) (*schemas.Codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schemaRegistry: %w", err)
 	}
-	return schemas.NewCodec(cat, schemas.WithRegistry(cl))
+	return schemas.NewCodec(cat, schemas.WithRegistry(cl), bind)
+}
+
+// DemoBindings are the demo's Go bindings for the types cat has.
+func DemoBindings(cat *schemas.Catalog) []schemas.Binding {
+	var out []schemas.Binding
+	for _, b := range schemas.DemoBindings() {
+		if cat.Type(b.Type) != nil {
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // Logger returns the configured slog logger writing to w.

@@ -27,6 +27,7 @@ import (
 type Config struct {
 	Kafka          Kafka          `yaml:"kafka"`
 	SchemaRegistry SchemaRegistry `yaml:"schemaRegistry"`
+	Catalog        Catalog        `yaml:"catalog"`
 	ClickHouse     ClickHouse     `yaml:"clickhouse"`
 	Projector      Projector      `yaml:"projector"`
 	HTTP           HTTP           `yaml:"http"`
@@ -80,6 +81,12 @@ type SchemaRegistry struct {
 	URL          string `yaml:"url"` // env REEL_SCHEMA_REGISTRY_URL
 	Username     string `yaml:"username"`
 	PasswordFile string `yaml:"passwordFile"` // or env REEL_SCHEMA_REGISTRY_PASSWORD
+}
+
+// Catalog is where the event types come from: a directory of .avsc files
+// with an optional catalog.yaml (see docs/events.md).
+type Catalog struct {
+	Dir string `yaml:"dir"` // env REEL_CATALOG; "": the embedded demo catalog
 }
 
 // ClickHouse is the read-model database.
@@ -189,6 +196,9 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	}
 	if v := getenv("REEL_SCHEMA_REGISTRY_URL"); v != "" {
 		c.SchemaRegistry.URL = v
+	}
+	if v := getenv("REEL_CATALOG"); v != "" {
+		c.Catalog.Dir = v
 	}
 	if v := getenv("REEL_CLICKHOUSE_DSN"); v != "" {
 		c.ClickHouse.DSN = v

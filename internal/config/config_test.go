@@ -199,3 +199,30 @@ func TestSASLNeedsCredentials(t *testing.T) {
 		t.Fatalf("password %q", pw)
 	}
 }
+
+// catalog.dir (or REEL_CATALOG) is loaded by Validate: a broken catalog is
+// reported at its path with what is wrong.
+func TestCatalogDir(t *testing.T) {
+	c, err := config.Parse([]byte("catalog:\n  dir: /nowhere\n"), env(map[string]string{"REEL_CATALOG": "../../schemas/testdata/acme"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Catalog.Dir != "../../schemas/testdata/acme" {
+		t.Fatalf("REEL_CATALOG did not override: %q", c.Catalog.Dir)
+	}
+	if err := c.Validate(); err != nil && strings.Contains(err.Error(), "catalog.dir") {
+		t.Fatalf("valid catalog refused: %v", err)
+	}
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "A.v2.avsc"), []byte(`{"type":"record","name":"A","fields":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err = config.Parse([]byte("catalog:\n  dir: "+bad+"\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "catalog.dir: ") || !strings.Contains(err.Error(), "found v2 where v1 belongs") {
+		t.Fatalf("broken catalog: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/projectors/registry"
+	"github.com/reel-dev/reel/schemas"
 )
 
 // FieldError is one mistake at a path of the file ("clickhouse.dsn").
@@ -89,6 +90,13 @@ func (c *Config) Validate() error {
 		}
 	default:
 		add("kafka.sasl.mechanism", "%q is not one of %s, %s, %s", c.Kafka.SASL.Mechanism, SASLPlain, SASLScramSHA256, SASLScramSHA512)
+	}
+
+	// catalog
+	if d := c.Catalog.Dir; d != "" {
+		if _, err := schemas.LoadDir(d); err != nil {
+			add("catalog.dir", "%v", err)
+		}
 	}
 
 	// schemaRegistry

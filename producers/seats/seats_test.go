@@ -19,7 +19,7 @@ func TestRunRefusesOverbooking(t *testing.T) {
 	defer cancel()
 	brokers := testenv.Kafka(t)
 	cat, _ := schemas.Load()
-	codec, err := schemas.NewCodec(cat)
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ func TestSagaCompensation(t *testing.T) {
 	defer cancel()
 	brokers := testenv.Kafka(t)
 	cat, _ := schemas.Load()
-	codec, err := schemas.NewCodec(cat)
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -213,14 +213,15 @@ func seeWriter(writers map[string]*WriterSeen, known map[uint64]string, r *kgo.R
 	}
 	w = &WriterSeen{Type: typ, Version: ver, Framing: framing, Writer: writer, Count: 1,
 		First: fmt.Sprintf("%s/%d@%d", r.Topic, r.Partition, r.Offset)}
+	// No reel.type header: a CloudEvents or derived envelope, which the
+	// decode below checks.
 	switch {
-	case typ == "":
-		w.Problem = "no " + schemas.HeaderType + " header"
 	case framing == "single-object":
 		fp := binary.LittleEndian.Uint64(v[2:10])
 		switch owner, ok := known[fp]; {
 		case !ok:
 			w.Problem = fmt.Sprintf("writer schema (fingerprint %016x) is not in the catalog: the current reader cannot resolve it", fp)
+		case typ == "":
 		case owner != typ:
 			w.Problem = fmt.Sprintf("header says %s but the fingerprint is a %s schema", typ, owner)
 		default:

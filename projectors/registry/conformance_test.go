@@ -62,7 +62,7 @@ func codec(t *testing.T) *schemas.Codec {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := schemas.NewCodec(cat)
+	c, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	codec, err := schemas.NewCodec(cat)
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		return err
 	}
