@@ -9,6 +9,6 @@
 //
 // crosslang_test.go checks the records on the wire (Confluent framing, the
 // schema ID resolving in the registry to the catalog's schema, headers, key
-// partitioning). e2e_test.go (build tag crosslang_e2e) projects them into
+// partitioning). e2e_test.go projects them into
 // ClickHouse and compares the SQL results with what the events imply.
 package crosslang

@@ -1,18 +1,7 @@
-//go:build crosslang_e2e
-
 // The full cross-language path: Python's stock AvroSerializer → Kafka → Reel's
-// projector → ClickHouse, compared with what the events imply. It needs the
-// decoder that reads events without Reel's headers (Confluent framing with
-// the envelope derived from the registry's record name, the key and the
-// record; or from CloudEvents headers), which is being written on the
-// `catalog` branch. Until that lands every event here is parked ("no
-// reel.type header"), so the file is left out of the build unless
-//
-//	go test -tags crosslang_e2e ./producers/crosslang/
-//
-// Once the decoder is in, delete the build tag (scripts/test.sh then runs it
-// with everything else) and adjust newDecoder below if the codec's
-// constructor changed.
+// projector → ClickHouse, compared with what the events imply. The records
+// carry no Reel headers: the envelope comes from the registry's record name,
+// the key and the record, or from CloudEvents headers.
 
 package crosslang_test
 
@@ -37,7 +26,7 @@ import (
 // Reel: the catalog plus the registry their IDs come from.
 func newDecoder(t *testing.T, e *env) projectors.Decoder {
 	t.Helper()
-	codec, err := schemas.NewCodec(e.cat, schemas.WithRegistry(e.reg))
+	codec, err := schemas.NewCodec(e.cat, schemas.WithRegistry(e.reg), schemas.WithBindings(schemas.DemoBindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}
