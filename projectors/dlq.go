@@ -163,6 +163,11 @@ func (w *worker) resolve(ctx context.Context, key string, recs []*kgo.Record, re
 	if err := w.markResolved(ctx, done, map[bool]string{true: ResolutionReplayed, false: ResolutionDiscarded}[replay]); err != nil {
 		return res, err
 	}
+	// The guard drops a stale member's writes silently: before reporting
+	// success, make sure this member still held the partition.
+	if err := w.checkFence(ctx); err != nil {
+		return res, err
+	}
 	res.Resolved = len(done)
 	res.StillHeld = len(recs) - len(done)
 	if res.StillHeld > 0 {

@@ -18,6 +18,30 @@ import (
 // same offsets fetched by the new assignment. Each event must be applied
 // once.
 func TestWorkerIgnoresRedeliveredRecords(t *testing.T) {
+	ctx := context.Background()
+	r, recs := handRunner(t, "redelivery", 10)
+	w := newWorker(r, testClaim(t, r, tp{handTopic, 0}), noPositions(r), nil)
+	w.process(ctx, recs[:6]) // held from the earlier assignment
+	w.process(ctx, recs)     // fetched again by the new one
+	if err := w.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n, distinct uint64
+	if err := r.conn.QueryRow(ctx, "SELECT count(), uniqExact(event_id) FROM "+PhysName(r.proj.Name, "log", 1)).Scan(&n, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if n != 10 || distinct != 10 {
+		t.Fatalf("%d rows for %d distinct events; want 10 each: redelivered records were applied again", n, distinct)
+	}
+}
+
+const handTopic = "conference.seats"
+
+// handRunner is a runner whose workers a test drives by hand: a projection
+// name logging event IDs into table "log", its schema created, a Kafka
+// client on kfake, and n records of handTopic partition 0 at offsets 0…n-1.
+func handRunner(t *testing.T, name string, n int) (*Runner, []*kgo.Record) {
+	t.Helper()
 	ch := testenv.ClickHouse(t)
 	ctx := context.Background()
 	cat, err := schemas.Load()
@@ -28,9 +52,8 @@ func TestWorkerIgnoresRedeliveredRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const topic = "conference.seats"
 	p := &Projection{
-		Name: "redelivery", Topics: []string{topic},
+		Name: name, Topics: []string{handTopic},
 		Tables: []Table{{Name: "log", Columns: []Column{{Name: "event_id", Type: "String"}}, OrderBy: "event_id"}},
 		Apply: func(_ context.Context, tx *Tx, ev schemas.Event) error {
 			return tx.Emit("log", ev.ID)
@@ -45,15 +68,14 @@ func TestWorkerIgnoresRedeliveredRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.ctx, r.cancel = context.WithCancel(ctx)
-	defer r.cancel()
-	r.cl, err = kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup("redelivery"), kgo.ConsumeTopics(topic), kgo.AutoCommitMarks())
+	t.Cleanup(r.cancel)
+	r.cl, err = kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup(name), kgo.ConsumeTopics(handTopic), kgo.AutoCommitMarks())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.cl.Close()
-
+	t.Cleanup(r.cl.Close)
 	var recs []*kgo.Record
-	for i := range 10 {
+	for i := range n {
 		ev := schemas.NewEvent(&schemas.SeatsAdded{ConferenceID: "c1", SeatType: "general", Quantity: 1, Currency: "EUR"},
 			schemas.At(time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)), schemas.WithID(fmt.Sprint("e", i)))
 		rec, err := codec.Encode(ctx, ev)
@@ -63,21 +85,14 @@ func TestWorkerIgnoresRedeliveredRecords(t *testing.T) {
 		rec.Partition, rec.Offset = 0, int64(i)
 		recs = append(recs, rec)
 	}
-	ckpt := make([]int64, len(r.layout.tables))
-	for i := range ckpt {
-		ckpt[i] = -1
+	return r, recs
+}
+
+// noPositions is a worker's positions when ClickHouse holds nothing.
+func noPositions(r *Runner) []int64 {
+	ck := make([]int64, len(r.layout.tables))
+	for i := range ck {
+		ck[i] = -1
 	}
-	w := newWorker(r, testClaim(t, r, tp{topic, 0}), ckpt, nil)
-	w.process(ctx, recs[:6]) // held from the earlier assignment
-	w.process(ctx, recs)     // fetched again by the new one
-	if err := w.flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	var n, distinct uint64
-	if err := ch.Conn.QueryRow(ctx, "SELECT count(), uniqExact(event_id) FROM "+PhysName(p.Name, "log", 1)).Scan(&n, &distinct); err != nil {
-		t.Fatal(err)
-	}
-	if n != 10 || distinct != 10 {
-		t.Fatalf("%d rows for %d distinct events; want 10 each: redelivered records were applied again", n, distinct)
-	}
+	return ck
 }
