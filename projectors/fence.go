@@ -195,8 +195,17 @@ func drainStale(ctx context.Context, conn driver.Conn, l *Layout, log *slog.Logg
 		own = append(own, fenceComment(l.Projection.Name, l.Generation, k, c.epoch))
 	}
 	where := "arrayExists(p -> startsWith(Settings['log_comment'], p), ?) AND NOT has(?, Settings['log_comment'])"
-	if err := conn.Exec(ctx, "KILL QUERY WHERE "+where+" ASYNC", prefixes, own); err != nil {
+	rows, err := conn.Query(ctx, "KILL QUERY WHERE "+where+" ASYNC", prefixes, own)
+	if err != nil {
 		return fmt.Errorf("stop inserts of earlier owners: %w", err)
+	}
+	killed := 0
+	for rows.Next() {
+		killed++
+	}
+	rows.Close()
+	if killed > 0 {
+		log.Info("stopped inserts of the partitions' earlier owners", "queries", killed)
 	}
 	start := time.Now()
 	warned := false

@@ -80,9 +80,10 @@ func TestExactlyOnceUnderFreezes(t *testing.T) {
 	// The catch-up runs at full speed.
 	proxy.delay.Store(0)
 	fenced := fl.grepLogs(`"fenced: rejoining the consumer group"`)
+	killed := fl.grepLogs("stopped inserts of the partitions' earlier owners")
 	drained := fl.grepLogs("waiting for inserts of the partitions' earlier owners")
-	c.finish(fmt.Sprintf("freezes past the %s session timeout %d (of them during a graceful shutdown %d), ClickHouse requests delayed %s; members that found themselves fenced and rejoined %d, drains that waited %d",
-		session, fl.freezes, shutdowns, delay, fenced, drained))
+	c.finish(fmt.Sprintf("freezes past the %s session timeout %d (of them during a graceful shutdown %d), ClickHouse requests delayed %s; members that found themselves fenced and rejoined %d, claims that killed an earlier owner's insert %d, drains that waited over 2s %d",
+		session, fl.freezes, shutdowns, delay, fenced, killed, drained))
 	if fl.freezes < rounds {
 		t.Errorf("only %d freezes, want %d", fl.freezes, rounds)
 	}

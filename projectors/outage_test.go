@@ -197,22 +197,27 @@ func TestOutageClickHouseKilled(t *testing.T) {
 
 	stop := make(chan struct{})
 	st := startStream(t, brokers, newWorld(7, strings.TrimPrefix(suffix, "."), 500, 100), suffix, 1500, stop)
-	time.Sleep(5 * time.Second)
-	if err := ip.crashed(); err != nil {
-		t.Fatal(err)
-	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	must(t, err)
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	group := projectors.Group("event_log", 1) + suffix
+	// Projecting (and committing) before ClickHouse goes away.
+	waitAllApplied(t, context.Background(), func(context.Context) error {
+		if n := committed(t, adm, group); n <= 0 {
+			return fmt.Errorf("nothing committed yet")
+		}
+		return ip.crashed()
+	}, time.Minute)
 
 	srv.Kill()
 	killedAt := time.Now()
 	retriesBefore := ip.counter("reel_projector_retries_total")
-	time.Sleep(time.Second) // commits of batches durable before the kill may still arrive
+	// Batches durable before the kill are marked and committed by the
+	// client's autocommit, every 5s: wait that out.
+	time.Sleep(6 * time.Second)
 	commitsDown := committed(t, adm, group)
-	const outage = 8 * time.Second
+	const outage = 12 * time.Second
 	notReady := 0
 	for time.Since(killedAt) < outage {
 		time.Sleep(200 * time.Millisecond)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -92,18 +93,28 @@ func (r *Runner) Layout() *Layout { return r.layout }
 // views at it), joins the consumer group and projects until ctx ends. On
 // return every partition's in-flight batch has been flushed or abandoned.
 func (r *Runner) Run(ctx context.Context) error {
-	if err := EnsureSchema(ctx, r.conn, r.layout); err != nil {
+	for attempt := 0; ; attempt++ {
+		err := EnsureSchema(ctx, r.conn, r.layout)
+		if err == nil && r.cfg.views {
+			err = CreateViews(ctx, r.conn, r.layout)
+		}
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
-		return err
-	}
-	if r.cfg.views {
-		if err := CreateViews(ctx, r.conn, r.layout); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+		var ex *clickhouse.Exception
+		if err == nil {
+			break
+		} else if errors.As(err, &ex) {
+			return err // the server refused the DDL: retrying changes nothing
+		}
+		// Not reached, timed out, no free connection: try again.
+		r.setHealthy(false, err)
+		d := min(r.cfg.retryMin<<min(attempt, 16), r.cfg.retryMax)
+		r.log.Warn("cannot create the generation's tables; retrying", "attempt", attempt+1, "err", err, "after", d)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
 		}
 	}
 	for attempt := 0; ; attempt++ {
