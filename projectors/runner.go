@@ -109,12 +109,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		// Not reached, timed out, no free connection: try again.
 		r.setHealthy(false, err)
-		d := min(r.cfg.retryMin<<min(attempt, 16), r.cfg.retryMax)
-		r.log.Warn("cannot create the generation's tables; retrying", "attempt", attempt+1, "err", err, "after", d)
-		select {
-		case <-ctx.Done():
+		r.log.Warn("cannot create the generation's tables; retrying", "attempt", attempt+1, "err", err)
+		if r.backoff(ctx, attempt) != nil {
 			return nil
-		case <-time.After(d):
 		}
 	}
 	for attempt := 0; ; attempt++ {
@@ -126,13 +123,23 @@ func (r *Runner) Run(ctx context.Context) error {
 		// stale, or a stale member claimed late. Rejoin as a new member;
 		// the group hands the partitions out again and their owners claim
 		// them anew.
-		d := min(r.cfg.retryMin<<min(attempt, 16), r.cfg.retryMax)
-		r.log.Warn("fenced: rejoining the consumer group", "err", err, "after", d)
-		select {
-		case <-ctx.Done():
+		r.log.Warn("fenced: rejoining the consumer group", "err", err)
+		if r.backoff(ctx, attempt) != nil {
 			return nil
-		case <-time.After(d):
 		}
+	}
+}
+
+// backoff waits the capped exponential backoff of attempt, or until ctx
+// ends (its error).
+func (r *Runner) backoff(ctx context.Context, attempt int) error {
+	t := time.NewTimer(min(r.cfg.retryMin<<min(attempt, 16), r.cfg.retryMax))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -267,11 +274,8 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		}
 		r.setHealthy(false, err)
 		r.log.Warn("cannot claim partitions or read positions from ClickHouse; retrying", "attempt", attempt+1, "err", err)
-		d := min(r.cfg.retryMin<<min(attempt, 16), r.cfg.retryMax)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(d):
+		if err := r.backoff(ctx, attempt); err != nil {
+			return nil, err
 		}
 	}
 	r.setHealthy(true, nil)

@@ -482,17 +482,4 @@ func (w *worker) fetchStates(ctx context.Context, keys []string) error {
 }
 
 // sleep waits the capped exponential backoff of attempt.
-func (w *worker) sleep(ctx context.Context, attempt int) error {
-	d := w.r.cfg.retryMin << min(attempt, 16)
-	if d > w.r.cfg.retryMax || d <= 0 {
-		d = w.r.cfg.retryMax
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func (w *worker) sleep(ctx context.Context, attempt int) error { return w.r.backoff(ctx, attempt) }
