@@ -179,7 +179,6 @@ func (w *worker) persist(ctx context.Context, b *batch) error {
 	if !b.maxTs.IsZero() {
 		m.lastEventTs.WithLabelValues(w.proj.Name, w.k.topic, part).Set(float64(b.maxTs.UnixMilli()) / 1000)
 	}
-	w.r.applied(w.k, b.last)
 	return nil
 }
 

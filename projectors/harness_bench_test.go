@@ -23,8 +23,7 @@ func NewBenchWorker(p *Projection, dec Decoder, batch int) *BenchWorker {
 	c := defaultCfg()
 	c.batchEvents = batch
 	r := &Runner{proj: p, layout: NewLayout(p, 1), dec: dec, cfg: c, log: slog.New(slog.DiscardHandler),
-		metrics: NewMetrics(nil), ctx: context.Background(), workers: map[tp]*worker{},
-		progress: map[tp]int64{}, waiters: map[tp][]progressWait{}}
+		metrics: NewMetrics(nil), ctx: context.Background(), workers: map[tp]*worker{}}
 	ck := make([]int64, len(r.layout.tables))
 	for i := range ck {
 		ck[i] = -1

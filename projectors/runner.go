@@ -43,18 +43,8 @@ type Runner struct {
 
 	healthMu  sync.Mutex
 	healthErr error
-	refused   map[tp]error // partitions the runner will not project, and why
-	assigned  bool
+	refused   map[tp]error            // partitions the runner will not project, and why
 	fence     context.CancelCauseFunc // ends the membership (ErrFenced)
-
-	progMu   sync.Mutex
-	progress map[tp]int64          // highest applied offset per partition
-	waiters  map[tp][]progressWait // read-your-writes waiters
-}
-
-type progressWait struct {
-	off int64
-	ch  chan struct{}
 }
 
 // NewRunner prepares a runner. Call Run to start consuming.
@@ -74,11 +64,9 @@ func NewRunner(p *Projection, conn driver.Conn, dec Decoder, opts ...Opt) (*Runn
 	}
 	r := &Runner{
 		proj: p, layout: NewLayout(p, c.generation), conn: conn, dec: dec, cfg: c,
-		log:      c.logger.With("projection", p.Name, "generation", c.generation),
-		metrics:  c.metrics,
-		workers:  map[tp]*worker{},
-		progress: map[tp]int64{},
-		waiters:  map[tp][]progressWait{},
+		log:     c.logger.With("projection", p.Name, "generation", c.generation),
+		metrics: c.metrics,
+		workers: map[tp]*worker{},
 	}
 	if r.metrics == nil {
 		r.metrics = NewMetrics(nil)
@@ -324,7 +312,6 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		r.log.Info("partition assigned", "topic", k.topic, "partition", k.partition, "resume_offset", start,
 			"parked_aggregates", len(w.parkedFrom), "epoch", c.epoch, "kafka_generation", kgen)
 	}
-	r.assigned = true
 	return offsets, nil
 }
 
@@ -446,8 +433,8 @@ func (r *Runner) setHealthy(ok bool, err error) {
 	}
 }
 
-// Ready reports nil when the runner is assigned and ClickHouse accepts its
-// inserts; otherwise the reason.
+// Ready reports nil when ClickHouse accepts the runner's inserts and it
+// projects every partition it was assigned; otherwise the reasons.
 func (r *Runner) Ready() error {
 	r.healthMu.Lock()
 	defer r.healthMu.Unlock()
@@ -459,45 +446,4 @@ func (r *Runner) Ready() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// applied records that offsets up to last are durable in ClickHouse and
-// wakes read-your-writes waiters.
-func (r *Runner) applied(k tp, last int64) {
-	r.progMu.Lock()
-	defer r.progMu.Unlock()
-	r.progress[k] = max(r.progress[k], last)
-	ws := r.waiters[k]
-	kept := ws[:0]
-	for _, w := range ws {
-		if w.off <= last {
-			close(w.ch)
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	r.waiters[k] = kept
-}
-
-// WaitFor blocks until this runner has made the event at pos durable in
-// ClickHouse (read-your-writes), or ctx ends. Only partitions this runner
-// owns advance; use WaitApplied in ClickHouse for a group-wide answer.
-func (r *Runner) WaitFor(ctx context.Context, topic string, partition int32, offset int64) error {
-	k := tp{topic, partition}
-	r.progMu.Lock()
-	if r.progress[k] >= offset && (r.progress[k] != 0 || offset == 0) {
-		if _, ok := r.progress[k]; ok {
-			r.progMu.Unlock()
-			return nil
-		}
-	}
-	ch := make(chan struct{})
-	r.waiters[k] = append(r.waiters[k], progressWait{off: offset, ch: ch})
-	r.progMu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
