@@ -125,20 +125,34 @@ func createTable(name string, cols []Column, engine, orderBy string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", name)
 	all := append(append([]Column(nil), cols...), systemColumns...)
-	for i, c := range all {
-		sep := ","
-		if i == len(all)-1 {
-			sep = ""
-		}
-		fmt.Fprintf(&b, "  %s %s%s\n", c.Name, c.Type, sep)
+	for _, c := range all {
+		fmt.Fprintf(&b, "  %s %s,\n", c.Name, c.Type)
 	}
+	// Positions are read per assignment, rebuild progress tick and cut-over
+	// barrier: the projection answers them from a row per part and
+	// partition instead of a scan of every row ('rebuild' keeps it right
+	// in engines that merge rows away).
+	fmt.Fprintf(&b, "  %s\n", positionsProjection)
 	// No PARTITION BY: one batch insert must become exactly one part, so
 	// that "max _offset present" implies "the whole batch is present".
 	// The deduplication window makes a retried insert with the same
 	// insert_deduplication_token a no-op even when the first attempt landed
 	// after the retry's "did it land?" check (see flush.go).
-	fmt.Fprintf(&b, ") ENGINE = %s ORDER BY (%s) SETTINGS non_replicated_deduplication_window = %d", engine, orderBy, dedupWindow)
+	fmt.Fprintf(&b, ") ENGINE = %s ORDER BY (%s) SETTINGS non_replicated_deduplication_window = %d, deduplicate_merge_projection_mode = 'rebuild'",
+		engine, orderBy, dedupWindow)
 	return b.String()
+}
+
+// positionsProjection keeps max(_offset) per partition with every part.
+const positionsProjection = "PROJECTION _reel_positions (SELECT _topic, _partition, max(_offset) GROUP BY _topic, _partition)"
+
+// upgradeDDL gives a table created by an earlier Reel what createTable adds
+// now (parts written before keep being read row by row until merged).
+func upgradeDDL(table string) []string {
+	return []string{
+		"ALTER TABLE " + table + " MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'",
+		"ALTER TABLE " + table + " ADD " + strings.Replace(positionsProjection, "PROJECTION", "PROJECTION IF NOT EXISTS", 1),
+	}
 }
 
 // ViewDDL returns the CREATE OR REPLACE VIEW statements that point the
@@ -209,6 +223,7 @@ func EnsureSchema(ctx context.Context, conn driver.Conn, l *Layout) error {
 	stmts := append([]string(nil), systemDDL...)
 	for _, t := range l.tables {
 		stmts = append(stmts, t.ddl)
+		stmts = append(stmts, upgradeDDL(t.name)...)
 		stmts = append(stmts, guardedDDL(t.name, tableGuard(l.Projection.Name, l.Generation))...)
 	}
 	for _, s := range stmts {
@@ -235,6 +250,12 @@ type tp struct {
 	partition int32
 }
 
+// positionsSQL reads a table's highest offset per partition; the
+// table's positions projection answers it.
+func positionsSQL(table string) string {
+	return "SELECT _topic, _partition, max(_offset) FROM " + table + " GROUP BY _topic, _partition"
+}
+
 // readPositions returns, per topic partition and per physical table, the
 // highest offset that table holds: max(_offset) of its rows, or the
 // checkpoint written after a batch, whichever is higher. Missing means none.
@@ -252,7 +273,7 @@ func readPositions(ctx context.Context, conn driver.Conn, l *Layout) (map[tp][]i
 		return v
 	}
 	for i, t := range l.tables {
-		rows, err := conn.Query(ctx, fmt.Sprintf("SELECT _topic, _partition, max(_offset) FROM %s GROUP BY _topic, _partition", t.name))
+		rows, err := conn.Query(ctx, positionsSQL(t.name))
 		if err != nil {
 			return nil, fmt.Errorf("read positions of %s: %w", t.name, err)
 		}
