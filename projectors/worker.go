@@ -2,6 +2,7 @@ package projectors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -275,8 +276,11 @@ func (w *worker) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, r
 		w.park(rec, key, ReasonAggregate, fmt.Errorf("aggregate %q parked since offset %d", key, from), schemas.Event{})
 		return nil
 	}
-	ev, err := w.r.dec.Decode(ctx, rec)
+	ev, err := w.decode(ctx, rec)
 	if err != nil {
+		if ctx.Err() != nil {
+			return err // stopping; the next owner decodes it again
+		}
 		if !replaying {
 			w.park(rec, key, ReasonDecode, err, ev)
 		}
@@ -317,6 +321,28 @@ func (w *worker) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, r
 	advance()
 	w.b.applied++
 	return nil
+}
+
+// decode decodes rec, waiting out failures the decoder calls retriable
+// (the schema registry unreachable): those say nothing about the event,
+// so it must not be parked for them. The partition waits meanwhile.
+func (w *worker) decode(ctx context.Context, rec *kgo.Record) (schemas.Event, error) {
+	for attempt := 0; ; attempt++ {
+		ev, err := w.r.dec.Decode(ctx, rec)
+		var de *schemas.DecodeError
+		if err == nil || !errors.As(err, &de) || !de.Retriable() {
+			if attempt > 0 && err == nil {
+				w.r.setHealthy(true, nil)
+			}
+			return ev, err
+		}
+		w.r.setHealthy(false, err)
+		w.r.metrics.retries.WithLabelValues(w.proj.Name).Inc()
+		w.log.Warn("cannot decode; retrying", "offset", rec.Offset, "attempt", attempt+1, "err", err)
+		if err := w.sleep(ctx, attempt); err != nil {
+			return ev, err
+		}
+	}
 }
 
 func minOf(v []int64) int64 {
