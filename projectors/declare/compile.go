@@ -115,10 +115,9 @@ func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projectors.Projection
 	names := map[string]bool{}
 	for _, ts := range s.tables {
 		t := c.table(ts, names)
-		if t == nil {
-			continue
+		if _, dup := out.tables[ts.name]; !dup {
+			out.tables[ts.name] = t
 		}
-		out.tables[ts.name] = t
 		pt := projectors.Table{Name: ts.name, OrderBy: ts.orderBy, Engine: ts.engine}
 		for i, cs := range ts.columns {
 			pt.Columns = append(pt.Columns, projectors.Column{Name: cs.name, Type: t.cols[i].ch})
@@ -126,13 +125,14 @@ func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projectors.Projection
 		if t.kind == KindState {
 			if out.state != nil {
 				c.errorf(ts.at, "table %q: a projection has at most one state table (%q is one); split the projection", ts.name, out.state.name)
+			} else {
+				out.state = t
 			}
-			out.state = t
 			pt.State, pt.Key, pt.History = true, ts.key, ts.history
 			if pt.OrderBy == "" {
 				pt.OrderBy = ts.key
 			}
-			if i, ok := t.index[ts.key]; ok {
+			if i, ok := t.index[ts.key]; ok && out.state == t {
 				out.keyIdx = i
 			}
 		}
@@ -305,9 +305,7 @@ func (c *compiler) table(ts *tableSpec, names map[string]bool) *tableInfo {
 			ok = false
 		}
 	}
-	if !ok {
-		return nil
-	}
+	_ = ok // errors reported; the table still types its rules' expressions
 	return t
 }
 
@@ -527,8 +525,8 @@ func (c *compiler) exprPos(e *exprSpec, line, col int) pos {
 	switch n.Style {
 	case 1 << 3, 1 << 4: // yaml.LiteralStyle, yaml.FoldedStyle: content starts below the indicator
 		l := n.Line + line
-		if l-1 < len(c.s.lines) {
-			text := c.s.lines[l-1]
+		if n.Line < len(c.s.lines) { // the block's indentation is its first line's
+			text := c.s.lines[n.Line]
 			return pos{l, len(text) - len(strings.TrimLeft(text, " ")) + col + 1}
 		}
 		return pos{l, col + 1}

@@ -38,6 +38,7 @@ func Parse(name string, data []byte, cat *schemas.Catalog) (*projectors.Projecti
 	var errs Errors
 	p := parseOne(name, data, cat, &errs)
 	if len(errs) > 0 {
+		errs.sort()
 		return nil, errs
 	}
 	return p, nil
@@ -101,6 +102,7 @@ func load(fsys fs.FS, prefix string, cat *schemas.Catalog) ([]*projectors.Projec
 		out = append(out, p)
 	}
 	if len(errs) > 0 {
+		errs.sort()
 		return nil, errs
 	}
 	if len(files) == 0 {
