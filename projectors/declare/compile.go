@@ -162,6 +162,9 @@ func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projectors.Projection
 		cel.OptionalTypes(), ext.Strings(), ext.Math(), ext.Lists(),
 		cel.Function("toJson", cel.Overload("toJson_dyn", []*cel.Type{cel.DynType}, cel.StringType,
 			cel.UnaryBinding(toJSON))),
+		cel.Function("sum",
+			cel.MemberOverload("list_int_sum", []*cel.Type{cel.ListType(cel.IntType)}, cel.IntType, cel.UnaryBinding(listSum)),
+			cel.MemberOverload("list_double_sum", []*cel.Type{cel.ListType(cel.DoubleType)}, cel.DoubleType, cel.UnaryBinding(listSum))),
 		cel.Function("put", cel.MemberOverload("map_put", []*cel.Type{
 			cel.MapType(cel.TypeParamType("K"), cel.TypeParamType("V")), cel.TypeParamType("K"), cel.TypeParamType("V"),
 		}, cel.MapType(cel.TypeParamType("K"), cel.TypeParamType("V")), cel.FunctionBinding(mapPut))),
@@ -626,4 +629,30 @@ func mapPut(args ...ref.Val) ref.Val {
 	}
 	out[args[1]] = args[2]
 	return types.NewRefValMap(types.DefaultTypeAdapter, out)
+}
+
+// listSum is l.sum(): the sum of a list of ints or doubles (0 when empty).
+func listSum(v ref.Val) ref.Val {
+	l, ok := v.(traits.Lister)
+	if !ok {
+		return types.NewErr("sum: %s is not a list", v.Type().TypeName())
+	}
+	var acc ref.Val = types.Int(0)
+	first := true
+	for it := l.Iterator(); it.HasNext() == types.True; {
+		e := it.Next()
+		if first {
+			acc, first = e, false
+			continue
+		}
+		a, ok := acc.(traits.Adder)
+		if !ok {
+			return types.NewErr("sum: cannot add %s", acc.Type().TypeName())
+		}
+		acc = a.Add(e)
+		if types.IsError(acc) {
+			return acc
+		}
+	}
+	return acc
 }
