@@ -66,3 +66,30 @@ func (c *Config) SelectProjections(cat *schemas.Catalog) ([]*projectors.Projecti
 	}
 	return sel, nil
 }
+
+// AllProjections loads the catalog and returns every projection the
+// config can name (built-in and declared), for tools that act on one by
+// name (rebuild, rollback, dlq, wait, status).
+func (c *Config) AllProjections() ([]*projectors.Projection, error) {
+	cat, err := c.LoadCatalog()
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	return c.loadAll(cat)
+}
+
+// Projection returns the projection named name among AllProjections.
+func (c *Config) Projection(name string) (*projectors.Projection, error) {
+	all, err := c.AllProjections()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range all {
+		if p.Name == name {
+			return p, nil
+		}
+		names = append(names, p.Name)
+	}
+	return nil, fmt.Errorf("no projection %q (have %s)", name, strings.Join(names, ", "))
+}
