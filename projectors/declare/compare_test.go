@@ -221,4 +221,3 @@ func produceDemo(t *testing.T, codec *schemas.Codec, brokers []string) map[strin
 	t.Logf("produced %d events", n)
 	return pos
 }
-
