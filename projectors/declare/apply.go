@@ -101,16 +101,23 @@ func (c *compiled) apply(_ context.Context, tx *projectors.Tx, ev schemas.Event)
 	if err != nil {
 		return err
 	}
-	pos := tx.Position()
-	a := &activation{
-		event: plainValue(rec.Plain()),
-		envelope: map[string]any{
-			"type": ev.Type, "version": int64(ev.Version), "id": ev.ID, "aggregate_id": ev.AggregateID,
-			"occurred_at": ev.OccurredAt.UTC(), "correlation_id": ev.CorrelationID, "causation_id": ev.CausationID,
-			"source": ev.Source, "subject": ev.Subject,
-			"topic": pos.Topic, "partition": int64(pos.Partition), "offset": pos.Offset,
-		},
+	// The activation and its maps are reused: nothing an expression
+	// returns keeps a reference to them (results are converted to new
+	// column values before Apply returns).
+	a := c.pool.Get().(*activation)
+	defer c.pool.Put(a)
+	if c.raw[rec.Schema().FullName()] {
+		a.event = rec.Map() // read-only: CEL never writes
+	} else {
+		a.event = plainValue(rec.Plain())
 	}
+	pos := tx.Position()
+	e := a.envelope
+	e["type"], e["version"], e["id"], e["aggregate_id"] = ev.Type, int64(ev.Version), ev.ID, ev.AggregateID
+	e["occurred_at"], e["correlation_id"], e["causation_id"] = ev.OccurredAt.UTC(), ev.CorrelationID, ev.CausationID
+	e["source"], e["subject"] = ev.Source, ev.Subject
+	e["topic"], e["partition"], e["offset"] = pos.Topic, int64(pos.Partition), pos.Offset
+	a.exists, a.item, a.index = false, nil, 0
 	var row []any
 	if c.state != nil {
 		old, ok, err := tx.State()
@@ -127,7 +134,6 @@ func (c *compiled) apply(_ context.Context, tx *projectors.Tx, ev schemas.Event)
 			}
 			row[c.keyIdx] = tx.AggregateID()
 		}
-		a.state = make(map[string]any, len(row))
 		for i, n := range c.state.names {
 			a.state[n] = c.state.cols[i].in(row[i])
 		}

@@ -2,6 +2,7 @@ package declare
 
 import (
 	"encoding/json"
+	"sync"
 	"fmt"
 	"regexp"
 	"slices"
@@ -33,7 +34,8 @@ type compiled struct {
 	tables   map[string]*tableInfo
 	rules    map[string]*rule
 	star     *rule
-	celTypes map[string]*types.Type
+	pool     sync.Pool       // *activation
+	raw      map[string]bool // catalog types whose generic map CEL reads as it is (rawOK)
 }
 
 type tableInfo struct {
@@ -46,6 +48,7 @@ type tableInfo struct {
 
 type rule struct {
 	event   string
+	raw     bool // the payload's generic map is what CEL expects (no unions, decimals, fixed)
 	at      string // file:line, for run-time errors
 	ignore  bool
 	when    *program
@@ -102,7 +105,10 @@ func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projectors.Projection
 		return nil
 	}
 	c := &compiler{s: s, cat: cat, errs: errs, prov: prov}
-	out := &compiled{file: s.file, name: s.name, tables: map[string]*tableInfo{}, rules: map[string]*rule{}, keyIdx: -1}
+	out := &compiled{file: s.file, name: s.name, tables: map[string]*tableInfo{}, rules: map[string]*rule{}, keyIdx: -1, raw: map[string]bool{}}
+	for _, n := range cat.EventTypes() {
+		out.raw[n] = rawOK(cat.Type(n).Current().Schema, map[string]bool{})
+	}
 	p := &projectors.Projection{Name: s.name, Version: s.version, Description: s.description}
 	if s.name != "" && (!identRe.MatchString(s.name) || strings.Contains(s.name, "__")) {
 		c.errorf(s.namePos, "name %q: use lower case letters, digits and single underscores, starting with a letter", s.name)
@@ -230,6 +236,13 @@ func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projectors.Projection
 
 	if len(*errs) > before {
 		return nil
+	}
+	out.pool.New = func() any {
+		a := &activation{envelope: make(map[string]any, 12)}
+		if out.state != nil {
+			a.state = make(map[string]any, len(out.state.names))
+		}
+		return a
 	}
 	p.Apply = out.apply
 	if err := p.Validate(); err != nil {
@@ -395,6 +408,7 @@ func (c *compiler) rule(rs *ruleSpec, out *compiled) *rule {
 			return nil
 		}
 		eventType = c.prov.avroType(et.Current().Schema)
+		r.raw = rawOK(et.Current().Schema, map[string]bool{})
 	}
 	if r.ignore {
 		return r

@@ -320,6 +320,9 @@ func parseColType(s string) (*colType, error) {
 		st := reflect.SliceOf(reflect.TypeOf(inner.zero))
 		return &colType{ch: s, cel: types.NewListType(inner.cel), zero: reflect.MakeSlice(st, 0, 0).Interface(),
 			in: func(v any) any {
+				if celNative(inner.zero) {
+					return v // []string, []int64, …: CEL reads it as it is
+				}
 				rv := reflect.ValueOf(v)
 				out := make([]any, rv.Len())
 				for i := range out {
@@ -362,6 +365,9 @@ func parseColType(s string) (*colType, error) {
 		mt := reflect.MapOf(reflect.TypeOf(kt.zero), reflect.TypeOf(val.zero))
 		return &colType{ch: s, cel: types.NewMapType(kt.cel, val.cel), zero: reflect.MakeMap(mt).Interface(),
 			in: func(v any) any {
+				if celNative(kt.zero) && celNative(val.zero) {
+					return v
+				}
 				rv := reflect.ValueOf(v)
 				out := make(map[any]any, rv.Len())
 				it := rv.MapRange()
@@ -479,6 +485,48 @@ func assignable(want, got *types.Type) bool {
 		return true
 	}
 	if want.Kind() == types.IntKind && got.Kind() == types.UintKind {
+		return true
+	}
+	return false
+}
+
+// rawOK reports whether hamba/avro's generic value of s is already what CEL
+// reads: no unions (generic form {"branch": v}), decimals (*big.Rat) or
+// fixed ([N]byte) anywhere inside.
+func rawOK(s avro.Schema, seen map[string]bool) bool {
+	if r, ok := s.(*avro.RefSchema); ok {
+		s = r.Schema()
+	}
+	if l, ok := s.(avro.LogicalTypeSchema); ok && l.Logical() != nil && l.Logical().Type() == avro.Decimal {
+		return false
+	}
+	switch s := s.(type) {
+	case *avro.RecordSchema:
+		if seen[s.FullName()] {
+			return true
+		}
+		seen[s.FullName()] = true
+		for _, f := range s.Fields() {
+			if !rawOK(f.Type(), seen) {
+				return false
+			}
+		}
+		return true
+	case *avro.ArraySchema:
+		return rawOK(s.Items(), seen)
+	case *avro.MapSchema:
+		return rawOK(s.Values(), seen)
+	case *avro.UnionSchema, *avro.FixedSchema:
+		return false
+	}
+	return true
+}
+
+// celNative reports whether CEL reads values of zero's Go type as the
+// column's CEL type without conversion.
+func celNative(zero any) bool {
+	switch zero.(type) {
+	case string, int64, float64, bool, time.Time:
 		return true
 	}
 	return false
