@@ -2,11 +2,11 @@ package declare
 
 import (
 	"encoding/json"
-	"sync"
 	"fmt"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/types"
@@ -27,15 +27,15 @@ const (
 // compiled is a checked projection file: everything Apply needs, with every
 // expression a CEL program.
 type compiled struct {
-	file     string
-	name     string
-	state    *tableInfo // nil without a State table
-	keyIdx   int
-	tables   map[string]*tableInfo
-	rules    map[string]*rule
-	star     *rule
-	pool     sync.Pool       // *activation
-	raw      map[string]bool // catalog types whose generic map CEL reads as it is (rawOK)
+	file   string
+	name   string
+	state  *tableInfo // nil without a State table
+	keyIdx int
+	tables map[string]*tableInfo
+	rules  map[string]*rule
+	star   *rule
+	pool   sync.Pool       // *activation
+	raw    map[string]bool // catalog types whose generic map CEL reads as it is (rawOK)
 }
 
 type tableInfo struct {
@@ -48,7 +48,7 @@ type tableInfo struct {
 
 type rule struct {
 	event   string
-	raw     bool // the payload's generic map is what CEL expects (no unions, decimals, fixed)
+	raw     bool   // the payload's generic map is what CEL expects (no unions, decimals, fixed)
 	at      string // file:line, for run-time errors
 	ignore  bool
 	when    *program
