@@ -320,6 +320,10 @@ func (c *compiler) table(ts *tableSpec, names map[string]bool) *tableInfo {
 			c.errorf(ts.at, "append table %q: no orderBy", ts.name)
 			ok = false
 		}
+		if ts.engine != "" && ts.engine != "MergeTree" {
+			c.errorf(ts.at, "append table %q: engine %q: append tables are MergeTree (a merging engine would fold the _offset column that positions are read from; sum with an aggregate instead)", ts.name, ts.engine)
+			ok = false
+		}
 	}
 	_ = ok // errors reported; the table still types its rules' expressions
 	return t
