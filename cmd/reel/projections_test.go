@@ -16,7 +16,7 @@ func TestProjectionsCheck(t *testing.T) {
 	if err := checkProjections(&out, &errw, "../../examples/projections", "", false); err != nil {
 		t.Fatalf("declared demo: %v\n%s", err, errw.String())
 	}
-	for _, n := range []string{"event_log: OK", "orders: OK", "sales: OK", "seats: OK", "4 projection(s)"} {
+	for _, n := range []string{"event_log: OK", "orders: OK", "sales: OK", "seats: OK", "order_saga: OK", "5 projection(s)"} {
 		if !strings.Contains(out.String(), n) {
 			t.Errorf("output lacks %q:\n%s", n, out.String())
 		}

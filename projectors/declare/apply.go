@@ -137,6 +137,20 @@ func (c *compiled) apply(_ context.Context, tx *projectors.Tx, ev schemas.Event)
 		for i, n := range c.state.names {
 			a.state[n] = c.state.cols[i].in(row[i])
 		}
+		if !ok && len(c.initial) > 0 {
+			for _, s := range c.initial {
+				v, err := s.prg.eval(a)
+				if err != nil {
+					return err
+				}
+				if row[s.col], err = c.state.cols[s.col].out(v); err != nil {
+					return &EvalError{At: s.prg.at, Expr: s.prg.src, Err: err}
+				}
+			}
+			for _, s := range c.initial {
+				a.state[c.state.names[s.col]] = c.state.cols[s.col].in(row[s.col])
+			}
+		}
 	}
 	if r.when != nil {
 		if ok, err := r.when.bool(a); err != nil || !ok {

@@ -127,3 +127,21 @@ on:
 		})
 	}
 }
+
+// initial fills a new aggregate's row; it is checked like set.
+func TestInitial(t *testing.T) {
+	_, err := declare.Parse("p.yaml", []byte(`name: p
+tables:
+  - name: t
+    kind: state
+    key: id
+    columns: {id: String, s: String}
+    initial: {s: "1", nope: '"x"', id: '"y"'}
+on:
+  shop.OrderPlaced: {set: {}}
+`), demoCatalog(t))
+	want := "p.yaml:7:19: initial s: the expression is int, want string\np.yaml:7:23: initial \"nope\": the state table t has no such column\np.yaml:7:36: initial \"id\": the key is the event's aggregate ID and cannot be set"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", err, want)
+	}
+}

@@ -27,15 +27,16 @@ const (
 // compiled is a checked projection file: everything Apply needs, with every
 // expression a CEL program.
 type compiled struct {
-	file   string
-	name   string
-	state  *tableInfo // nil without a State table
-	keyIdx int
-	tables map[string]*tableInfo
-	rules  map[string]*rule
-	star   *rule
-	pool   sync.Pool       // *activation
-	raw    map[string]bool // catalog types whose generic map CEL reads as it is (rawOK)
+	file    string
+	name    string
+	state   *tableInfo // nil without a State table
+	keyIdx  int
+	tables  map[string]*tableInfo
+	rules   map[string]*rule
+	star    *rule
+	initial []setter        // a new aggregate's state columns (state table "initial")
+	pool    sync.Pool       // *activation
+	raw     map[string]bool // catalog types whose generic map CEL reads as it is (rawOK)
 }
 
 type tableInfo struct {
@@ -187,6 +188,31 @@ func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projectors.Projection
 	if err != nil {
 		c.errorf(s.at, "expression environment: %v", err)
 		return nil
+	}
+
+	// A new aggregate's row.
+	for _, ts := range s.tables {
+		if len(ts.initial) == 0 {
+			continue
+		}
+		t := out.tables[ts.name]
+		if t == nil || t != out.state {
+			c.errorf(ts.initialPos, "table %q: initial is for the state table", ts.name)
+			continue
+		}
+		for _, a := range ts.initial {
+			i, ok := t.index[a.column]
+			switch {
+			case !ok:
+				c.errorf(a.at, "initial %q: the state table %s has no such column%s", a.column, t.name, suggest(a.column, t.names))
+			case i == out.keyIdx:
+				c.errorf(a.at, "initial %q: the key is the event's aggregate ID and cannot be set", a.column)
+			default:
+				if prg := c.check(c.base, a.expr, t.cols[i].cel, "initial "+a.column); prg != nil {
+					out.initial = append(out.initial, setter{col: i, prg: prg})
+				}
+			}
+		}
 	}
 
 	// Rules.

@@ -36,6 +36,8 @@ type tableSpec struct {
 	orderBy, engine     string
 	history             bool
 	columns             []*colSpec
+	initial             []*assign // state tables: a new aggregate's row before its first event
+	initialPos          pos
 }
 
 type colSpec struct {
@@ -170,6 +172,9 @@ func (p *parser) decode(n *yaml.Node, what string, v any) {
 }
 
 func (p *parser) expr(n *yaml.Node, what string) *exprSpec {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias // errors point at the anchored expression
+	}
 	if n.Kind != yaml.ScalarNode || strings.TrimSpace(n.Value) == "" {
 		p.errorf(at(n), "%s: want a CEL expression", what)
 		return nil
@@ -246,7 +251,7 @@ func (p *parser) seq(n *yaml.Node, what string) []*yaml.Node {
 
 func (p *parser) table(n *yaml.Node) *tableSpec {
 	t := &tableSpec{at: at(n)}
-	for _, f := range p.mapping(n, "table", "name", "kind", "key", "history", "orderBy", "engine", "columns") {
+	for _, f := range p.mapping(n, "table", "name", "kind", "key", "history", "orderBy", "engine", "columns", "initial") {
 		switch f.k.Value {
 		case "name":
 			t.name, t.namePos = p.str(f.v, "table name"), at(f.v)
@@ -260,6 +265,8 @@ func (p *parser) table(n *yaml.Node) *tableSpec {
 			t.orderBy = strings.Join(p.strs(f.v, "orderBy"), ", ")
 		case "engine":
 			t.engine = p.str(f.v, "engine")
+		case "initial":
+			t.initial, t.initialPos = p.assigns(f.v, "initial"), at(f.k)
 		case "columns":
 			// Either a list of {name, type} or a mapping name: type.
 			if f.v.Kind == yaml.MappingNode {
