@@ -105,7 +105,10 @@ func (c *compiled) apply(_ context.Context, tx *projectors.Tx, ev schemas.Event)
 	// returns keeps a reference to them (results are converted to new
 	// column values before Apply returns).
 	a := c.pool.Get().(*activation)
-	defer c.pool.Put(a)
+	defer func() {
+		a.event, a.item = nil, nil // keep no payload alive in the pool
+		c.pool.Put(a)
+	}()
 	if c.raw[rec.Schema().FullName()] {
 		a.event = rec.Map() // read-only: CEL never writes
 	} else {

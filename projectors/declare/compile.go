@@ -351,7 +351,9 @@ func (c *compiler) table(ts *tableSpec, names map[string]bool) *tableInfo {
 			ok = false
 		}
 	}
-	_ = ok // errors reported; the table still types its rules' expressions
+	// Even with errors the table types its rules' expressions, so that
+	// one check reports those too.
+	_ = ok
 	return t
 }
 
