@@ -279,14 +279,11 @@ func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projectors.Projection
 }
 
 func (c *compiler) table(ts *tableSpec, names map[string]bool) *tableInfo {
-	ok := true
 	if !identRe.MatchString(ts.name) || strings.Contains(ts.name, "__") {
 		c.errorf(ts.namePos, "table name %q: use lower case letters, digits and single underscores, starting with a letter", ts.name)
-		ok = false
 	}
 	if names[ts.name] {
 		c.errorf(ts.namePos, "table %q: name used twice", ts.name)
-		ok = false
 	}
 	names[ts.name] = true
 	kind := ts.kind
@@ -295,27 +292,22 @@ func (c *compiler) table(ts *tableSpec, names map[string]bool) *tableInfo {
 	}
 	if kind != KindState && kind != KindAppend {
 		c.errorf(ts.at, "table %q: kind %q: want state or append (aggregates are under \"aggregates\")", ts.name, ts.kind)
-		ok = false
 	}
 	t := &tableInfo{name: ts.name, kind: kind, index: map[string]int{}}
 	if len(ts.columns) == 0 {
 		c.errorf(ts.at, "table %q: no columns", ts.name)
-		ok = false
 	}
 	for i, cs := range ts.columns {
 		if !identRe.MatchString(cs.name) {
 			c.errorf(cs.at, "table %q column %q: use lower case letters, digits and underscores, starting with a letter (names starting with _ are Reel's)", ts.name, cs.name)
-			ok = false
 		}
 		if _, dup := t.index[cs.name]; dup {
 			c.errorf(cs.at, "table %q: column %q declared twice", ts.name, cs.name)
-			ok = false
 		}
 		t.index[cs.name] = i
 		ct, err := parseColType(cs.typ)
 		if err != nil {
 			c.errorf(cs.typePos, "table %q column %q: %v", ts.name, cs.name, err)
-			ok = false
 			ct = &colType{ch: cs.typ, cel: types.DynType}
 		}
 		t.cols = append(t.cols, ct)
@@ -325,35 +317,27 @@ func (c *compiler) table(ts *tableSpec, names map[string]bool) *tableInfo {
 	case KindState:
 		if ts.key == "" {
 			c.errorf(ts.at, "state table %q: no key (the column holding the aggregate ID)", ts.name)
-			ok = false
 		} else if i, has := t.index[ts.key]; !has {
 			c.errorf(ts.keyPos, "state table %q: key %q is not one of its columns", ts.name, ts.key)
-			ok = false
 		} else if t.cols[i].cel != types.StringType {
 			c.errorf(ts.keyPos, "state table %q: key %q must be a String column (the aggregate ID), is %s", ts.name, ts.key, t.cols[i].ch)
-			ok = false
 		}
 		if ts.engine != "" {
 			c.errorf(ts.at, "state table %q: engine is fixed (ReplacingMergeTree)", ts.name)
-			ok = false
 		}
 	case KindAppend:
 		if ts.key != "" || ts.history {
 			c.errorf(ts.at, "append table %q: key and history are for state tables", ts.name)
-			ok = false
 		}
 		if ts.orderBy == "" {
 			c.errorf(ts.at, "append table %q: no orderBy", ts.name)
-			ok = false
 		}
 		if ts.engine != "" && ts.engine != "MergeTree" {
 			c.errorf(ts.at, "append table %q: engine %q: append tables are MergeTree (a merging engine would fold the _offset column that positions are read from; sum with an aggregate instead)", ts.name, ts.engine)
-			ok = false
 		}
 	}
 	// Even with errors the table types its rules' expressions, so that
 	// one check reports those too.
-	_ = ok
 	return t
 }
 
