@@ -13,6 +13,7 @@ import (
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/ext"
+	"gopkg.in/yaml.v3"
 
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/schemas"
@@ -556,14 +557,14 @@ func (c *compiler) exprPos(e *exprSpec, line, col int) pos {
 		line = 1
 	}
 	switch n.Style {
-	case 1 << 3, 1 << 4: // yaml.LiteralStyle, yaml.FoldedStyle: content starts below the indicator
+	case yaml.LiteralStyle, yaml.FoldedStyle: // content starts below the indicator
 		l := n.Line + line
 		if n.Line < len(c.s.lines) { // the block's indentation is its first line's
 			text := c.s.lines[n.Line]
 			return pos{l, len(text) - len(strings.TrimLeft(text, " ")) + col + 1}
 		}
 		return pos{l, col + 1}
-	case 1 << 1, 1 << 2: // yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle
+	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
 		if line == 1 {
 			return pos{n.Line, n.Column + 1 + col}
 		}
