@@ -32,7 +32,7 @@ const orderPlaced = "shop.OrderPlaced"
 // (breaks every direction).
 func orderPlacedV3(t *testing.T, change string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "schemas", "shop", "OrderPlaced.v2.avsc"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "schemas", "demo", "shop", "OrderPlaced.v2.avsc"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestSchemasRegisterBreakingChange(t *testing.T) {
 	// registry sees it.
 	dir := t.TempDir()
 	for _, ns := range []string{"conference", "shop"} {
-		src := filepath.Join("..", "..", "schemas", ns)
+		src := filepath.Join("..", "..", "schemas", "demo", ns)
 		files, err := filepath.Glob(filepath.Join(src, "*.avsc"))
 		if err != nil || len(files) == 0 {
 			t.Fatalf("catalog files in %s: %v", src, err)
