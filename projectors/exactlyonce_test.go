@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,7 +115,7 @@ type chaos struct {
 // startChaos starts the stream and the first replica. via, if not nil,
 // maps the test's ClickHouse DSN to the one the projectors use (a proxy);
 // args are more projectorproc flags. Knobs: REEL_EO_RATE (events/s, 2500), REEL_EO_PARTITIONS (4),
-// REEL_EO_SEED (time).
+// REEL_EO_SEED (time), REEL_EO_DECLARED=1 (run the declared demo).
 func startChaos(t *testing.T, name string, via func(dsn string) string, args ...string) *chaos {
 	brokers := testenv.Kafka(t)
 	ch := testenv.ClickHouse(t)
@@ -135,6 +136,16 @@ func startChaos(t *testing.T, name string, via func(dsn string) string, args ...
 	createTopic(t, brokers, c.shopTopic, int32(partitions))
 	createTopic(t, brokers, c.seatsTopic, int32(partitions))
 
+	if os.Getenv("REEL_EO_DECLARED") == "1" {
+		// The declared demo (examples/projections) instead of the Go
+		// projections of the same names; the folds are the same.
+		dir, err := filepath.Abs("../examples/projections")
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-declared", dir)
+		t.Logf("declared projections from %s", dir)
+	}
 	c.fl = newFleet(t, bin, append([]string{
 		"-brokers", strings.Join(brokers, ","), "-dsn", dsn,
 		"-projections", strings.Join(allProjections, ","),

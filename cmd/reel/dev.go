@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -27,12 +28,13 @@ import (
 	pseats "github.com/reel-dev/reel/producers/seats"
 	pshop "github.com/reel-dev/reel/producers/shop"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/declare"
 	"github.com/reel-dev/reel/projectors/registry"
 	"github.com/reel-dev/reel/schemas"
 )
 
 // demoQueries are what `reel dev` prints: the read models, queried with SQL.
-var demoQueries = []struct{ title, sql string }{
+var demoQueries = []devQuery{
 	{"Seats per conference and type", "SELECT conference_id, seat_type, total, reserved, available FROM seats_available ORDER BY conference_id, seat_type"},
 	{"Orders by status", "SELECT status, orders, round(total_cents / 100, 2) AS total FROM orders_by_status ORDER BY status"},
 	{"Saga outcomes", "SELECT outcome, orders, stock_released FROM saga_outcomes ORDER BY outcome"},
@@ -48,8 +50,12 @@ func cmdDev(ctx context.Context, args []string) error {
 	orderRate := fs.Float64("order-rate", 20, "shop orders per second")
 	seatRate := fs.Float64("seat-rate", 20, "seat commands per second")
 	every := fs.Duration("print-every", 5*time.Second, "print the queries this often")
+	catDir := fs.String("catalog", "", "your event catalog: a directory of .avsc files (default: the embedded demo catalog)")
+	projDir := fs.String("projections", "", "your declared projections: a directory of projection files (runs these instead of the built-in demo projections)")
+	demo := fs.Bool("demo", false, "with -projections: run the demo producers too (needs the demo catalog)")
+	kafkaPort := fs.Int("kafka-port", 0, "port of the embedded Kafka broker for your producers (default: a free port)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: reel dev [flags]\n\nRuns the demo on embedded defaults: Kafka (kfake, in process), ClickHouse\n(reel-chdb, or REEL_CLICKHOUSE_DSN), the demo services and every projection;\nprints SQL query results until Ctrl-C or -duration.")
+		fmt.Fprintln(fs.Output(), "usage: reel dev [flags]\n\nRuns the demo on embedded defaults: Kafka (kfake, in process), ClickHouse\n(reel-chdb, or REEL_CLICKHOUSE_DSN), the demo services and every projection;\nprints SQL query results until Ctrl-C or -duration.\n\nWith -projections DIR (and -catalog DIR): runs your declared projections on\nyour catalog; produce to the printed Kafka address and query the printed\nClickHouse URL. The demo producers run only with -demo.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -72,9 +78,23 @@ func cmdDev(ctx context.Context, args []string) error {
 		dir = d
 	}
 
+	// What runs: the demo, or the user's catalog and projections.
+	cat, projs, queries, err := devSetup(*catDir, *projDir)
+	if err != nil {
+		return err
+	}
+	produceDemo := *projDir == "" || *demo
+	if produceDemo && *catDir != "" {
+		return fmt.Errorf("%w: the demo producers need the demo catalog (leave out -catalog or -demo)", errUsage)
+	}
+
 	// Kafka: kfake in process.
-	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(6), kfake.AllowAutoTopicCreation(),
-		kfake.DataDir(filepath.Join(dir, "kafka")))
+	kopt := []kfake.Opt{kfake.NumBrokers(1), kfake.DefaultNumPartitions(6), kfake.AllowAutoTopicCreation(),
+		kfake.DataDir(filepath.Join(dir, "kafka"))}
+	if *kafkaPort > 0 {
+		kopt = append(kopt, kfake.Ports(*kafkaPort))
+	}
+	kafka, err := kfake.NewCluster(kopt...)
 	if err != nil {
 		return fmt.Errorf("embedded Kafka: %w", err)
 	}
@@ -115,26 +135,42 @@ func cmdDev(ctx context.Context, args []string) error {
 	}
 	defer conn.Close()
 
-	cat, err := schemas.Load()
+	var codecOpts []schemas.CodecOpt
+	if *catDir == "" {
+		codecOpts = append(codecOpts, schemas.WithBindings(schemas.DemoBindings()...))
+	}
+	codec, err := schemas.NewCodec(cat, codecOpts...)
 	if err != nil {
 		return err
 	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
-	if err != nil {
-		return err
+	topics := cat.Topics()
+	for _, p := range projs {
+		for _, t := range p.Topics {
+			if !slices.Contains(topics, t) {
+				topics = append(topics, t)
+			}
+		}
 	}
-	if err := createTopics(ctx, brokers, cat.Topics(), 6); err != nil {
+	if err := createTopics(ctx, brokers, topics, 6); err != nil {
 		return err
 	}
 
-	fmt.Printf("Reel dev\n  Kafka (embedded kfake): %s\n  ClickHouse: %s\n  query it: curl '%s' --data-binary 'SELECT * FROM seats_available'\n\n",
-		strings.Join(brokers, ","), chclient.Redact(dsn), httpQueryURL(dsn))
+	example := "SELECT * FROM seats_available"
+	if len(queries) > 0 && *projDir != "" {
+		example = queries[0].sql
+	}
+	fmt.Printf("Reel dev\n  Kafka (embedded kfake): %s  topics: %s\n  ClickHouse: %s\n  query it: curl '%s' --data-binary '%s'\n  catalog: %s\n",
+		strings.Join(brokers, ","), strings.Join(topics, ", "), chclient.Redact(dsn), httpQueryURL(dsn), example, cat.Source())
+	for _, p := range projs {
+		fmt.Printf("  projection %s: topics %s\n", p.Name, strings.Join(p.Topics, ", "))
+	}
+	fmt.Println()
 
 	var wg sync.WaitGroup
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	errs := make(chan error, 16)
-	for _, p := range registry.All() {
+	for _, p := range projs {
 		gen, err := projectors.LiveGeneration(ctx, conn, p)
 		if err != nil {
 			return err
@@ -154,23 +190,10 @@ func cmdDev(ctx context.Context, args []string) error {
 
 	kopts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
 	var prodWG sync.WaitGroup
-	prodWG.Add(2)
-	go func() {
-		defer prodWG.Done()
-		st, err := pseats.Run(ctx, pseats.Config{Codec: codec, Kafka: kopts, Conferences: 3, Rate: *seatRate, Logger: log})
-		if err != nil && ctx.Err() == nil {
-			errs <- fmt.Errorf("seats demo: %w", err)
-		}
-		fmt.Fprintf(os.Stderr, "seats demo: %d commands, %d refused as overbooked\n", st.Commands, st.Overbooked)
-	}()
-	go func() {
-		defer prodWG.Done()
-		st, err := pshop.Run(ctx, pshop.Config{Codec: codec, Kafka: kopts, Rate: *orderRate, Drain: time.Second, Logger: log})
-		if err != nil && ctx.Err() == nil {
-			errs <- fmt.Errorf("shop demo: %w", err)
-		}
-		fmt.Fprintf(os.Stderr, "shop demo: %d orders, %d confirmed, %d out of stock, %d payment failed\n", st.Orders, st.Confirmed, st.OutOfStock, st.PaymentFailed)
-	}()
+	if produceDemo {
+		prodWG.Add(2)
+		go runDemoProducers(ctx, &prodWG, codec, kopts, *seatRate, *orderRate, log, errs)
+	}
 
 	tick := time.NewTicker(*every)
 	defer tick.Stop()
@@ -183,17 +206,83 @@ loop:
 			stopRun()
 			return err
 		case <-tick.C:
-			printQueries(context.Background(), os.Stdout, conn)
+			printQueries(context.Background(), os.Stdout, conn, queries)
 		}
 	}
 	prodWG.Wait()
 	// Let the projectors catch up with the last events before the final print.
 	time.Sleep(time.Second)
 	fmt.Println("== final ==")
-	printQueries(context.Background(), os.Stdout, conn)
+	printQueries(context.Background(), os.Stdout, conn, queries)
 	stopRun()
 	wg.Wait()
 	return nil
+}
+
+type devQuery struct{ title, sql string }
+
+// devSetup decides what `reel dev` runs: the demo (catalog, every built-in
+// projection, the demo queries), or the user's catalog and declared
+// projections, queried through their views and tables.
+func devSetup(catDir, projDir string) (*schemas.Catalog, []*projectors.Projection, []devQuery, error) {
+	var cat *schemas.Catalog
+	var err error
+	if catDir != "" {
+		cat, err = schemas.LoadDir(catDir)
+	} else {
+		cat, err = schemas.Load()
+	}
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("catalog: %w", err)
+	}
+	if projDir == "" {
+		if catDir != "" {
+			return nil, nil, nil, fmt.Errorf("%w: -catalog needs -projections (the built-in projections read the demo's events)", errUsage)
+		}
+		return cat, registry.All(), demoQueries, nil
+	}
+	projs, err := declare.LoadDir(projDir, cat)
+	if err != nil {
+		var es declare.Errors
+		if errors.As(err, &es) {
+			return nil, nil, nil, fmt.Errorf("%d error(s) in %s (reel projections check %s):\n%w", len(es), projDir, projDir, err)
+		}
+		return nil, nil, nil, err
+	}
+	var qs []devQuery
+	for _, p := range projs {
+		for _, v := range p.Views {
+			qs = append(qs, devQuery{p.Name + ": view " + v.Name, "SELECT * FROM " + v.Name + " LIMIT 10"})
+		}
+		for _, t := range p.Tables {
+			q := devQuery{p.Name + ": table " + t.Name, "SELECT * FROM " + t.Name + " LIMIT 10"}
+			if !t.State {
+				q.title += " (newest rows)"
+				q.sql = "SELECT * FROM " + t.Name + " ORDER BY _event_ts DESC LIMIT 10"
+			}
+			qs = append(qs, q)
+		}
+	}
+	return cat, projs, qs, nil
+}
+
+func runDemoProducers(ctx context.Context, wg *sync.WaitGroup, codec *schemas.Codec, kopts []kgo.Opt, seatRate, orderRate float64, log *slog.Logger, errs chan<- error) {
+	go func() {
+		defer wg.Done()
+		st, err := pseats.Run(ctx, pseats.Config{Codec: codec, Kafka: kopts, Conferences: 3, Rate: seatRate, Logger: log})
+		if err != nil && ctx.Err() == nil {
+			errs <- fmt.Errorf("seats demo: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "seats demo: %d commands, %d refused as overbooked\n", st.Commands, st.Overbooked)
+	}()
+	go func() {
+		defer wg.Done()
+		st, err := pshop.Run(ctx, pshop.Config{Codec: codec, Kafka: kopts, Rate: orderRate, Drain: time.Second, Logger: log})
+		if err != nil && ctx.Err() == nil {
+			errs <- fmt.Errorf("shop demo: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "shop demo: %d orders, %d confirmed, %d out of stock, %d payment failed\n", st.Orders, st.Confirmed, st.OutOfStock, st.PaymentFailed)
+	}()
 }
 
 func httpQueryURL(dsn string) string {
@@ -224,9 +313,9 @@ func createTopics(ctx context.Context, brokers []string, topics []string, partit
 	return nil
 }
 
-func printQueries(ctx context.Context, w io.Writer, conn driver.Conn) {
+func printQueries(ctx context.Context, w io.Writer, conn driver.Conn, queries []devQuery) {
 	fmt.Fprintf(w, "---- %s ----\n", time.Now().Format(time.TimeOnly))
-	for _, q := range demoQueries {
+	for _, q := range queries {
 		fmt.Fprintf(w, "%s\n  %s\n", q.title, q.sql)
 		if err := printQuery(ctx, w, conn, q.sql); err != nil {
 			fmt.Fprintf(w, "  error: %v\n", err)

@@ -23,7 +23,6 @@ import (
 
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/registry"
 )
 
 // cmdDLQ inspects and resolves parked aggregates:
@@ -56,7 +55,11 @@ func cmdDLQ(ctx context.Context, args []string) error {
 	if *proj == "" {
 		return fmt.Errorf("%w: -projection is required", errUsage)
 	}
-	p, err := registry.Get(*proj)
+	cfg, err := loadConfig(*path, os.Stderr)
+	if err != nil {
+		return err
+	}
+	p, err := cfg.Projection(*proj)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -79,10 +82,6 @@ func cmdDLQ(ctx context.Context, args []string) error {
 		return callAdmin(ctx, os.Stdout, *adminURL, tok, action, p.Name, *gen, *agg)
 	}
 
-	cfg, err := loadConfig(*path, os.Stderr)
-	if err != nil {
-		return err
-	}
 	conn, err := app.OpenClickHouse(ctx, cfg)
 	if err != nil {
 		return err

@@ -32,6 +32,7 @@ func commands() map[string]command {
 		"wait":        {"read-your-writes: wait until a projection has applied produced positions", cmdWait},
 		"schemas":     {"check|list|register: the event catalog and its compatibility gate", cmdSchemas},
 		"produce":     {"seats|shop: run a demo service that publishes events", cmdProduce},
+		"projections": {"check|list DIR: type-check declared projection files against the catalog (-catalog DIR)", cmdProjections},
 		"project":     {"run the configured projections (-config reel.yaml, -validate)", cmdProject},
 		"loadtest":    {"measure throughput, freshness, replay, cut-over against raw limits and a peer", cmdLoadtest},
 		"status":      {"per projection: generations, group, partitions, lag, parked count (-json)", cmdStatus},

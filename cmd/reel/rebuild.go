@@ -17,7 +17,6 @@ import (
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/projectors/rebuild"
-	"github.com/reel-dev/reel/projectors/registry"
 )
 
 // cmdRebuild: reel rebuild <projection> -config reel.yaml [flags] — a
@@ -50,10 +49,6 @@ func cmdRebuild(ctx context.Context, args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return errors.Join(errUsage, err)
 	}
-	p, err := registry.Get(args[0])
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
 	f, err := rebuild.ParseFrom(*from)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -64,6 +59,10 @@ func cmdRebuild(ctx context.Context, args []string) error {
 	cfg, err := cf.load()
 	if err != nil {
 		return err
+	}
+	p, err := cfg.Projection(args[0])
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	log := app.Logger(cfg, os.Stderr)
 	conn, err := app.OpenClickHouse(ctx, cfg)

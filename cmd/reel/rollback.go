@@ -16,7 +16,6 @@ import (
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/rebuild"
-	"github.com/reel-dev/reel/projectors/registry"
 )
 
 // cmdRollback: reel rollback <projection> [-to N] — point the views back at
@@ -32,13 +31,13 @@ func cmdRollback(ctx context.Context, args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return errors.Join(errUsage, err)
 	}
-	p, err := registry.Get(args[0])
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
 	cfg, err := cf.load()
 	if err != nil {
 		return err
+	}
+	p, err := cfg.Projection(args[0])
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	conn, err := app.OpenClickHouse(ctx, cfg)
 	if err != nil {
@@ -73,17 +72,20 @@ func cmdGenerations(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return errors.Join(errUsage, err)
 	}
-	projs := registry.All()
+	cfg, err := cf.load()
+	if err != nil {
+		return err
+	}
+	projs, err := cfg.AllProjections()
+	if err != nil {
+		return err
+	}
 	if only != "" {
-		p, err := registry.Get(only)
+		p, err := cfg.Projection(only)
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 		projs = []*projectors.Projection{p}
-	}
-	cfg, err := cf.load()
-	if err != nil {
-		return err
 	}
 	conn, err := app.OpenClickHouse(ctx, cfg)
 	if err != nil {

@@ -19,7 +19,6 @@ import (
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/registry"
 )
 
 // cmdStatus prints, per projection and generation: status, consumer group,
@@ -105,31 +104,28 @@ func collectStatus(ctx context.Context, cfg *config.Config, only string) (*Statu
 		return nil, err
 	}
 	defer cl.Close()
-	return statusOf(ctx, conn, kadm.NewClient(cl), projectionsOf(cfg, only))
+	projs, err := projectionsOf(cfg, only)
+	if err != nil {
+		return nil, err
+	}
+	return statusOf(ctx, conn, kadm.NewClient(cl), projs)
 }
 
-// projectionsOf returns the configured projections (all when none), or
-// only the named one.
-func projectionsOf(cfg *config.Config, only string) []*projectors.Projection {
-	var out []*projectors.Projection
-	for _, p := range registry.All() {
-		if only != "" {
-			if p.Name == only {
-				out = append(out, p)
-			}
-			continue
+// projectionsOf returns the configured projections (built-in and
+// declared, config.SelectProjections), or only the named one.
+func projectionsOf(cfg *config.Config, only string) ([]*projectors.Projection, error) {
+	if only != "" {
+		p, err := cfg.Projection(only)
+		if err != nil {
+			return nil, err
 		}
-		if len(cfg.Projector.Projections) == 0 {
-			out = append(out, p)
-			continue
-		}
-		for _, n := range cfg.Projector.Projections {
-			if n == p.Name {
-				out = append(out, p)
-			}
-		}
+		return []*projectors.Projection{p}, nil
 	}
-	return out
+	cat, err := cfg.LoadCatalog()
+	if err != nil {
+		return nil, err
+	}
+	return cfg.SelectProjections(cat)
 }
 
 func statusOf(ctx context.Context, conn driver.Conn, adm *kadm.Client, projs []*projectors.Projection) (*Status, error) {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/registry"
 )
 
 // cmdWait is read-your-writes from the shell: it returns once the live
@@ -35,11 +34,11 @@ func cmdWait(ctx context.Context, args []string) error {
 	if err != nil {
 		return errors.Join(errUsage, err)
 	}
-	p, err := registry.Get(*proj)
+	cfg, err := loadConfig(*path, os.Stderr)
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*path, os.Stderr)
+	p, err := cfg.Projection(*proj)
 	if err != nil {
 		return err
 	}

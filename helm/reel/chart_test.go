@@ -267,8 +267,9 @@ func TestRenderedConfigIsValid(t *testing.T) {
 			}
 			// Validate reads the secret files: stand them up under a temp dir.
 			secrets := t.TempDir()
+			mounted := mountConfigMaps(t, objs)
 			for key, v := range data {
-				text := strings.ReplaceAll(v.(string), secretDir, secrets+"/")
+				text := mounted.Replace(strings.ReplaceAll(v.(string), secretDir, secrets+"/"))
 				for _, m := range regexp.MustCompile(regexp.QuoteMeta(secrets)+`/[^\s"']+`).FindAllString(text, -1) {
 					if err := os.MkdirAll(filepath.Dir(m), 0o755); err != nil {
 						t.Fatal(err)
@@ -669,5 +670,89 @@ func TestNotesExplainQueries(t *testing.T) {
 		if values != "values.yaml" && !strings.Contains(notes, "Requested now: rebuild of seats from 2026-01-01T00:00:00Z (cut-over manual)") {
 			t.Errorf("NOTES do not list the requested rebuilds:\n%s", notes)
 		}
+	}
+}
+
+// mountConfigMaps writes the rendered catalog and projections ConfigMaps to
+// temp dirs, as the kubelet mounts them, and returns a replacer from the
+// pod's paths to those dirs.
+func mountConfigMaps(t *testing.T, objs []obj) *strings.Replacer {
+	t.Helper()
+	var pairs []string
+	for _, m := range []struct{ name, path string }{{"reel-catalog", "/etc/reel/catalog"}, {"reel-projections", "/etc/reel/projections"}} {
+		for _, o := range ofKind(objs, "ConfigMap") {
+			if str(o, "metadata", "name") != m.name {
+				continue
+			}
+			dir := t.TempDir()
+			for k, v := range get(o, "data").(obj) {
+				if err := os.WriteFile(filepath.Join(dir, k), []byte(v.(string)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pairs = append(pairs, m.path, dir)
+		}
+	}
+	return strings.NewReplacer(pairs...)
+}
+
+// TestDeclaredProjectionFromConfigMaps renders a team's catalog and
+// declared projection (ci/declared-values.yaml), then loads the rendered
+// ConfigMaps through the group's rendered reel.yaml with the loader `reel
+// project` uses (config.Parse, Validate, SelectProjections).
+func TestDeclaredProjectionFromConfigMaps(t *testing.T) {
+	objs := mustRender(t, "-f", "ci/declared-values.yaml")
+	d := byName(t, objs, "Deployment", "reel-parcels")
+	pod := get(d, "spec", "template", "spec")
+	mounts := map[string]string{}
+	for _, m := range get(container(d), "volumeMounts").([]any) {
+		mounts[str(m, "name")] = str(m, "mountPath")
+	}
+	vols := map[string]string{}
+	for _, v := range get(pod, "volumes").([]any) {
+		vols[str(v, "name")] = str(v, "configMap", "name")
+	}
+	if mounts["catalog"] != "/etc/reel/catalog" || mounts["projections"] != "/etc/reel/projections" ||
+		vols["catalog"] != "reel-catalog" || vols["projections"] != "reel-projections" {
+		t.Fatalf("mounts %v, volumes %v: want the catalog and projections ConfigMaps under /etc/reel", mounts, vols)
+	}
+	cm := byName(t, objs, "ConfigMap", "reel")
+	text := get(cm, "data", "group-parcels.yaml").(string)
+	cfg, err := config.Parse([]byte(mountConfigMaps(t, objs).Replace(text)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("rendered config: %v", err)
+	}
+	cat, err := cfg.LoadCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := cfg.SelectProjections(cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].Name != "parcels" || len(ps[0].Tables) != 2 || len(ps[0].Views) != 1 ||
+		!slices.Equal(ps[0].Topics, []string{"shipping.parcels"}) || ps[0].Apply == nil {
+		t.Fatalf("loaded %+v; want parcels on shipping.parcels with 2 tables and 1 view", ps)
+	}
+
+	// A broken projection fails validation with its file, line and column.
+	bad := mountConfigMaps(t, mustRender(t, "-f", "ci/declared-values.yaml", "--set-string",
+		"projections.files.parcels\\.yaml=name: parcels\ntables: []\non: {com.acme.shipping.Nope: ignore}\n"))
+	cfg, err = config.Parse([]byte(bad.Replace(text)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "parcels.yaml:3:6: on com.acme.shipping.Nope") {
+		t.Fatalf("broken projection: %v", err)
+	}
+
+	// Groups may name only projections the chart knows of.
+	if _, err := render(t, "-f", "ci/declared-values.yaml", "--set", "groups[0].projections[0]=parcel"); err == nil ||
+		!strings.Contains(err.Error(), `unknown projection "parcel"`) || !strings.Contains(err.Error(), "parcels") {
+		t.Fatalf("unknown projection in a group: %v", err)
 	}
 }

@@ -116,10 +116,7 @@ func OpenClickHouse(ctx context.Context, c *config.Config) (driver.Conn, error) 
 // Catalog loads the configured catalog (catalog.dir / REEL_CATALOG), else
 // the embedded demo catalog.
 func Catalog(c *config.Config) (*schemas.Catalog, error) {
-	if c.Catalog.Dir != "" {
-		return schemas.LoadDir(c.Catalog.Dir)
-	}
-	return schemas.Load()
+	return c.LoadCatalog()
 }
 
 // Codec builds the event codec for the configured catalog: Confluent

@@ -19,7 +19,6 @@ import (
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/internal/httpapi"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/registry"
 )
 
 // Supervisor runs a projectors.Runner for every live and standby
@@ -70,22 +69,18 @@ type genRun struct {
 }
 
 // NewSupervisor prepares a supervisor for the configured projections
-// (all of the registry when the list is empty). Metrics are registered on
+// (config.SelectProjections: built-in and declared). Metrics are registered on
 // reg: the runtime's per generation (label generation), kprom's per client
 // (namespace reel_kafka, labels projection and generation) and the lag
 // collector's.
 func NewSupervisor(cfg *config.Config, conn driver.Conn, dec projectors.Decoder, kopts []kgo.Opt, reg prometheus.Registerer, log *slog.Logger) (*Supervisor, error) {
-	var projs []*projectors.Projection
-	if len(cfg.Projector.Projections) == 0 {
-		projs = registry.All()
-	} else {
-		for _, n := range cfg.Projector.Projections {
-			p, err := registry.Get(n)
-			if err != nil {
-				return nil, err
-			}
-			projs = append(projs, p)
-		}
+	cat, err := cfg.LoadCatalog()
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	projs, err := cfg.SelectProjections(cat)
+	if err != nil {
+		return nil, err
 	}
 	s := &Supervisor{cfg: cfg, conn: conn, dec: dec, kopts: kopts, reg: reg, log: log, projs: projs, gens: map[genKey]*genRun{}}
 	s.lag = newLagCollector()

@@ -28,6 +28,7 @@ type Config struct {
 	Kafka          Kafka          `yaml:"kafka"`
 	SchemaRegistry SchemaRegistry `yaml:"schemaRegistry"`
 	Catalog        Catalog        `yaml:"catalog"`
+	Projections    Projections    `yaml:"projections"`
 	ClickHouse     ClickHouse     `yaml:"clickhouse"`
 	Projector      Projector      `yaml:"projector"`
 	HTTP           HTTP           `yaml:"http"`
@@ -89,6 +90,16 @@ type Catalog struct {
 	Dir string `yaml:"dir"` // env REEL_CATALOG; "": the embedded demo catalog
 }
 
+// Projections is where declared projections (YAML files, see
+// docs/projections.md) come from.
+type Projections struct {
+	// Dir holds the projection files (*.yaml at any depth); env
+	// REEL_PROJECTIONS_DIR. "": only the built-in Go projections. When
+	// set, projector.projections defaults to the declared ones; a declared
+	// projection replaces a built-in one of the same name.
+	Dir string `yaml:"dir"`
+}
+
 // ClickHouse is the read-model database.
 type ClickHouse struct {
 	DSN          string `yaml:"dsn"` // env REEL_CLICKHOUSE_DSN; clickhouse:// (native) or http(s)://
@@ -99,7 +110,7 @@ type ClickHouse struct {
 
 // Projector tunes the runtime; the defaults are the runtime's.
 type Projector struct {
-	Projections    []string      `yaml:"projections"` // empty: all; env REEL_PROJECTIONS (comma-separated)
+	Projections    []string      `yaml:"projections"` // empty: every declared one (projections.dir), else every built-in; env REEL_PROJECTIONS (comma-separated)
 	BatchEvents    int           `yaml:"batchEvents"`
 	FlushInterval  time.Duration `yaml:"flushInterval"`
 	InsertTimeout  time.Duration `yaml:"insertTimeout"`
@@ -199,6 +210,9 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	}
 	if v := getenv("REEL_CATALOG"); v != "" {
 		c.Catalog.Dir = v
+	}
+	if v := getenv("REEL_PROJECTIONS_DIR"); v != "" {
+		c.Projections.Dir = v
 	}
 	if v := getenv("REEL_CLICKHOUSE_DSN"); v != "" {
 		c.ClickHouse.DSN = v

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,8 +12,8 @@ import (
 	"time"
 
 	"github.com/reel-dev/reel/internal/chclient"
-	"github.com/reel-dev/reel/projectors/registry"
-	"github.com/reel-dev/reel/schemas"
+	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/declare"
 )
 
 // FieldError is one mistake at a path of the file ("clickhouse.dsn").
@@ -92,10 +93,23 @@ func (c *Config) Validate() error {
 		add("kafka.sasl.mechanism", "%q is not one of %s, %s, %s", c.Kafka.SASL.Mechanism, SASLPlain, SASLScramSHA256, SASLScramSHA512)
 	}
 
-	// catalog
-	if d := c.Catalog.Dir; d != "" {
-		if _, err := schemas.LoadDir(d); err != nil {
-			add("catalog.dir", "%v", err)
+	// catalog and declared projections
+	cat, err := c.LoadCatalog()
+	if err != nil {
+		add("catalog.dir", "%v", err)
+	}
+	var loaded []*projectors.Projection
+	if cat != nil {
+		var perr error
+		if loaded, perr = c.loadAll(cat); perr != nil {
+			var des declare.Errors
+			if errors.As(perr, &des) {
+				for _, e := range des {
+					add("projections.dir", "%v", e)
+				}
+			} else {
+				add("projections.dir", "%v", perr)
+			}
 		}
 	}
 
@@ -133,14 +147,14 @@ func (c *Config) Validate() error {
 	p := c.Projector
 	known := map[string]bool{}
 	var names []string
-	for _, pr := range registry.All() {
+	for _, pr := range loaded {
 		known[pr.Name] = true
 		names = append(names, pr.Name)
 	}
 	seen := map[string]bool{}
 	for i, n := range p.Projections {
 		path := fmt.Sprintf("projector.projections[%d]", i)
-		if !known[n] {
+		if !known[n] && cat != nil && len(loaded) > 0 {
 			add(path, "unknown projection %q (have %s)", n, strings.Join(names, ", "))
 		}
 		if seen[n] {

@@ -74,7 +74,16 @@ reel.validate fails the render on mistakes values.schema.json cannot express
 */}}
 {{- define "reel.validate" -}}
 {{- $v := .Values }}
-{{- $known := $v.projectionCatalog }}
+{{- $known := include "reel.knownProjections" . | splitList "," }}
+{{- if and $v.catalog.files $v.catalog.existingConfigMap }}
+{{- fail "catalog: give files or existingConfigMap, not both" }}
+{{- end }}
+{{- if and $v.projections.files $v.projections.existingConfigMap }}
+{{- fail "projections: give files or existingConfigMap, not both" }}
+{{- end }}
+{{- if and $v.projections.names (not $v.projections.existingConfigMap) }}
+{{- fail "projections.names: only with projections.existingConfigMap (inline files name themselves)" }}
+{{- end }}
 {{- $seenGroups := dict }}
 {{- $seenProj := dict }}
 {{- if not $v.groups }}
@@ -146,6 +155,37 @@ reel.validate fails the render on mistakes values.schema.json cannot express
 {{- end }}
 {{- end }}
 
+{{/*
+Projection names groups and rebuilds may use: projectionCatalog (the image's
+built-in ones), projections.names, and the name of every inline projection
+file. Comma-separated.
+*/}}
+{{- define "reel.knownProjections" -}}
+{{- $v := .Values }}
+{{- $names := concat (default (list) $v.projectionCatalog) (default (list) $v.projections.names) }}
+{{- range $file, $text := $v.projections.files }}
+{{- $doc := fromYaml $text }}
+{{- if hasKey $doc "Error" }}
+{{- fail (printf "projections.files[%s]: not YAML: %s" $file $doc.Error) }}
+{{- end }}
+{{- if not $doc.name }}
+{{- fail (printf "projections.files[%s]: no name" $file) }}
+{{- end }}
+{{- $names = append $names $doc.name }}
+{{- end }}
+{{- join "," (uniq $names) }}
+{{- end }}
+
+{{/* ConfigMaps holding the catalog and the projections; "" when none. */}}
+{{- define "reel.catalogConfigMap" -}}
+{{- if .Values.catalog.existingConfigMap }}{{ .Values.catalog.existingConfigMap }}{{ else if .Values.catalog.files }}{{ include "reel.fullname" . }}-catalog{{ end }}
+{{- end }}
+{{- define "reel.projectionsConfigMap" -}}
+{{- if .Values.projections.existingConfigMap }}{{ .Values.projections.existingConfigMap }}{{ else if .Values.projections.files }}{{ include "reel.fullname" . }}-projections{{ end }}
+{{- end }}
+{{- define "reel.catalogDir" -}}/etc/reel/catalog{{- end }}
+{{- define "reel.projectionsDir" -}}/etc/reel/projections{{- end }}
+
 {{/* A group's autoscaling settings: the global ones overridden by the group's, maxReplicas 0 → partitions. */}}
 {{- define "reel.autoscaling" -}}
 {{- $as := deepCopy .root.Values.autoscaling }}
@@ -200,6 +240,12 @@ reel.config is reel.yaml for the given projections:
   "projector" $proj
   "http" $http
   "log" (dict "level" $v.log.level "format" $v.log.format) }}
+{{- if include "reel.catalogConfigMap" .root }}
+{{- $_ := set $cfg "catalog" (dict "dir" (include "reel.catalogDir" .root)) }}
+{{- end }}
+{{- if include "reel.projectionsConfigMap" .root }}
+{{- $_ := set $cfg "projections" (dict "dir" (include "reel.projectionsDir" .root)) }}
+{{- end }}
 {{- toYaml $cfg }}
 {{- end }}
 
@@ -317,6 +363,7 @@ Pod-level pieces every Reel pod shares: (dict "root" $ "configMap" name "configK
 - name: tmp
   emptyDir:
     sizeLimit: 64Mi
+{{- include "reel.catalogVolumes" .root }}
 {{- include "reel.secretVolumes" .root }}
 {{- with .root.Values.extraVolumes }}
 {{ toYaml . }}
@@ -330,9 +377,37 @@ Pod-level pieces every Reel pod shares: (dict "root" $ "configMap" name "configK
   readOnly: true
 - name: tmp
   mountPath: /tmp
+{{- include "reel.catalogMounts" .root }}
 {{- include "reel.secretMounts" .root }}
 {{- with .root.Values.extraVolumeMounts }}
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The catalog and projections ConfigMaps as directories of files. */}}
+{{- define "reel.catalogVolumes" -}}
+{{- with include "reel.catalogConfigMap" . }}
+- name: catalog
+  configMap:
+    name: {{ . }}
+{{- end }}
+{{- with include "reel.projectionsConfigMap" . }}
+- name: projections
+  configMap:
+    name: {{ . }}
+{{- end }}
+{{- end }}
+
+{{- define "reel.catalogMounts" -}}
+{{- if include "reel.catalogConfigMap" . }}
+- name: catalog
+  mountPath: {{ include "reel.catalogDir" . }}
+  readOnly: true
+{{- end }}
+{{- if include "reel.projectionsConfigMap" . }}
+- name: projections
+  mountPath: {{ include "reel.projectionsDir" . }}
+  readOnly: true
 {{- end }}
 {{- end }}
 
@@ -343,7 +418,7 @@ Pod-level pieces every Reel pod shares: (dict "root" $ "configMap" name "configK
 
 {{/* Hash of the rendered config: changing it rolls the pods. */}}
 {{- define "reel.configChecksum" -}}
-{{- include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- print (include (print .Template.BasePath "/configmap.yaml") .) (include (print .Template.BasePath "/catalog-configmap.yaml") .) | sha256sum }}
 {{- end }}
 
 {{/* Container fields shared by every Reel container. */}}

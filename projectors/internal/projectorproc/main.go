@@ -25,6 +25,7 @@ import (
 
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/declare"
 	"github.com/reel-dev/reel/projectors/registry"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -50,6 +51,7 @@ func run() error {
 		topicSuffix = flag.String("topic-suffix", "", "appended to every topic the projections read (test isolation)")
 		groupSuffix = flag.String("group-suffix", "", "appended to every consumer group (test isolation)")
 		id          = flag.String("id", "", "client ID and log tag")
+		declared    = flag.String("declared", "", "directory of declared projections; a name found there runs the declared one")
 	)
 	flag.Parse()
 	if *brokers == "" || *dsn == "" || *names == "" {
@@ -75,11 +77,25 @@ func run() error {
 		return err
 	}
 
+	var decl []*projectors.Projection
+	if *declared != "" {
+		if decl, err = declare.LoadDir(*declared, cat); err != nil {
+			return err
+		}
+	}
 	var runners []*projectors.Runner
 	for _, name := range strings.Split(*names, ",") {
-		p, err := registry.Get(strings.TrimSpace(name))
-		if err != nil {
-			return err
+		name = strings.TrimSpace(name)
+		var p *projectors.Projection
+		for _, d := range decl {
+			if d.Name == name {
+				p = d
+			}
+		}
+		if p == nil {
+			if p, err = registry.Get(name); err != nil {
+				return err
+			}
 		}
 		for i := range p.Topics {
 			p.Topics[i] += *topicSuffix

@@ -1,0 +1,95 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/declare"
+	"github.com/reel-dev/reel/projectors/registry"
+	"github.com/reel-dev/reel/schemas"
+)
+
+// LoadCatalog loads catalog.dir, or the embedded demo catalog when unset.
+func (c *Config) LoadCatalog() (*schemas.Catalog, error) {
+	if c.Catalog.Dir != "" {
+		return schemas.LoadDir(c.Catalog.Dir)
+	}
+	return schemas.Load()
+}
+
+// loadAll is every projection the config can name: the built-in Go ones,
+// with the declared ones of projections.dir (checked against cat) beside
+// them, a declared one replacing a built-in of its name.
+func (c *Config) loadAll(cat *schemas.Catalog) ([]*projectors.Projection, error) {
+	all := registry.All()
+	if c.Projections.Dir == "" {
+		return all, nil
+	}
+	decl, err := declare.LoadDir(c.Projections.Dir, cat)
+	if err != nil {
+		return nil, err
+	}
+	all = slices.DeleteFunc(all, func(p *projectors.Projection) bool {
+		return slices.ContainsFunc(decl, func(d *projectors.Projection) bool { return d.Name == p.Name })
+	})
+	return append(all, decl...), nil
+}
+
+// SelectProjections returns the projections to run: those named by
+// projector.projections, else every declared one when projections.dir is
+// set, else every built-in one. Names are checked against what was
+// loaded (Validate reports the same with the config path).
+func (c *Config) SelectProjections(cat *schemas.Catalog) ([]*projectors.Projection, error) {
+	all, err := c.loadAll(cat)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Projector.Projections) == 0 {
+		if c.Projections.Dir == "" {
+			return all, nil
+		}
+		return declare.LoadDir(c.Projections.Dir, cat)
+	}
+	var names []string
+	var sel []*projectors.Projection
+	for _, p := range all {
+		names = append(names, p.Name)
+	}
+	for _, n := range c.Projector.Projections {
+		i := slices.IndexFunc(all, func(p *projectors.Projection) bool { return p.Name == n })
+		if i < 0 {
+			return nil, fmt.Errorf("projector.projections: unknown projection %q (have %s)", n, strings.Join(names, ", "))
+		}
+		sel = append(sel, all[i])
+	}
+	return sel, nil
+}
+
+// AllProjections loads the catalog and returns every projection the
+// config can name (built-in and declared), for tools that act on one by
+// name (rebuild, rollback, dlq, wait, status).
+func (c *Config) AllProjections() ([]*projectors.Projection, error) {
+	cat, err := c.LoadCatalog()
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	return c.loadAll(cat)
+}
+
+// Projection returns the projection named name among AllProjections.
+func (c *Config) Projection(name string) (*projectors.Projection, error) {
+	all, err := c.AllProjections()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range all {
+		if p.Name == name {
+			return p, nil
+		}
+		names = append(names, p.Name)
+	}
+	return nil, fmt.Errorf("no projection %q (have %s)", name, strings.Join(names, ", "))
+}
