@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"time"
 
@@ -28,7 +27,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/config"
@@ -130,21 +128,12 @@ func Codec(_ context.Context, c *config.Config) (*schemas.Codec, error) {
 		return nil, err
 	}
 	bind := schemas.WithBindings(DemoBindings(cat)...)
-	r := c.SchemaRegistry
-	if r.URL == "" {
+	if c.SchemaRegistry.URL == "" {
 		return schemas.NewCodec(cat, bind)
 	}
-	opts := []sr.ClientOpt{sr.URLs(r.URL), sr.HTTPClient(&http.Client{Timeout: 15 * time.Second})}
-	if r.Username != "" {
-		pw, err := c.RegistryPassword()
-		if err != nil {
-			return nil, fmt.Errorf("schemaRegistry.passwordFile: %w", err)
-		}
-		opts = append(opts, sr.BasicAuth(r.Username, pw))
-	}
-	cl, err := sr.NewClient(opts...)
+	cl, err := c.RegistryClient()
 	if err != nil {
-		return nil, fmt.Errorf("schemaRegistry: %w", err)
+		return nil, err
 	}
 	return schemas.NewCodec(cat, schemas.WithRegistry(cl), bind)
 }

@@ -88,6 +88,11 @@ type SchemaRegistry struct {
 // with an optional catalog.yaml (see docs/events.md).
 type Catalog struct {
 	Dir string `yaml:"dir"` // env REEL_CATALOG; "": the embedded demo catalog
+	// Registry adds the types registered under the schema registry's
+	// subjects that dir does not define (every version, read at start);
+	// without dir they are the whole catalog. Env REEL_CATALOG_REGISTRY.
+	// Default false. Needs schemaRegistry.url.
+	Registry bool `yaml:"registry"`
 }
 
 // Projections is where declared projections (YAML files, see
@@ -210,6 +215,9 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	}
 	if v := getenv("REEL_CATALOG"); v != "" {
 		c.Catalog.Dir = v
+	}
+	if v := getenv("REEL_CATALOG_REGISTRY"); v != "" {
+		c.Catalog.Registry = v == "1" || strings.EqualFold(v, "true")
 	}
 	if v := getenv("REEL_PROJECTIONS_DIR"); v != "" {
 		c.Projections.Dir = v

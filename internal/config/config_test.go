@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/sr"
+
 	"github.com/reel-dev/reel/internal/config"
+	"github.com/reel-dev/reel/internal/testenv"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -224,5 +228,34 @@ func TestCatalogDir(t *testing.T) {
 	err = c.Validate()
 	if err == nil || !strings.Contains(err.Error(), "catalog.dir: ") || !strings.Contains(err.Error(), "found v2 where v1 belongs") {
 		t.Fatalf("broken catalog: %v", err)
+	}
+}
+
+// TestCatalogRegistry: catalog.registry adds the registry's types to
+// catalog.dir's; it needs schemaRegistry.url.
+func TestCatalogRegistry(t *testing.T) {
+	c, err := config.Parse([]byte("catalog:\n  registry: true\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "catalog.registry: needs schemaRegistry.url") {
+		t.Fatalf("registry catalog without a registry: %v", err)
+	}
+	cl, url := testenv.RegistryClient(t)
+	schema := `{"type":"record","name":"Refunded","namespace":"com.acme.billing","fields":[{"name":"id","type":"string"}]}`
+	if _, err := cl.CreateSchema(context.Background(), "billing-com.acme.billing.Refunded", sr.Schema{Schema: schema, Type: sr.TypeAvro}); err != nil {
+		t.Fatal(err)
+	}
+	c, err = config.Parse([]byte("catalog:\n  dir: ../../schemas/testdata/acme\n"), env(map[string]string{
+		"REEL_CATALOG_REGISTRY": "true", "REEL_SCHEMA_REGISTRY_URL": url}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := c.LoadCatalog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cat.Type("com.acme.billing.Refunded") == nil || cat.Type("com.acme.orders.OrderPlaced") == nil {
+		t.Errorf("catalog %v: want the directory's types and the registry's com.acme.billing.Refunded", cat.EventTypes())
 	}
 }

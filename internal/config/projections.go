@@ -1,9 +1,17 @@
 package config
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
@@ -11,12 +19,49 @@ import (
 	"github.com/reel-dev/reel/schemas"
 )
 
-// LoadCatalog loads catalog.dir, or the embedded demo catalog when unset.
+// LoadCatalog loads catalog.dir, or the embedded demo catalog when unset;
+// with catalog.registry, the schema registry's types join catalog.dir's
+// (or make the whole catalog when no dir is set).
 func (c *Config) LoadCatalog() (*schemas.Catalog, error) {
+	if c.Catalog.Registry {
+		cl, err := c.RegistryClient()
+		if err != nil {
+			return nil, err
+		}
+		var fsys fs.FS
+		source := "registry " + c.SchemaRegistry.URL
+		if c.Catalog.Dir != "" {
+			fsys, source = os.DirFS(c.Catalog.Dir), c.Catalog.Dir
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return schemas.LoadWithRegistry(ctx, fsys, source, cl)
+	}
 	if c.Catalog.Dir != "" {
 		return schemas.LoadDir(c.Catalog.Dir)
 	}
 	return schemas.Load()
+}
+
+// RegistryClient is a client of schemaRegistry (url, basic auth).
+func (c *Config) RegistryClient() (*sr.Client, error) {
+	r := c.SchemaRegistry
+	if r.URL == "" {
+		return nil, errors.New("schemaRegistry.url is not set")
+	}
+	opts := []sr.ClientOpt{sr.URLs(r.URL), sr.HTTPClient(&http.Client{Timeout: 15 * time.Second})}
+	if r.Username != "" {
+		pw, err := c.RegistryPassword()
+		if err != nil {
+			return nil, fmt.Errorf("schemaRegistry.passwordFile: %w", err)
+		}
+		opts = append(opts, sr.BasicAuth(r.Username, pw))
+	}
+	cl, err := sr.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("schemaRegistry: %w", err)
+	}
+	return cl, nil
 }
 
 // loadAll is every projection the config can name: the built-in Go ones,

@@ -14,6 +14,7 @@ import (
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
+	"github.com/reel-dev/reel/schemas"
 )
 
 // FieldError is one mistake at a path of the file ("clickhouse.dsn").
@@ -94,9 +95,16 @@ func (c *Config) Validate() error {
 	}
 
 	// catalog and declared projections
-	cat, err := c.LoadCatalog()
-	if err != nil {
-		add("catalog.dir", "%v", err)
+	var cat *schemas.Catalog
+	var err error
+	if c.Catalog.Registry && c.SchemaRegistry.URL == "" {
+		add("catalog.registry", "needs schemaRegistry.url (the registry whose types join the catalog)")
+	} else if cat, err = c.LoadCatalog(); err != nil {
+		key := "catalog.dir"
+		if c.Catalog.Registry {
+			key = "catalog.registry"
+		}
+		add(key, "%v", err)
 	}
 	var loaded []*projectors.Projection
 	if cat != nil {
