@@ -38,7 +38,7 @@ func TestLoadWithRegistry(t *testing.T) {
 	dir := fstest.MapFS{
 		"com/acme/billing/InvoicePaid.v1.avsc": {Data: []byte(paid)},
 		"com/acme/billing/InvoicePaid.v2.avsc": {Data: []byte(`{"type":"record","name":"InvoicePaid","namespace":"com.acme.billing","fields":[{"name":"invoice_id","type":"string"},{"name":"method","type":"string","default":"card"}]}`)},
-		"catalog.yaml": {Data: []byte("topics:\n  billing:\n    types: [\"com.acme.billing.*\"]\n")},
+		"catalog.yaml":                         {Data: []byte("topics:\n  billing:\n    types: [\"com.acme.billing.*\"]\n")},
 	}
 	cat, err := schemas.LoadWithRegistry(ctx, dir, "billing", cl)
 	if err != nil {
