@@ -160,10 +160,7 @@ type producedAt struct {
 
 func produceTo(t *testing.T, brokers []string, topic string, evs []schemas.Event) []producedAt {
 	t.Helper()
-	cat, err := schemas.Load()
-	must(t, err)
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
-	must(t, err)
+	codec := newCodec(t)
 	cl := mustClient(t, brokers)
 	var recs []*kgo.Record
 	ids := map[*kgo.Record]string{}
