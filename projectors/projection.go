@@ -43,8 +43,13 @@ type Projection struct {
 
 // Column is one user column of a table.
 type Column struct {
-	Name string
-	Type string // ClickHouse type, e.g. "LowCardinality(String)"
+	Name string `json:"name"`
+	Type string `json:"type"` // ClickHouse type, e.g. "LowCardinality(String)"
+	// Default is a ClickHouse expression for the column's DEFAULT. It is
+	// what rows written before the column was added show: adding a column
+	// with a default to a running projection is a migration, not a rebuild
+	// (see DESIGN.md, "Evolution"). Default "": the type's zero value.
+	Default string `json:"default,omitempty"`
 }
 
 // Table is one ClickHouse table of a projection. Reel adds the system

@@ -33,6 +33,9 @@ type Runner struct {
 	log     *slog.Logger
 	metrics *Metrics
 	cl      *kgo.Client
+	// clSet is closed once cl is set: a fast group join can call
+	// onAssigned from inside kgo.NewClient's goroutines before it returns.
+	clSet chan struct{}
 
 	mu      sync.Mutex
 	workers map[tp]*worker
@@ -92,11 +95,18 @@ func (r *Runner) Layout() *Layout { return r.layout }
 // views at it), joins the consumer group and projects until ctx ends. On
 // return every partition's in-flight batch has been flushed or abandoned.
 func (r *Runner) Run(ctx context.Context) error {
-	if err := EnsureSchema(ctx, r.conn, r.layout); err != nil {
+	// The generation's tables follow the code's definition by an additive
+	// migration, or the runner refuses to run (a *DefinitionError naming
+	// the change and `reel rebuild`).
+	m, err := Evolve(ctx, r.conn, r.layout, r.cfg.views)
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
 		return err
+	}
+	if len(m.Changes) > 0 {
+		r.log.Info("migrated the generation to the projection's definition", "changes", fmt.Sprint(m.Changes), "backfill", m.Backfill, "statements", len(m.Statements))
 	}
 	if r.cfg.views {
 		if err := CreateViews(ctx, r.conn, r.layout); err != nil {
@@ -134,6 +144,8 @@ func (r *Runner) consume(ctx context.Context) error {
 	pctx, fence := context.WithCancelCause(ctx)
 	defer fence(nil)
 	r.fence = fence
+	clSet := make(chan struct{})
+	r.clSet = clSet
 
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(r.cfg.brokers...),
@@ -160,6 +172,7 @@ func (r *Runner) consume(ctx context.Context) error {
 		return fmt.Errorf("kafka client for %s: %w", r.proj.Name, err)
 	}
 	r.cl = cl
+	close(clSet)
 	defer func() {
 		r.stopAll(true)
 		// The last poll may have blocked rebalancing; leaving needs it.
@@ -229,6 +242,11 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 	}
 	if len(ks) == 0 {
 		return offsets, nil
+	}
+	select {
+	case <-r.clSet:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	member, kgen := r.cl.GroupMetadata()
 	var (

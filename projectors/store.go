@@ -14,10 +14,10 @@ import (
 // is the row's source position: the highest _offset present per partition
 // is how far the table is applied (see DESIGN.md).
 var systemColumns = []Column{
-	{"_topic", "LowCardinality(String)"},
-	{"_partition", "UInt32"},
-	{"_offset", "UInt64"},
-	{"_event_ts", "DateTime64(3, 'UTC')"},
+	{Name: "_topic", Type: "LowCardinality(String)"},
+	{Name: "_partition", Type: "UInt32"},
+	{Name: "_offset", Type: "UInt64"},
+	{Name: "_event_ts", Type: "DateTime64(3, 'UTC')"},
 }
 
 // Names of Reel's own tables, shared by every projection in a database.
@@ -32,15 +32,15 @@ const dedupWindow = 1000
 
 // parkedColumns are the user columns of a generation's parked table.
 var parkedColumns = []Column{
-	{"aggregate_id", "String"},
-	{"event_type", "LowCardinality(String)"},
-	{"event_id", "String"},
-	{"reason", "LowCardinality(String)"},
-	{"error", "String"},
-	{"record_key", "String"},
-	{"record_value", "String"},
-	{"headers", "Map(String, String)"},
-	{"parked_at", "DateTime64(3, 'UTC')"},
+	{Name: "aggregate_id", Type: "String"},
+	{Name: "event_type", Type: "LowCardinality(String)"},
+	{Name: "event_id", Type: "String"},
+	{Name: "reason", Type: "LowCardinality(String)"},
+	{Name: "error", Type: "String"},
+	{Name: "record_key", Type: "String"},
+	{Name: "record_value", Type: "String"},
+	{Name: "headers", Type: "Map(String, String)"},
+	{Name: "parked_at", Type: "DateTime64(3, 'UTC')"},
 }
 
 // physTable is one physical table of a generation.
@@ -130,7 +130,7 @@ func createTable(name string, cols []Column, engine, orderBy string) string {
 		if i == len(all)-1 {
 			sep = ""
 		}
-		fmt.Fprintf(&b, "  %s %s%s\n", c.Name, c.Type, sep)
+		fmt.Fprintf(&b, "  %s %s%s%s\n", c.Name, c.Type, columnDefault(c), sep)
 	}
 	// No PARTITION BY: one batch insert must become exactly one part, so
 	// that "max _offset present" implies "the whole batch is present".
@@ -189,6 +189,7 @@ var systemDDL = slices.Concat([]string{ownersDDL}, systemTablesDDL,
 	guardedDDL(checkpointsTable, sharedGuard), guardedDDL(resolvedTable, sharedGuard))
 
 var systemTablesDDL = []string{
+	definitionsDDL,
 	`CREATE TABLE IF NOT EXISTS ` + checkpointsTable + ` (
   proj LowCardinality(String), generation UInt32, tbl LowCardinality(String),
   topic LowCardinality(String), part UInt32, off UInt64, updated_at DateTime64(3, 'UTC')

@@ -295,7 +295,10 @@ func (w *worker) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, r
 		advance()
 		return nil
 	}
-	tx := &Tx{w: w, pos: Position{rec.Topic, rec.Partition, off}, key: key, ts: ev.OccurredAt, replay: w.r.cfg.replay}
+	// An event some table already holds was applied before (a crash's
+	// recovery window, or history re-read for a table added by a
+	// migration): its side effects are not run again.
+	tx := &Tx{w: w, pos: Position{rec.Topic, rec.Partition, off}, key: key, ts: ev.OccurredAt, replay: w.r.cfg.replay || off <= maxOf(ck)}
 	if err := w.proj.Apply(ctx, tx, ev); err != nil {
 		if !replaying {
 			w.park(rec, key, ReasonApply, err, ev)
@@ -317,6 +320,14 @@ func (w *worker) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, r
 	advance()
 	w.b.applied++
 	return nil
+}
+
+func maxOf(v []int64) int64 {
+	hi := v[0]
+	for _, c := range v[1:] {
+		hi = max(hi, c)
+	}
+	return hi
 }
 
 func minOf(v []int64) int64 {
