@@ -83,7 +83,9 @@ func (d Definition) table(name string) *TableDef {
 
 // normType compares types as ClickHouse prints them ("Decimal(18,2)" and
 // "Decimal(18, 2)" are one type).
-func normType(s string) string { return strings.Join(strings.Fields(strings.ReplaceAll(s, ",", ", ")), "") }
+func normType(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, ",", ", ")), "")
+}
 
 // normSQL makes whitespace differences in an expression irrelevant.
 func normSQL(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -132,6 +132,9 @@ func TestAdditiveChangesMigrateLiveGeneration(t *testing.T) {
 	evs1 := seatEvents(rng, 4, 400)
 	produce(t, brokers, evs1)
 	var effects sync.Map
+	if _, err := projectors.LiveGeneration(ctx, ch.Conn, bookings("", nil)); err != nil {
+		t.Fatal(err)
+	}
 
 	r := startRunner(t, ch, brokers, bookings("", &effects))
 	all := evs1
@@ -142,6 +145,19 @@ func TestAdditiveChangesMigrateLiveGeneration(t *testing.T) {
 	evs2 := relabel(seatEvents(rng, 4, 300)[12:], "b") // no second ConferenceCreated/SeatsAdded
 	produce(t, brokers, evs2)
 	all = append(append([]schemas.Event(nil), evs1...), evs2...)
+	plan := planText(ctx, t, ch, bookings("col", nil), false)
+	for _, want := range []string{"additive               add column booking_lines.seat_type: LowCardinality(String) DEFAULT 'unknown'",
+		"ALTER TABLE bookings__booking_lines__g1 ADD COLUMN IF NOT EXISTS seat_type LowCardinality(String) DEFAULT 'unknown'",
+		"ALTER TABLE bookings__booking_lines__g1__in ADD COLUMN IF NOT EXISTS seat_type"} {
+		if !strings.Contains(plan, want) {
+			t.Fatalf("plan lacks %q:\n%s", want, plan)
+		}
+	}
+	var cols uint64
+	must(t, ch.Conn.QueryRow(ctx, "SELECT count() FROM system.columns WHERE database = currentDatabase() AND name = 'seat_type'").Scan(&cols))
+	if cols != 0 {
+		t.Fatalf("reel plan changed the tables: %d seat_type columns", cols)
+	}
 	r = startRunner(t, ch, brokers, bookings("col", &effects))
 	eventually(t, "column added", time.Minute, r.done, func() string {
 		return checkBookings(ctx, t, ch, all, true, false) + checkSeatTypes(ctx, t, ch, evs1, evs2)
@@ -183,6 +199,10 @@ func TestAdditiveChangesMigrateLiveGeneration(t *testing.T) {
 	}
 
 	// A retyped column is refused, naming the change and the command.
+	plan = planText(ctx, t, ch, bookings("retype", nil), true)
+	if !strings.Contains(plan, "NEEDS A NEW GENERATION retype column booking_lines.quantity: Int64 → Int32") || !strings.Contains(plan, "`reel rebuild bookings`") {
+		t.Fatalf("plan of the retype:\n%s", plan)
+	}
 	r = startRunner(t, ch, brokers, bookings("retype", nil))
 	err := <-r.done
 	r.cancel()
@@ -290,4 +310,17 @@ func relabel(evs []schemas.Event, prefix string) []schemas.Event {
 		}
 	}
 	return evs
+}
+
+func planText(ctx context.Context, t *testing.T, ch testenv.CH, p *projectors.Projection, rebuild bool) string {
+	t.Helper()
+	pl, err := projectors.PlanChanges(ctx, ch.Conn, p)
+	must(t, err)
+	var b strings.Builder
+	pl.Write(&b)
+	if pl.Rebuild() != rebuild {
+		t.Fatalf("plan says rebuild=%v, want %v:\n%s", pl.Rebuild(), rebuild, b.String())
+	}
+	t.Logf("reel plan %s:\n%s", p.Name, b.String())
+	return b.String()
 }
