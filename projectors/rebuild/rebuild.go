@@ -172,6 +172,11 @@ func (j *job) run(ctx context.Context) error {
 	j.res.Generation, j.res.Replaces, j.res.Resumed, j.res.Mode = target, live, resumed, j.st.Mode
 	j.cfg.logger.Info("rebuild", "generation", target, "replaces", live, "resumed", resumed, "mode", j.st.Mode)
 
+	if j.st.Mode == "snapshot" && !resumed {
+		if err := SnapshotCarries(ctx, conn, p, live); err != nil {
+			return err
+		}
+	}
 	start, err := j.startOffsets(ctx, prev)
 	if err != nil {
 		return err
@@ -237,17 +242,14 @@ func (j *job) run(ctx context.Context) error {
 	for _, t := range cmp.Tables {
 		j.cfg.logger.Info("shadow compare", "generation", target, "with", live, "table", t.String())
 	}
-	if !cmp.Equal() {
+	if diffs := j.unexpected(cmp); len(diffs) > 0 {
 		if !j.cfg.force {
-			var diffs []string
-			for _, t := range cmp.Tables {
-				if !t.Equal() {
-					diffs = append(diffs, t.String())
-				}
-			}
-			return fmt.Errorf("%w:\n  %s", ErrDifferent, joinLines(diffs))
+			return fmt.Errorf("%w:\n  %s\n(review the report; if these are the change you made, rerun with -expect-changes %s or -force)",
+				ErrDifferent, joinLines(diffs), strings.Join(differing(cmp), ","))
 		}
 		j.cfg.logger.Warn("shadow comparison found differences; cutting over because of -force")
+	} else if !cmp.Equal() {
+		j.cfg.logger.Info("shadow comparison: the differences are the declared change", "expected", j.cfg.expect)
 	}
 	if !j.cfg.autoCutover {
 		j.setState(ctx, StateWaiting)
@@ -262,6 +264,29 @@ func (j *job) run(ctx context.Context) error {
 	j.stopRunner()
 	j.setState(context.WithoutCancel(ctx), StateDone)
 	return nil
+}
+
+// unexpected lists the tables whose differences were not declared with
+// ExpectChanges; a table only in one definition is the change itself.
+func (j *job) unexpected(cmp Comparison) []string {
+	var out []string
+	for _, t := range cmp.Tables {
+		if t.Equal() || t.OnlyA || t.OnlyB || slices.Contains(j.cfg.expect, t.Table) {
+			continue
+		}
+		out = append(out, t.String())
+	}
+	return out
+}
+
+func differing(cmp Comparison) []string {
+	var out []string
+	for _, t := range cmp.Tables {
+		if !t.Equal() && !t.OnlyA && !t.OnlyB {
+			out = append(out, t.Table)
+		}
+	}
+	return out
 }
 
 func joinLines(s []string) string {
