@@ -244,6 +244,8 @@ func (j *job) run(ctx context.Context) error {
 	}
 	if diffs := j.unexpected(cmp); len(diffs) > 0 {
 		if !j.cfg.force {
+			// The generation stays building; the next Run resumes it.
+			j.stopRunner()
 			return fmt.Errorf("%w:\n  %s\n(review the report; if these are the change you made, rerun with -expect-changes %s or -force)",
 				ErrDifferent, joinLines(diffs), strings.Join(differing(cmp), ","))
 		}

@@ -163,7 +163,12 @@ func covers(have, want map[string]map[int32]int64) bool {
 // partition), never more.
 func (j *job) cutover(ctx context.Context, live, target int) error {
 	j.setState(ctx, StateCutover)
-	la, lt := projectors.NewLayout(j.p, live), projectors.NewLayout(j.p, target)
+	// The live generation's tables as its own definition made them.
+	la, err := projectors.StoredLayout(ctx, j.conn, j.p, live)
+	if err != nil {
+		return err
+	}
+	lt := projectors.NewLayout(j.p, target)
 	t0 := time.Now()
 	for {
 		pa, err := projectors.AppliedPositions(ctx, j.conn, la)
