@@ -142,27 +142,35 @@ func createTable(name string, cols []Column, engine, orderBy string) string {
 }
 
 // ViewDDL returns the CREATE OR REPLACE VIEW statements that point the
-// projection's stable names at this generation.
+// projection's stable names at this generation alone.
 func (l *Layout) ViewDDL() []string {
-	p := l.Projection
 	var out []string
+	for _, v := range l.viewBodies() {
+		out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", v.Name, v.SQL))
+	}
+	return out
+}
+
+// viewBodies returns every stable view of the generation with its query.
+func (l *Layout) viewBodies() []View {
+	p := l.Projection
+	var out []View
 	for i, t := range p.Tables {
 		pt := l.tables[l.byUser[i]]
 		cols := columnList(t.Columns)
 		if t.State {
-			out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS SELECT %s FROM %s FINAL", t.Name, cols, pt.name))
+			out = append(out, View{t.Name, fmt.Sprintf("SELECT %s FROM %s FINAL", cols, pt.name)})
 			if h := l.history[i]; h >= 0 {
-				out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s_history AS SELECT %s, _topic, _partition, _offset, _event_ts FROM %s",
-					t.Name, cols, l.tables[h].name))
+				out = append(out, View{t.Name + "_history", fmt.Sprintf("SELECT %s, _topic, _partition, _offset, _event_ts FROM %s", cols, l.tables[h].name)})
 			}
 			continue
 		}
-		out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS SELECT %s, _topic, _partition, _offset, _event_ts FROM %s", t.Name, cols, pt.name))
+		out = append(out, View{t.Name, fmt.Sprintf("SELECT %s, _topic, _partition, _offset, _event_ts FROM %s", cols, pt.name)})
 	}
-	out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s_parked AS SELECT * FROM %s WHERE (_topic, _partition, _offset) NOT IN (SELECT topic, part, off FROM %s WHERE proj = '%s' AND generation = %d)",
-		p.Name, l.tables[l.parked].name, resolvedTable, p.Name, l.Generation))
+	out = append(out, View{p.Name + "_parked", fmt.Sprintf("SELECT * FROM %s WHERE (_topic, _partition, _offset) NOT IN (SELECT topic, part, off FROM %s WHERE proj = '%s' AND generation = %d)",
+		l.tables[l.parked].name, resolvedTable, p.Name, l.Generation)})
 	for _, v := range p.Views {
-		out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", v.Name, l.expand(v.SQL)))
+		out = append(out, View{v.Name, l.expand(v.SQL)})
 	}
 	return out
 }
@@ -189,7 +197,7 @@ var systemDDL = slices.Concat([]string{ownersDDL}, systemTablesDDL,
 	guardedDDL(checkpointsTable, sharedGuard), guardedDDL(resolvedTable, sharedGuard))
 
 var systemTablesDDL = []string{
-	definitionsDDL,
+	definitionsDDL, liveDDL,
 	`CREATE TABLE IF NOT EXISTS ` + checkpointsTable + ` (
   proj LowCardinality(String), generation UInt32, tbl LowCardinality(String),
   topic LowCardinality(String), part UInt32, off UInt64, updated_at DateTime64(3, 'UTC')
@@ -220,8 +228,14 @@ func EnsureSchema(ctx context.Context, conn driver.Conn, l *Layout) error {
 	return nil
 }
 
-// CreateViews points the projection's stable view names at the generation.
+// CreateViews points the projection's stable view names at the generation
+// alone (and records it as the one the views serve). A running live
+// generation does this when it starts; switching between two generations
+// is SwitchViews.
 func CreateViews(ctx context.Context, conn driver.Conn, l *Layout) error {
+	if err := recordLive(ctx, conn, l.Projection.Name, l.Generation, true); err != nil {
+		return err
+	}
 	for _, s := range l.ViewDDL() {
 		if err := conn.Exec(ctx, s); err != nil {
 			return fmt.Errorf("view for projection %s g%d: %w\n%s", l.Projection.Name, l.Generation, err, s)

@@ -81,7 +81,11 @@ func Rollback(ctx context.Context, conn driver.Conn, p *projectors.Projection, t
 		return res, err
 	}
 	t0 := time.Now()
-	if err := projectors.CreateViews(ctx, conn, projectors.NewLayout(p, res.To)); err != nil {
+	from, err := projectors.StoredLayout(ctx, conn, p, res.From)
+	if err != nil {
+		return res, err
+	}
+	if err := projectors.SwitchViews(ctx, conn, from, projectors.NewLayout(p, res.To)); err != nil {
 		return res, err
 	}
 	res.ViewSwitch = time.Since(t0)
@@ -215,6 +219,13 @@ func dropGeneration(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	// The views may still be unions over g (a switch's first step): point
+	// them at the served generation alone before its tables go.
+	if live, err := projectors.LiveServed(ctx, conn, p.Name); err == nil && live > 0 && live != g.Generation {
+		if err := projectors.CreateViews(ctx, conn, projectors.NewLayout(p, live)); err != nil {
+			return err
 		}
 	}
 	// The tables its own definition created (the code's may have others).

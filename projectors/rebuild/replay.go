@@ -200,24 +200,13 @@ func (j *job) cutover(ctx context.Context, live, target int) error {
 	); err != nil {
 		return err
 	}
+	// Every view switches at once: they are re-created as unions of both
+	// generations gated by _reel_live, then one insert flips it.
 	t1 := time.Now()
-	for _, stmt := range lt.ViewDDL() {
-		// Re-check the barrier before each view (briefly): the live
-		// generation keeps applying while the previous statements run.
-		for deadline := time.Now().Add(j.cfg.barrier / 10); time.Now().Before(deadline); {
-			pa, err1 := projectors.AppliedPositions(ctx, j.conn, la)
-			pt, err2 := projectors.AppliedPositions(ctx, j.conn, lt)
-			if err1 != nil || err2 != nil || covers(pt, pa) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		t2 := time.Now()
-		if err := j.conn.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("switch view of %s to g%d: %w\n%s", j.p.Name, target, err, stmt)
-		}
-		j.res.ViewSwitch += time.Since(t2)
+	if err := projectors.SwitchViews(ctx, j.conn, la, lt); err != nil {
+		return fmt.Errorf("switch the views of %s to g%d: %w", j.p.Name, target, err)
 	}
+	j.res.ViewSwitch = time.Since(t1)
 	j.res.SwitchWall = time.Since(t1)
 	j.res.CutOver = true
 	j.st.KeepUntil = keep
