@@ -197,7 +197,7 @@ var systemDDL = slices.Concat([]string{ownersDDL}, systemTablesDDL,
 	guardedDDL(checkpointsTable, sharedGuard), guardedDDL(resolvedTable, sharedGuard))
 
 var systemTablesDDL = []string{
-	definitionsDDL, liveDDL,
+	definitionsDDL, liveDDL, effectsDDL,
 	`CREATE TABLE IF NOT EXISTS ` + checkpointsTable + ` (
   proj LowCardinality(String), generation UInt32, tbl LowCardinality(String),
   topic LowCardinality(String), part UInt32, off UInt64, updated_at DateTime64(3, 'UTC')

@@ -244,6 +244,9 @@ func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen i
 		projectors.Logger(s.log),
 		projectors.WithMetrics(gr.metrics),
 		projectors.KafkaOpts(s.kopts...),
+		// A standby generation runs no side effects; the live one runs
+		// them up to where a cut-over handed them over (effects.go).
+		projectors.EffectsByGeneration(),
 	}
 	if s.reg != nil {
 		// One kprom value per client: kprom registers its collectors when

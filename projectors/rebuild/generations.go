@@ -74,6 +74,13 @@ func Rollback(ctx context.Context, conn driver.Conn, p *projectors.Projection, t
 	if err != nil {
 		return res, fmt.Errorf("cannot roll %s back to g%d with this code: %w (deploy the code of g%d's definition, then roll back)", p.Name, res.To, err, res.To)
 	}
+	from, err := projectors.StoredLayout(ctx, conn, p, res.From)
+	if err != nil {
+		return res, err
+	}
+	if _, err := projectors.HandOverEffects(ctx, conn, from, projectors.NewLayout(p, res.To)); err != nil {
+		return res, err
+	}
 	if err := projectors.SetGenerations(ctx, conn, p,
 		projectors.GenerationStatus{Generation: res.To, Status: projectors.StatusLive, Note: fmt.Sprintf("rolled back from g%d", res.From)},
 		projectors.GenerationStatus{Generation: res.From, Status: projectors.StatusStandby, Note: fmt.Sprintf("rolled back to g%d", res.To)},
@@ -81,10 +88,6 @@ func Rollback(ctx context.Context, conn driver.Conn, p *projectors.Projection, t
 		return res, err
 	}
 	t0 := time.Now()
-	from, err := projectors.StoredLayout(ctx, conn, p, res.From)
-	if err != nil {
-		return res, err
-	}
 	if err := projectors.SwitchViews(ctx, conn, from, projectors.NewLayout(p, res.To)); err != nil {
 		return res, err
 	}

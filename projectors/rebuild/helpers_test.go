@@ -167,6 +167,10 @@ type env struct {
 	codec   *schemas.Codec
 	prod    *kgo.Client
 	w       *world
+	// projFor, when set, gives supervise a projection per generation;
+	// runOpts are added to every runner startRunner starts.
+	projFor func(gen int) *projectors.Projection
+	runOpts []projectors.Opt
 }
 
 func newEnv(t *testing.T, partitions int32) *env {
@@ -242,7 +246,11 @@ func (e *env) supervise(ctx context.Context, p func() *projectors.Projection, ev
 				s.mu.Lock()
 				for g := range want {
 					if s.running[g] == nil {
-						s.running[g] = e.startRunner(p(), g)
+						proj := p()
+						if e.projFor != nil {
+							proj = e.projFor(g)
+						}
+						s.running[g] = e.startRunner(proj, g)
 					}
 				}
 				for g, r := range s.running {
@@ -277,7 +285,7 @@ func (s *supervisor) stopAll() {
 
 func (e *env) startRunner(p *projectors.Projection, gen int, opts ...projectors.Opt) *supRun {
 	r, err := projectors.NewRunner(p, e.ch.Conn, e.codec, append([]projectors.Opt{projectors.Brokers(e.brokers...),
-		projectors.Generation(gen), projectors.WithoutViews(), projectors.KafkaOpts(kgo.ClientID("test-projector"))}, opts...)...)
+		projectors.Generation(gen), projectors.WithoutViews(), projectors.KafkaOpts(kgo.ClientID("test-projector"))}, append(append([]projectors.Opt(nil), e.runOpts...), opts...)...)...)
 	if err != nil {
 		e.t.Error(err)
 		return &supRun{cancel: func() {}, done: closedErr()}

@@ -36,6 +36,9 @@ type Result struct {
 	Snapshot   map[string]map[int32]int64 // positions the snapshot copied (State table)
 	Comparison *Comparison
 	CutOver    bool
+	// Effects is where side effects moved to the new generation: per
+	// partition, the last offset whose effects the old one runs.
+	Effects projectors.Handover
 	// ViewSwitch is the summed duration of the cut-over's CREATE OR
 	// REPLACE VIEW statements; Barrier the wait for the new generation to
 	// reach the live one's positions before them.

@@ -31,6 +31,10 @@ func (j *job) startRunner(gen int, start map[string]map[int32]int64) error {
 		projectors.Generation(gen),
 		projectors.WithoutViews(),
 		projectors.Replay(true),
+		// Side effects: none while building; after the cut-over the
+		// effects hand-over gives this generation the offsets past C,
+		// which this runner runs until `reel project` takes over.
+		projectors.EffectsByGeneration(),
 		projectors.BatchEvents(j.cfg.batch),
 		projectors.StartOffsets(so),
 		projectors.Logger(j.cfg.logger),
@@ -194,6 +198,12 @@ func (j *job) cutover(ctx context.Context, live, target int) error {
 	}
 	j.res.Barrier = time.Since(t0)
 	keep := time.Now().Add(j.cfg.grace).UTC()
+	ho, err := projectors.HandOverEffects(ctx, j.conn, la, lt)
+	if err != nil {
+		return err
+	}
+	j.res.Effects = ho
+	j.cfg.logger.Info("side effects handed over", "from", live, "to", target, "at", fmt.Sprint(ho))
 	if err := projectors.SetGenerations(ctx, j.conn, j.p,
 		projectors.GenerationStatus{Generation: target, Status: projectors.StatusLive, Note: fmt.Sprintf("rebuilt; replaced g%d", live)},
 		projectors.GenerationStatus{Generation: live, Status: projectors.StatusStandby, Note: fmt.Sprintf("replaced by g%d; keep until %s", target, keep.Format(time.RFC3339))},
