@@ -19,11 +19,11 @@ func (p Position) String() string { return fmt.Sprintf("%s/%d@%d", p.Topic, p.Pa
 // ClickHouse unless Apply returns nil; the rows then join the partition's
 // batch and are inserted with the event's position.
 type Tx struct {
-	w       *worker
-	pos     Position
-	key     string
-	ts      time.Time
-	replay  bool
+	w      *worker
+	pos    Position
+	key    string
+	ts     time.Time
+	replay bool
 	// noEffects: side effects are dropped (a replay without effects
 	// windows, or an event some table already holds).
 	noEffects bool
