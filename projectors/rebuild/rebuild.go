@@ -399,10 +399,53 @@ func (j *job) startOffsets(ctx context.Context, prev *Status) (map[string]map[in
 			}
 		}
 	}
+	if err := j.checkPartialState(logStart, out); err != nil {
+		return nil, err
+	}
 	if j.st.Mode != "snapshot" {
 		j.st.Start = formatPositions(out)
 	}
 	return out, nil
+}
+
+// ErrPartialState refuses a replay that starts after the beginning of the
+// topics for a projection with a State table: Apply reads each
+// aggregate's state, and the state built by the skipped events is not
+// there, so the State table (and everything Apply derives from it) would
+// be wrong for every aggregate with earlier events.
+var ErrPartialState = errors.New("a replay from this start skips events the projection's State table is built from")
+
+func (j *job) checkPartialState(logStart, start map[string]map[int32]int64) error {
+	if j.st.Mode == "snapshot" {
+		return nil // the snapshot carries the state
+	}
+	state := ""
+	for _, t := range j.p.Tables {
+		if t.State {
+			state = t.Name
+		}
+	}
+	if state == "" {
+		return nil
+	}
+	var skipped []string
+	for t, parts := range start {
+		for p, o := range parts {
+			if o > logStart[t][p] {
+				skipped = append(skipped, fmt.Sprintf("%s/%d: %d events", t, p, o-logStart[t][p]))
+			}
+		}
+	}
+	if len(skipped) == 0 {
+		return nil
+	}
+	sortStrings(skipped)
+	if !j.cfg.partialState {
+		return fmt.Errorf("%w (%s) — state table %s of %s would start empty for aggregates with earlier events; rebuild from earliest, use -snapshot (copies the state), or pass -partial-state if the projection's aggregates begin after that point",
+			ErrPartialState, strings.Join(skipped, ", "), state, j.p.Name)
+	}
+	j.cfg.logger.Warn("replay skips events the State table is built from (-partial-state)", "table", state, "skipped", skipped)
+	return nil
 }
 
 // gate runs the schema gate over what the replay will read.
