@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
@@ -47,7 +46,10 @@ func recordLive(ctx context.Context, conn driver.Conn, proj string, gen int, onl
 			return err
 		}
 	}
-	if err := conn.Exec(ctx, "INSERT INTO "+liveTable+" (proj, generation, switched_at) VALUES (?, ?, ?)", proj, uint32(gen), time.Now().UTC()); err != nil {
+	// The server's clock in microseconds: a bound time.Time parameter
+	// would have whole seconds, and two switches within one second would
+	// tie in argMax.
+	if err := conn.Exec(ctx, "INSERT INTO "+liveTable+" (proj, generation, switched_at) SELECT ?, ?, now64(6, 'UTC')", proj, uint32(gen)); err != nil {
 		return fmt.Errorf("switch %s's views to g%d: %w", proj, gen, err)
 	}
 	return nil
