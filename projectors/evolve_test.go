@@ -324,3 +324,31 @@ func planText(ctx context.Context, t *testing.T, ch testenv.CH, p *projectors.Pr
 	t.Logf("reel plan %s:\n%s", p.Name, b.String())
 	return b.String()
 }
+
+// TestAddedColumnStallsWithoutMigration shows the failure Evolve exists for,
+// with what a runner did before it: EnsureSchema for the new definition over
+// a generation created by the old one changes nothing (CREATE … IF NOT
+// EXISTS), so the view re-creation and every insert carrying the new column
+// fail — the runner stopped at start and the supervisor restarted it with
+// backoff forever.
+func TestAddedColumnStallsWithoutMigration(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	ctx := context.Background()
+	must(t, projectors.EnsureSchema(ctx, ch.Conn, projectors.NewLayout(bookings("", nil), 1)))
+	l2 := projectors.NewLayout(bookings("col", nil), 1)
+	must(t, projectors.EnsureSchema(ctx, ch.Conn, l2))
+	err := projectors.CreateViews(ctx, ch.Conn, l2)
+	if err == nil || !strings.Contains(err.Error(), "seat_type") {
+		t.Fatalf("views over the old tables with the new column: want an error naming seat_type, got %v", err)
+	}
+	err = ch.Conn.Exec(ctx, "INSERT INTO bookings__booking_lines__g1__in (conference_id, reservation_id, quantity, seat_type, _topic, _partition, _offset, _event_ts, _epoch) VALUES ('c', 'r', 1, 'vip', 't', 0, 0, now(), 0)")
+	if err == nil || !strings.Contains(err.Error(), "seat_type") {
+		t.Fatalf("insert with the new column into the old inbox: want an error naming seat_type, got %v", err)
+	}
+	// Evolve is the way out.
+	m, err := projectors.Evolve(ctx, ch.Conn, l2, true)
+	if err != nil || !m.Adopted || len(m.Changes) != 1 || m.Changes[0].Kind != projectors.AddColumn {
+		t.Fatalf("Evolve over the adopted generation: %+v %v", m, err)
+	}
+	must(t, ch.Conn.Exec(ctx, "INSERT INTO bookings__booking_lines__g1__in (conference_id, reservation_id, quantity, seat_type, _topic, _partition, _offset, _event_ts, _epoch) VALUES ('c', 'r', 1, 'vip', 't', 0, 0, now(), 0)"))
+}
