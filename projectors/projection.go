@@ -22,8 +22,10 @@ type Projection struct {
 	// Name is the stable name. Physical tables are named
 	// <name>__<table>__g<generation>; views keep their own names.
 	Name string
-	// Version documents the logic revision; bump it when Apply or the DDL
-	// changes so operators know a rebuild is due.
+	// Version is the logic revision: bump it when Apply's output for the
+	// same events changes. It is part of the stored definition, so a bump
+	// makes the live generation refuse to run until `reel rebuild` (table
+	// and view changes are found without it, see Definition).
 	Version int
 	// Description is shown by `reel status`.
 	Description string

@@ -193,7 +193,9 @@ func (j *job) run(ctx context.Context) error {
 		}
 	}
 	layout := projectors.NewLayout(p, target)
-	if err := projectors.EnsureSchema(ctx, conn, layout); err != nil {
+	// Created with (and recorded as) the current definition; a resumed
+	// generation of another definition is refused here.
+	if _, err := projectors.Evolve(ctx, conn, layout, false); err != nil {
 		return err
 	}
 	if j.st.Mode == "snapshot" && (prev == nil || prev.State == StateSnapshot || prev.State == StateStarting || prev.State == StateGating) {
