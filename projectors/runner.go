@@ -109,7 +109,19 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.log.Info("migrated the generation to the projection's definition", "changes", fmt.Sprint(m.Changes), "backfill", m.Backfill, "statements", len(m.Statements))
 	}
 	if r.cfg.views {
-		if err := CreateViews(ctx, r.conn, r.layout); err != nil {
+		// Only while the registry still names this generation live (or
+		// names none of it): a runner restarted just after a cut-over or
+		// rollback must not take the views back.
+		status, err := generationStatus(ctx, r.conn, r.proj.Name, r.cfg.generation)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		if status != "" && status != StatusLive {
+			r.log.Warn("not pointing the views at this generation: the registry says it is not live", "status", status)
+		} else if err := CreateViews(ctx, r.conn, r.layout); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
