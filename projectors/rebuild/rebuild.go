@@ -12,6 +12,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/reel-dev/reel/projectors"
@@ -310,7 +311,22 @@ func joinLines(s []string) string {
 // groupIdle refuses when gen's consumer group has members.
 func (j *job) groupIdle(ctx context.Context, gen int, format string) error {
 	grp := projectors.Group(j.p.Name, gen)
-	dg, err := j.adm.DescribeGroups(ctx, grp)
+	var dg kadm.DescribedGroups
+	var err error
+	for wait := time.Now().Add(30 * time.Second); ; {
+		dg, err = j.adm.DescribeGroups(ctx, grp)
+		// A fresh cluster has no group coordinator for a few seconds
+		// (COORDINATOR_NOT_AVAILABLE, retriable): wait for it.
+		var se *kadm.ShardErrors
+		if err == nil || !errors.As(err, &se) || len(se.Errs) == 0 || !kerr.IsRetriable(se.Errs[0].Err) || time.Now().After(wait) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("describe consumer group %s: %w", grp, err)
 	}
