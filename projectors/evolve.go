@@ -126,8 +126,10 @@ func (m Migration) Err() error {
 func PlanMigration(ctx context.Context, conn driver.Conn, l *Layout, views bool) (Migration, error) {
 	p := l.Projection
 	m := Migration{Projection: p.Name, Generation: l.Generation}
-	if err := EnsureSystemTables(ctx, conn); err != nil {
-		return m, err
+	// Only the table this reads: a runner's start runs the rest of
+	// Reel's DDL once, in EnsureSchema.
+	if err := conn.Exec(ctx, definitionsDDL); err != nil {
+		return m, fmt.Errorf("create %s: %w", definitionsTable, err)
 	}
 	cur := DefinitionOf(p)
 	stored, rev, err := StoredDefinition(ctx, conn, p.Name, l.Generation)
@@ -305,6 +307,9 @@ func adopt(ctx context.Context, conn driver.Conn, p *Projection, gen int) (d Def
 	d.Tables = tables
 	if len(tables) == 0 {
 		return d, false, nil
+	}
+	if err := conn.Exec(ctx, generationsDDL); err != nil { // the registry, for the logic version
+		return d, true, err
 	}
 	gens, err := Generations(ctx, conn, p.Name)
 	if err != nil {

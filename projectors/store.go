@@ -196,16 +196,18 @@ func columnList(cols []Column) string {
 var systemDDL = slices.Concat([]string{ownersDDL}, systemTablesDDL,
 	guardedDDL(checkpointsTable, sharedGuard), guardedDDL(resolvedTable, sharedGuard))
 
+var generationsDDL = `CREATE TABLE IF NOT EXISTS ` + generationsTable + ` (
+  proj LowCardinality(String), generation UInt32, status LowCardinality(String),
+  grp String, logic_version UInt32, note String, updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (proj, generation)`
+
 var systemTablesDDL = []string{
 	definitionsDDL, liveDDL, effectsDDL,
 	`CREATE TABLE IF NOT EXISTS ` + checkpointsTable + ` (
   proj LowCardinality(String), generation UInt32, tbl LowCardinality(String),
   topic LowCardinality(String), part UInt32, off UInt64, updated_at DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree(off) ORDER BY (proj, generation, tbl, topic, part)`,
-	`CREATE TABLE IF NOT EXISTS ` + generationsTable + ` (
-  proj LowCardinality(String), generation UInt32, status LowCardinality(String),
-  grp String, logic_version UInt32, note String, updated_at DateTime64(6, 'UTC')
-) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (proj, generation)`,
+	generationsDDL,
 	`CREATE TABLE IF NOT EXISTS ` + resolvedTable + ` (
   proj LowCardinality(String), generation UInt32, topic LowCardinality(String), part UInt32, off UInt64,
   resolution LowCardinality(String), resolved_at DateTime64(3, 'UTC')

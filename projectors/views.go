@@ -37,9 +37,6 @@ func LiveServed(ctx context.Context, conn driver.Conn, proj string) (int, error)
 }
 
 func recordLive(ctx context.Context, conn driver.Conn, proj string, gen int, onlyIfOther bool) error {
-	if err := conn.Exec(ctx, liveDDL); err != nil {
-		return fmt.Errorf("create %s: %w", liveTable, err)
-	}
 	if onlyIfOther {
 		cur, err := LiveServed(ctx, conn, proj)
 		if err != nil || cur == gen {
@@ -78,6 +75,9 @@ func recordLive(ctx context.Context, conn driver.Conn, proj string, gen int, onl
 // one insert.
 func SwitchViews(ctx context.Context, conn driver.Conn, from, to *Layout) error {
 	proj := to.Projection.Name
+	if err := conn.Exec(ctx, liveDDL); err != nil {
+		return fmt.Errorf("create %s: %w", liveTable, err)
+	}
 	if err := recordLive(ctx, conn, proj, from.Generation, true); err != nil {
 		return err
 	}
