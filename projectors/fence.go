@@ -46,7 +46,7 @@ const (
 )
 
 // epochColumn is the inbox column every write carries: the writer's claim.
-var epochColumn = Column{"_epoch", "UInt64"}
+var epochColumn = Column{Name: "_epoch", Type: "UInt64"}
 
 var ownersDDL = `CREATE TABLE IF NOT EXISTS ` + ownersTable + ` (
   proj LowCardinality(String), generation UInt32, topic LowCardinality(String), part UInt32,

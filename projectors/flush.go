@@ -164,8 +164,18 @@ func (w *worker) persist(ctx context.Context, b *batch) error {
 		}
 	}
 	w.r.commit(w.k, b.last)
-	for _, fn := range b.effects {
-		if err := fn(ctx); err != nil {
+	lo, hi := int64(-1), int64(openEnd)
+	if len(b.effects) > 0 && w.r.cfg.effectsByGen {
+		var err error
+		if lo, hi, err = effectsWindow(ctx, w.r.conn, w.proj.Name, w.r.cfg.generation, w.k); err != nil {
+			return err
+		}
+	}
+	for _, e := range b.effects {
+		if e.off <= lo || e.off > hi {
+			continue // another generation's (see effects.go)
+		}
+		if err := e.fn(ctx); err != nil {
 			w.log.Warn("side effect failed", "err", err)
 		}
 	}

@@ -60,14 +60,12 @@ func Generations(ctx context.Context, conn driver.Conn, projection string) ([]Ge
 	return out, rows.Err()
 }
 
-// SetGeneration records a generation's status.
+// SetGeneration records a generation's status. It goes through a batch
+// (SetGenerations): a query parameter would bind updated_at with whole
+// seconds, and a status written in the same second as an earlier one with
+// microseconds would lose to it in the ReplacingMergeTree.
 func SetGeneration(ctx context.Context, conn driver.Conn, p *Projection, gen int, status, note string) error {
-	err := conn.Exec(ctx, "INSERT INTO "+generationsTable+" (proj, generation, status, grp, logic_version, note, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-		p.Name, uint32(gen), status, Group(p.Name, gen), uint32(p.Version), note, time.Now().UTC())
-	if err != nil {
-		return fmt.Errorf("record generation %d of %s as %s: %w", gen, p.Name, status, err)
-	}
-	return nil
+	return SetGenerations(ctx, conn, p, GenerationStatus{Generation: gen, Status: status, Note: note})
 }
 
 // LiveGeneration returns the live generation of p, registering generation

@@ -18,6 +18,7 @@ const (
 	GenerationsTable = generationsTable
 	ResolvedTable    = resolvedTable
 	OwnersTable      = ownersTable
+	DefinitionsTable = definitionsTable
 )
 
 // PhysTable describes one physical table of a generation.

@@ -27,6 +27,7 @@ type cfg struct {
 	fenceCheck      time.Duration
 	stateCacheSize  int
 	replay          bool
+	effectsByGen    bool
 	pipeline        bool
 	views           bool
 	start           map[string]map[int32]kgo.Offset
@@ -132,6 +133,14 @@ func Pipeline(on bool) Opt { return func(c *cfg) { c.pipeline = on } }
 // Replay marks the runner as replaying history (a rebuild): Tx.Replaying
 // is true and side effects are not run. Default false.
 func Replay(on bool) Opt { return func(c *cfg) { c.replay = on } }
+
+// EffectsByGeneration runs side effects by the generation's effects
+// window in _reel_effects (see effects.go): a building or standby
+// generation runs none, the live one all, and HandOverEffects moves them
+// at a precise offset at cut-over. With Replay, effects are collected and
+// run once a hand-over gives the generation a window. Default false: every
+// effect runs unless Replay (a single generation).
+func EffectsByGeneration() Opt { return func(c *cfg) { c.effectsByGen = true } }
 
 // WithoutViews keeps the stable views where they point (a rebuild's shadow
 // generation). Default: views point at this generation.

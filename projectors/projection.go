@@ -22,8 +22,10 @@ type Projection struct {
 	// Name is the stable name. Physical tables are named
 	// <name>__<table>__g<generation>; views keep their own names.
 	Name string
-	// Version documents the logic revision; bump it when Apply or the DDL
-	// changes so operators know a rebuild is due.
+	// Version is the logic revision: bump it when Apply's output for the
+	// same events changes. It is part of the stored definition, so a bump
+	// makes the live generation refuse to run until `reel rebuild` (table
+	// and view changes are found without it, see Definition).
 	Version int
 	// Description is shown by `reel status`.
 	Description string
@@ -43,8 +45,13 @@ type Projection struct {
 
 // Column is one user column of a table.
 type Column struct {
-	Name string
-	Type string // ClickHouse type, e.g. "LowCardinality(String)"
+	Name string `json:"name"`
+	Type string `json:"type"` // ClickHouse type, e.g. "LowCardinality(String)"
+	// Default is a ClickHouse expression for the column's DEFAULT. It is
+	// what rows written before the column was added show: adding a column
+	// with a default to a running projection is a migration, not a rebuild
+	// (see DESIGN.md, "Evolution"). Default "": the type's zero value.
+	Default string `json:"default,omitempty"`
 }
 
 // Table is one ClickHouse table of a projection. Reel adds the system

@@ -34,6 +34,9 @@ type Runner struct {
 	log     *slog.Logger
 	metrics *Metrics
 	cl      *kgo.Client
+	// clSet is closed once cl is set: a fast group join can call
+	// onAssigned from inside kgo.NewClient's goroutines before it returns.
+	clSet chan struct{}
 
 	mu      sync.Mutex
 	workers map[tp]*worker
@@ -82,22 +85,20 @@ func (r *Runner) Layout() *Layout { return r.layout }
 // return every partition's in-flight batch has been flushed or abandoned.
 func (r *Runner) Run(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
-		err := EnsureSchema(ctx, r.conn, r.layout)
-		if err == nil && r.cfg.views {
-			err = CreateViews(ctx, r.conn, r.layout)
-		}
+		err := r.prepare(ctx)
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
 		var ex *clickhouse.Exception
+		var de *DefinitionError
 		if err == nil {
 			break
-		} else if errors.As(err, &ex) {
-			return err // the server refused the DDL: retrying changes nothing
+		} else if errors.As(err, &ex) || errors.As(err, &de) {
+			return err // refused by the server or by the stored definition: retrying changes nothing
 		}
 		// Not reached, timed out, no free connection: try again.
 		r.setHealthy(false, err)
-		r.log.Warn("cannot create the generation's tables; retrying", "attempt", attempt+1, "err", err)
+		r.log.Warn("cannot prepare the generation's tables; retrying", "attempt", attempt+1, "err", err)
 		if r.backoff(ctx, attempt) != nil {
 			return nil
 		}
@@ -131,6 +132,33 @@ func (r *Runner) backoff(ctx context.Context, attempt int) error {
 	}
 }
 
+// prepare brings the generation's tables to the code's definition by an
+// additive migration, or refuses (a *DefinitionError naming the change and
+// `reel rebuild`), and points the views at the generation while the
+// registry names it live (or names none of it: a runner restarted just
+// after a cut-over or rollback must not take the views back).
+func (r *Runner) prepare(ctx context.Context) error {
+	m, err := Evolve(ctx, r.conn, r.layout, r.cfg.views)
+	if err != nil {
+		return err
+	}
+	if len(m.Changes) > 0 {
+		r.log.Info("migrated the generation to the projection's definition", "changes", fmt.Sprint(m.Changes), "backfill", m.Backfill, "statements", len(m.Statements))
+	}
+	if !r.cfg.views {
+		return nil
+	}
+	status, err := generationStatus(ctx, r.conn, r.proj.Name, r.cfg.generation)
+	if err != nil {
+		return err
+	}
+	if status != "" && status != StatusLive {
+		r.log.Warn("not pointing the views at this generation: the registry says it is not live", "status", status)
+		return nil
+	}
+	return CreateViews(ctx, r.conn, r.layout)
+}
+
 // consume is one membership in the consumer group: it polls until ctx ends
 // (nil) or a worker finds its partition claimed by another member
 // (ErrFenced).
@@ -140,6 +168,8 @@ func (r *Runner) consume(ctx context.Context) error {
 	pctx, fence := context.WithCancelCause(ctx)
 	defer fence(nil)
 	r.fence = fence
+	clSet := make(chan struct{})
+	r.clSet = clSet
 
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(r.cfg.brokers...),
@@ -166,6 +196,7 @@ func (r *Runner) consume(ctx context.Context) error {
 		return fmt.Errorf("kafka client for %s: %w", r.proj.Name, err)
 	}
 	r.cl = cl
+	close(clSet)
 	defer func() {
 		r.stopAll(true)
 		// The last poll may have blocked rebalancing; leaving needs it.
@@ -235,6 +266,11 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 	}
 	if len(ks) == 0 {
 		return offsets, nil
+	}
+	select {
+	case <-r.clSet:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	member, kgen := r.cl.GroupMetadata()
 	var (

@@ -14,10 +14,10 @@ import (
 // is the row's source position: the highest _offset present per partition
 // is how far the table is applied (see DESIGN.md).
 var systemColumns = []Column{
-	{"_topic", "LowCardinality(String)"},
-	{"_partition", "UInt32"},
-	{"_offset", "UInt64"},
-	{"_event_ts", "DateTime64(3, 'UTC')"},
+	{Name: "_topic", Type: "LowCardinality(String)"},
+	{Name: "_partition", Type: "UInt32"},
+	{Name: "_offset", Type: "UInt64"},
+	{Name: "_event_ts", Type: "DateTime64(3, 'UTC')"},
 }
 
 // Names of Reel's own tables, shared by every projection in a database.
@@ -32,15 +32,15 @@ const dedupWindow = 1000
 
 // parkedColumns are the user columns of a generation's parked table.
 var parkedColumns = []Column{
-	{"aggregate_id", "String"},
-	{"event_type", "LowCardinality(String)"},
-	{"event_id", "String"},
-	{"reason", "LowCardinality(String)"},
-	{"error", "String"},
-	{"record_key", "String"},
-	{"record_value", "String"},
-	{"headers", "Map(String, String)"},
-	{"parked_at", "DateTime64(3, 'UTC')"},
+	{Name: "aggregate_id", Type: "String"},
+	{Name: "event_type", Type: "LowCardinality(String)"},
+	{Name: "event_id", Type: "String"},
+	{Name: "reason", Type: "LowCardinality(String)"},
+	{Name: "error", Type: "String"},
+	{Name: "record_key", Type: "String"},
+	{Name: "record_value", Type: "String"},
+	{Name: "headers", Type: "Map(String, String)"},
+	{Name: "parked_at", Type: "DateTime64(3, 'UTC')"},
 }
 
 // physTable is one physical table of a generation.
@@ -126,7 +126,7 @@ func createTable(name string, cols []Column, engine, orderBy string) string {
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", name)
 	all := append(append([]Column(nil), cols...), systemColumns...)
 	for _, c := range all {
-		fmt.Fprintf(&b, "  %s %s,\n", c.Name, c.Type)
+		fmt.Fprintf(&b, "  %s %s%s,\n", c.Name, c.Type, columnDefault(c))
 	}
 	// Positions are read per assignment, rebuild progress tick and cut-over
 	// barrier: the projection answers them from a row per part and
@@ -156,27 +156,35 @@ func upgradeDDL(table string) []string {
 }
 
 // ViewDDL returns the CREATE OR REPLACE VIEW statements that point the
-// projection's stable names at this generation.
+// projection's stable names at this generation alone.
 func (l *Layout) ViewDDL() []string {
-	p := l.Projection
 	var out []string
+	for _, v := range l.viewBodies() {
+		out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", v.Name, v.SQL))
+	}
+	return out
+}
+
+// viewBodies returns every stable view of the generation with its query.
+func (l *Layout) viewBodies() []View {
+	p := l.Projection
+	var out []View
 	for i, t := range p.Tables {
 		pt := l.tables[l.byUser[i]]
 		cols := columnList(t.Columns)
 		if t.State {
-			out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS SELECT %s FROM %s FINAL", t.Name, cols, pt.name))
+			out = append(out, View{t.Name, fmt.Sprintf("SELECT %s FROM %s FINAL", cols, pt.name)})
 			if h := l.history[i]; h >= 0 {
-				out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s_history AS SELECT %s, _topic, _partition, _offset, _event_ts FROM %s",
-					t.Name, cols, l.tables[h].name))
+				out = append(out, View{t.Name + "_history", fmt.Sprintf("SELECT %s, _topic, _partition, _offset, _event_ts FROM %s", cols, l.tables[h].name)})
 			}
 			continue
 		}
-		out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS SELECT %s, _topic, _partition, _offset, _event_ts FROM %s", t.Name, cols, pt.name))
+		out = append(out, View{t.Name, fmt.Sprintf("SELECT %s, _topic, _partition, _offset, _event_ts FROM %s", cols, pt.name)})
 	}
-	out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s_parked AS SELECT * FROM %s WHERE (_topic, _partition, _offset) NOT IN (SELECT topic, part, off FROM %s WHERE proj = '%s' AND generation = %d)",
-		p.Name, l.tables[l.parked].name, resolvedTable, p.Name, l.Generation))
+	out = append(out, View{p.Name + "_parked", fmt.Sprintf("SELECT * FROM %s WHERE (_topic, _partition, _offset) NOT IN (SELECT topic, part, off FROM %s WHERE proj = '%s' AND generation = %d)",
+		l.tables[l.parked].name, resolvedTable, p.Name, l.Generation)})
 	for _, v := range p.Views {
-		out = append(out, fmt.Sprintf("CREATE OR REPLACE VIEW %s AS %s", v.Name, l.expand(v.SQL)))
+		out = append(out, View{v.Name, l.expand(v.SQL)})
 	}
 	return out
 }
@@ -202,15 +210,18 @@ func columnList(cols []Column) string {
 var systemDDL = slices.Concat([]string{ownersDDL}, systemTablesDDL,
 	guardedDDL(checkpointsTable, sharedGuard), guardedDDL(resolvedTable, sharedGuard))
 
+var generationsDDL = `CREATE TABLE IF NOT EXISTS ` + generationsTable + ` (
+  proj LowCardinality(String), generation UInt32, status LowCardinality(String),
+  grp String, logic_version UInt32, note String, updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (proj, generation)`
+
 var systemTablesDDL = []string{
+	definitionsDDL, liveDDL, effectsDDL,
 	`CREATE TABLE IF NOT EXISTS ` + checkpointsTable + ` (
   proj LowCardinality(String), generation UInt32, tbl LowCardinality(String),
   topic LowCardinality(String), part UInt32, off UInt64, updated_at DateTime64(3, 'UTC')
 ) ENGINE = ReplacingMergeTree(off) ORDER BY (proj, generation, tbl, topic, part)`,
-	`CREATE TABLE IF NOT EXISTS ` + generationsTable + ` (
-  proj LowCardinality(String), generation UInt32, status LowCardinality(String),
-  grp String, logic_version UInt32, note String, updated_at DateTime64(6, 'UTC')
-) ENGINE = ReplacingMergeTree(updated_at) ORDER BY (proj, generation)`,
+	generationsDDL,
 	`CREATE TABLE IF NOT EXISTS ` + resolvedTable + ` (
   proj LowCardinality(String), generation UInt32, topic LowCardinality(String), part UInt32, off UInt64,
   resolution LowCardinality(String), resolved_at DateTime64(3, 'UTC')
@@ -234,8 +245,14 @@ func EnsureSchema(ctx context.Context, conn driver.Conn, l *Layout) error {
 	return nil
 }
 
-// CreateViews points the projection's stable view names at the generation.
+// CreateViews points the projection's stable view names at the generation
+// alone (and records it as the one the views serve). A running live
+// generation does this when it starts; switching between two generations
+// is SwitchViews.
 func CreateViews(ctx context.Context, conn driver.Conn, l *Layout) error {
+	if err := recordLive(ctx, conn, l.Projection.Name, l.Generation, true); err != nil {
+		return err
+	}
 	for _, s := range l.ViewDDL() {
 		if err := conn.Exec(ctx, s); err != nil {
 			return fmt.Errorf("view for projection %s g%d: %w\n%s", l.Projection.Name, l.Generation, err, s)

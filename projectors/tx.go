@@ -19,14 +19,17 @@ func (p Position) String() string { return fmt.Sprintf("%s/%d@%d", p.Topic, p.Pa
 // ClickHouse unless Apply returns nil; the rows then join the partition's
 // batch and are inserted with the event's position.
 type Tx struct {
-	w       *worker
-	pos     Position
-	key     string
-	ts      time.Time
-	replay  bool
-	rows    []txRow
-	state   []any // pending new state of the aggregate (State table), nil if untouched
-	effects []func(context.Context) error
+	w      *worker
+	pos    Position
+	key    string
+	ts     time.Time
+	replay bool
+	// noEffects: side effects are dropped (a replay without effects
+	// windows, or an event some table already holds).
+	noEffects bool
+	rows      []txRow
+	state     []any // pending new state of the aggregate (State table), nil if untouched
+	effects   []effect
 }
 
 type txRow struct {
@@ -82,13 +85,15 @@ func (tx *Tx) State() (values []any, ok bool, err error) {
 }
 
 // SideEffect registers fn to run after the event's rows are durable, only
-// when the projection is live (never during a replay or rebuild). It is
+// when the projection is live (never during a replay or rebuild; with
+// EffectsByGeneration, only inside the generation's effects window, so
+// exactly one generation runs it across a cut-over). It is
 // at-most-once: a crash between the insert and fn loses the call, because
 // the event is not re-applied after its rows are durable. Where delivery
 // must be guaranteed, Emit an outbox row instead and deliver from a
 // consumer of that table.
 func (tx *Tx) SideEffect(fn func(ctx context.Context) error) {
-	if !tx.replay {
-		tx.effects = append(tx.effects, fn)
+	if !tx.noEffects {
+		tx.effects = append(tx.effects, effect{off: tx.pos.Offset, fn: fn})
 	}
 }

@@ -69,7 +69,7 @@ type batch struct {
 	events  int // records in the batch
 	applied int // of them, events applied (not skipped or parked)
 	started time.Time
-	effects []func(context.Context) error
+	effects []effect
 	maxTs   time.Time
 	epoch   uint64 // the writer's claim, carried by every row
 }
@@ -299,7 +299,12 @@ func (w *worker) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, r
 		advance()
 		return nil
 	}
-	tx := &Tx{w: w, pos: Position{rec.Topic, rec.Partition, off}, key: key, ts: ev.OccurredAt, replay: w.r.cfg.replay}
+	// An event some table already holds was applied before (a crash's
+	// recovery window, or history re-read for a table added by a
+	// migration): its side effects are not run again.
+	held := off <= maxOf(ck)
+	tx := &Tx{w: w, pos: Position{rec.Topic, rec.Partition, off}, key: key, ts: ev.OccurredAt, replay: w.r.cfg.replay || held,
+		noEffects: held || (w.r.cfg.replay && !w.r.cfg.effectsByGen)}
 	if err := w.proj.Apply(ctx, tx, ev); err != nil {
 		if !replaying {
 			w.park(rec, key, ReasonApply, err, ev)
@@ -343,6 +348,14 @@ func (w *worker) decode(ctx context.Context, rec *kgo.Record) (schemas.Event, er
 			return ev, err
 		}
 	}
+}
+
+func maxOf(v []int64) int64 {
+	hi := v[0]
+	for _, c := range v[1:] {
+		hi = max(hi, c)
+	}
+	return hi
 }
 
 func minOf(v []int64) int64 {

@@ -38,6 +38,7 @@ func commands() map[string]command {
 		"status":      {"per projection: generations, group, partitions, lag, parked count (-json)", cmdStatus},
 		"dlq":         {"list|show|discard|replay parked aggregates of a projection", cmdDLQ},
 		"rebuild":     {"<projection>: blue/green rebuild with progress, shadow compare and atomic cut-over (-in-place, -snapshot)", cmdRebuild},
+		"plan":        {"<projection>: what the code's definition changes in its generations: migrations, or the rebuild needed", cmdPlan},
 		"rollback":    {"<projection>: point the views back at the standby generation", cmdRollback},
 		"generations": {"list|gc: generations and rebuilds; drop generations past their grace", cmdGenerations},
 	}

@@ -39,6 +39,8 @@ func cmdRebuild(ctx context.Context, args []string) error {
 	inPlace := fs.Bool("in-place", false, "DOWNTIME: truncate and replay the live generation itself (its projectors must be stopped)")
 	cutover := fs.String("cutover", "auto", "auto: switch the views once caught up and compared; manual: stop there (run again with -cutover auto)")
 	force := fs.Bool("force", false, "cut over even if the shadow comparison finds differences")
+	partial := fs.Bool("partial-state", false, "allow -from after the beginning for a projection with a State table (aggregates lose their earlier state)")
+	expect := fs.String("expect-changes", "", "comma-separated tables the change is meant to change: their differences in the shadow comparison are reported and accepted")
 	maxLag := fs.Int64("max-lag", 1000, "compare and cut over when the new generation is at most this many offsets behind")
 	grace := fs.Duration("grace", 24*time.Hour, "keep the replaced generation this long for `reel rollback`")
 	batch := fs.Int("batch", 20000, "events per insert batch during the replay")
@@ -88,6 +90,12 @@ func cmdRebuild(ctx context.Context, args []string) error {
 	}
 	if *inPlace {
 		opts = append(opts, rebuild.InPlace())
+	}
+	if *partial {
+		opts = append(opts, rebuild.PartialState())
+	}
+	if *expect != "" {
+		opts = append(opts, rebuild.ExpectChanges(strings.Split(*expect, ",")...))
 	}
 	if *force {
 		opts = append(opts, rebuild.Force())

@@ -60,11 +60,15 @@ type genRun struct {
 	metrics *projectors.Metrics
 	regd    *recordingRegisterer
 
-	runner    *projectors.Runner // nil while stopped
-	cancel    context.CancelFunc
-	done      chan struct{}
-	err       error // why the last run ended
-	failures  int
+	runner   *projectors.Runner // nil while stopped
+	cancel   context.CancelFunc
+	done     chan struct{}
+	err      error // why the last run ended
+	failures int
+	// foreign: a standby generation whose stored definition this code
+	// cannot run (it was replaced by a rebuild after a destructive
+	// change); it is left as it is, for a rollback of the code.
+	foreign   bool
 	nextStart time.Time
 }
 
@@ -204,6 +208,26 @@ func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen i
 	}
 	s.mu.Unlock()
 
+	if status == projectors.StatusStandby {
+		m, err := projectors.PlanMigration(ctx, s.conn, projectors.NewLayout(p, gen), false)
+		if err == nil {
+			err = m.Err()
+		}
+		s.mu.Lock()
+		was := gr.foreign
+		gr.foreign = errors.Is(err, projectors.ErrDefinitionChanged)
+		if gr.foreign {
+			gr.err, gr.nextStart = err, time.Now().Add(s.cfg.Projector.RetryMax)
+		}
+		s.mu.Unlock()
+		if gr.foreign {
+			if !was {
+				s.log.Warn("standby generation has another definition; not running it", "projection", p.Name, "generation", gen, "err", err)
+			}
+			return
+		}
+	}
+
 	opts := []projectors.Opt{
 		projectors.Brokers(s.cfg.Kafka.Brokers...),
 		projectors.Generation(gen),
@@ -215,6 +239,9 @@ func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen i
 		projectors.Logger(s.log),
 		projectors.WithMetrics(gr.metrics),
 		projectors.KafkaOpts(s.kopts...),
+		// A standby generation runs no side effects; the live one runs
+		// them up to where a cut-over handed them over (effects.go).
+		projectors.EffectsByGeneration(),
 	}
 	if s.reg != nil {
 		// One kprom value per client: kprom registers its collectors when
@@ -303,6 +330,9 @@ func (s *Supervisor) Ready(ctx context.Context) error {
 	var errs []error
 	for _, k := range s.sortedKeys() {
 		gr := s.gens[k]
+		if gr.foreign && gr.status == projectors.StatusStandby {
+			continue
+		}
 		if gr.runner == nil {
 			errs = append(errs, fmt.Errorf("%s g%d: not running (last error: %v)", k.proj, k.gen, gr.err))
 			continue

@@ -22,12 +22,37 @@ type TableDiff struct {
 	Excluded uint64   // State tables: aggregates whose row is past the position in either generation
 	Differ   []string // topic/partition where counts or checksums differ
 	Skipped  string   // why the table was not compared ("" : compared)
+	// Only in one generation's definition: the table, or columns of it
+	// (left out of the checksum; named in the report).
+	OnlyA, OnlyB       bool
+	ColumnsA, ColumnsB []string
+	// Row-level breakdown, computed when the table differs. Rows are
+	// identified by the aggregate key (State tables) or by their position
+	// (others); Changed counts identities present in both with other
+	// values. Samples are a few of each, as "identity: A | B".
+	OnlyOld, OnlyNew, Changed uint64
+	Samples                   []string
 }
 
 // Equal reports whether the table matched (or was skipped).
-func (d TableDiff) Equal() bool { return d.Skipped != "" || len(d.Differ) == 0 }
+func (d TableDiff) Equal() bool {
+	return !d.OnlyA && !d.OnlyB && (d.Skipped != "" || len(d.Differ) == 0)
+}
 
 func (d TableDiff) String() string {
+	switch {
+	case d.OnlyA:
+		return fmt.Sprintf("%-32s only in the live generation's definition (dropped)", d.Table)
+	case d.OnlyB:
+		return fmt.Sprintf("%-32s only in the new definition (new table)", d.Table)
+	}
+	cols := ""
+	if len(d.ColumnsA) > 0 {
+		cols += fmt.Sprintf(" [columns only in live: %s]", strings.Join(d.ColumnsA, ", "))
+	}
+	if len(d.ColumnsB) > 0 {
+		cols += fmt.Sprintf(" [columns only in new: %s]", strings.Join(d.ColumnsB, ", "))
+	}
 	if d.Skipped != "" {
 		return fmt.Sprintf("%-32s skipped: %s", d.Table, d.Skipped)
 	}
@@ -39,12 +64,18 @@ func (d TableDiff) String() string {
 	if d.Excluded > 0 {
 		ex = fmt.Sprintf(" (%d aggregates past the position excluded)", d.Excluded)
 	}
-	return fmt.Sprintf("%-32s %-18s rows %d vs %d, checksum %016x vs %016x%s: %s", d.Table, d.Method, d.RowsA, d.RowsB, d.SumA, d.SumB, ex, res)
+	if !d.Equal() {
+		res += fmt.Sprintf("; only old %d, only new %d, changed %d", d.OnlyOld, d.OnlyNew, d.Changed)
+		for _, smp := range d.Samples {
+			res += "\n      " + smp
+		}
+	}
+	return fmt.Sprintf("%-32s %-18s rows %d vs %d, checksum %016x vs %016x%s%s: %s", d.Table, d.Method, d.RowsA, d.RowsB, d.SumA, d.SumB, ex, cols, res)
 }
 
 // Comparison is the verdict of Compare.
 type Comparison struct {
-	A, B      int                         // generations
+	A, B      int                        // generations
 	Positions map[string]map[int32]int64 // compared up to these offsets (inclusive)
 	Tables    []TableDiff
 }
@@ -83,7 +114,17 @@ func (c Comparison) Equal() bool {
 //     merge rows, so there is no "rows up to a position" to compare; they
 //     are skipped and named in the report.
 func Compare(ctx context.Context, conn driver.Conn, p *projectors.Projection, a, b int) (Comparison, error) {
-	la, lb := projectors.NewLayout(p, a), projectors.NewLayout(p, b)
+	// Each generation as its own definition made it: after a change the
+	// two have different tables and columns. Common tables are compared
+	// over their common columns; the rest is reported, never an error.
+	la, err := projectors.StoredLayout(ctx, conn, p, a)
+	if err != nil {
+		return Comparison{}, err
+	}
+	lb, err := projectors.StoredLayout(ctx, conn, p, b)
+	if err != nil {
+		return Comparison{}, err
+	}
 	pa, err := projectors.AppliedPositions(ctx, conn, la)
 	if err != nil {
 		return Comparison{}, err
@@ -111,14 +152,65 @@ func Compare(ctx context.Context, conn driver.Conn, p *projectors.Projection, a,
 	}
 	cmp := Comparison{A: a, B: b, Positions: pos}
 	ta, tb := la.Tables(), lb.Tables()
-	for i := range ta {
-		d, err := compareTable(ctx, conn, ta[i], tb[i], pos)
+	byName := map[string]projectors.PhysTable{}
+	for _, t := range tb {
+		byName[t.Logical] = t
+	}
+	seen := map[string]bool{}
+	for _, x := range ta {
+		y, ok := byName[x.Logical]
+		if !ok {
+			cmp.Tables = append(cmp.Tables, TableDiff{Table: x.Logical, OnlyA: true})
+			continue
+		}
+		seen[x.Logical] = true
+		d, err := compareTable(ctx, conn, x, y, pos)
 		if err != nil {
 			return cmp, err
 		}
 		cmp.Tables = append(cmp.Tables, d)
 	}
+	for _, y := range tb {
+		if !seen[y.Logical] {
+			cmp.Tables = append(cmp.Tables, TableDiff{Table: y.Logical, OnlyB: true})
+		}
+	}
 	return cmp, nil
+}
+
+// commonColumns keeps the user columns both tables have with one type
+// (in a's order) and names the others.
+func commonColumns(a, b projectors.PhysTable) (ta projectors.PhysTable, onlyA, onlyB []string) {
+	bt := map[string]string{}
+	for _, c := range b.Columns {
+		bt[c.Name] = c.Type
+	}
+	at := map[string]bool{}
+	ta = a
+	ta.Columns = nil
+	for _, c := range a.Columns {
+		at[c.Name] = true
+		if t, ok := bt[c.Name]; ok && t == c.Type {
+			ta.Columns = append(ta.Columns, c)
+		} else {
+			onlyA = append(onlyA, c.Name)
+		}
+	}
+	for _, c := range b.Columns {
+		if !at[c.Name] || bt[c.Name] != typeOf(a, c.Name) {
+			onlyB = append(onlyB, c.Name)
+		}
+	}
+	return ta, onlyA, onlyB
+}
+
+func typeOf(t projectors.PhysTable, col string) string {
+	for _, c := range t.Columns {
+		if c.Name == col {
+			return c.Type
+		}
+	}
+	return ""
 }
 
 func setPos(m map[string]map[int32]int64, topic string, p int32, off int64) {
@@ -184,6 +276,7 @@ func hashColumns(t projectors.PhysTable) []string {
 
 func compareTable(ctx context.Context, conn driver.Conn, ta, tb projectors.PhysTable, pos map[string]map[int32]int64) (TableDiff, error) {
 	d := TableDiff{Table: ta.Logical}
+	ta, d.ColumnsA, d.ColumnsB = commonColumns(ta, tb)
 	if !ta.State && collapses(ta.Engine) {
 		d.Skipped = fmt.Sprintf("engine %s merges rows; no rows-up-to-a-position to compare", ta.Engine)
 		return d, nil
@@ -229,5 +322,58 @@ FROM (
 		}
 	}
 	sort.Strings(d.Differ)
-	return d, rows.Err()
+	if err := rows.Err(); err != nil {
+		return d, err
+	}
+	if len(d.Differ) > 0 {
+		if err := breakdown(ctx, conn, &d, ta, tb, h, pos); err != nil {
+			return d, err
+		}
+	}
+	return d, nil
+}
+
+// samplesPerKind is how many rows of each kind a report shows.
+const samplesPerKind = 3
+
+// breakdown counts, for a table that differs, the identities (aggregate
+// key, or position for tables of events) only in A, only in B and in both
+// with other values, and samples a few of each with both sides' values.
+func breakdown(ctx context.Context, conn driver.Conn, d *TableDiff, ta, tb projectors.PhysTable, h string, pos map[string]map[int32]int64) error {
+	id := "concat(_topic, '/', toString(_partition), '@', toString(_offset))"
+	final := ""
+	if ta.State {
+		id, final = "toString("+ta.Key+")", " FINAL"
+	}
+	show := "toString(tuple(" + strings.Join(columnNamesOf(ta), ", ") + "))"
+	q := fmt.Sprintf(`SELECT countIf(na > 0 AND nb = 0), countIf(nb > 0 AND na = 0), countIf(na > 0 AND nb > 0 AND (na != nb OR ha != hb)),
+  groupArrayIf(%[6]d)(concat('only old ', id, ': ', va), na > 0 AND nb = 0),
+  groupArrayIf(%[6]d)(concat('only new ', id, ': ', vb), nb > 0 AND na = 0),
+  groupArrayIf(%[6]d)(concat('changed  ', id, ': ', va, ' | ', vb), na > 0 AND nb > 0 AND (na != nb OR ha != hb))
+FROM (
+  SELECT id, countIf(g = 1) AS na, sumIf(h, g = 1) AS ha, countIf(g = 2) AS nb, sumIf(h, g = 2) AS hb,
+    anyIf(v, g = 1) AS va, anyIf(v, g = 2) AS vb, max(toInt64(_offset) <= p) AS ok
+  FROM (SELECT %[1]s AS id, _offset, %[7]s AS p, %[2]s AS h, %[3]s AS v, 1 AS g FROM %[4]s%[8]s
+        UNION ALL SELECT %[1]s AS id, _offset, %[7]s AS p, %[2]s AS h, %[3]s AS v, 2 AS g FROM %[5]s%[8]s)
+  GROUP BY id
+) WHERE ok`, id, h, show, ta.Name, tb.Name, samplesPerKind, posExpr(pos), final)
+	if ta.State {
+		// An aggregate is compared when its row is at or below the
+		// position in both generations (as in compareTable).
+		q = strings.Replace(q, "max(toInt64(_offset) <= p) AS ok", "min(toInt64(_offset) <= p) AS ok", 1)
+	}
+	var oo, on, ch []string
+	if err := conn.QueryRow(ctx, q).Scan(&d.OnlyOld, &d.OnlyNew, &d.Changed, &oo, &on, &ch); err != nil {
+		return fmt.Errorf("compare rows of %s with %s: %w", ta.Name, tb.Name, err)
+	}
+	d.Samples = append(append(append(d.Samples, oo...), on...), ch...)
+	return nil
+}
+
+func columnNamesOf(t projectors.PhysTable) []string {
+	var out []string
+	for _, c := range t.Columns {
+		out = append(out, c.Name)
+	}
+	return out
 }

@@ -32,14 +32,24 @@
 //     Canceling stops the runner after its in-flight batches; the next Run
 //     resumes the same generation from its ClickHouse positions.
 //  6. Compare (Compare): when the lag is under MaxLag, N and N+1 are
-//     compared at the same per-partition positions, table by table; a
-//     difference stops the rebuild unless Force.
-//  7. Cut-over: a barrier waits for N+1 to reach N's positions, the
-//     registry records N+1 live and N standby in one insert, and the
-//     views are re-pointed with CREATE OR REPLACE VIEW (each atomic: a
-//     query sees the old or the new definition, never a missing view). The
-//     runner keeps going until `reel project` joins N+1's group (Handover)
-//     and then leaves it; exactly-once positions make the hand-over safe.
+//     compared at the same per-partition positions, table by table, each
+//     as its own stored definition made it (common tables over common
+//     columns; the rest is named). A differing table is broken down into
+//     rows only old / only new / changed with samples: a report. A
+//     difference stops the rebuild unless the table was declared with
+//     ExpectChanges (a logic change) or Force.
+//  7. Cut-over: a barrier waits for N+1 to reach N's positions, side
+//     effects are handed over at a precise offset per partition
+//     (projectors.HandOverEffects), the registry records N+1 live and N
+//     standby in one insert, and every view switches at once
+//     (projectors.SwitchViews: unions gated by _reel_live, one insert).
+//     The runner keeps going until `reel project` joins N+1's group
+//     (Handover) and then leaves it; exactly-once positions make the
+//     hand-over safe.
+//
+// A snapshot start refuses a definition change a copy cannot carry
+// (SnapshotCarries); a start after the topics' beginning refuses a
+// projection with a State table (ErrPartialState) unless PartialState.
 //
 // N stays standby for the grace period: `reel rollback` (Rollback) points
 // the views back; `reel generations gc` (GC) drops expired generations'
@@ -49,8 +59,9 @@
 //
 // InPlace rebuilds the live generation itself. It needs every projector of
 // the projection stopped (checked: its consumer group must have no
-// members), truncates the generation's tables and checkpoints, deletes and
-// rewinds its consumer group and replays. Readers see the views empty and
+// members), drops the generation's tables (with inboxes and guard views)
+// and creates them with the current definition, forgets its checkpoints,
+// deletes and rewinds its consumer group and replays. Readers see the views empty and
 // filling up until it is done. Use it for small projections, or when a
 // second copy of the tables does not fit.
 package rebuild

@@ -66,6 +66,21 @@ func Rollback(ctx context.Context, conn driver.Conn, p *projectors.Projection, t
 		return res, fmt.Errorf("cannot roll back %s to generation %d: it is %s", p.Name, target.Generation, target.Status)
 	}
 	res.To = target.Generation
+	// The code must be able to run the generation it makes live.
+	m, err := projectors.PlanMigration(ctx, conn, projectors.NewLayout(p, res.To), false)
+	if err == nil {
+		err = m.Err()
+	}
+	if err != nil {
+		return res, fmt.Errorf("cannot roll %s back to g%d with this code: %w (deploy the code of g%d's definition, then roll back)", p.Name, res.To, err, res.To)
+	}
+	from, err := projectors.StoredLayout(ctx, conn, p, res.From)
+	if err != nil {
+		return res, err
+	}
+	if _, err := projectors.HandOverEffects(ctx, conn, from, projectors.NewLayout(p, res.To)); err != nil {
+		return res, err
+	}
 	if err := projectors.SetGenerations(ctx, conn, p,
 		projectors.GenerationStatus{Generation: res.To, Status: projectors.StatusLive, Note: fmt.Sprintf("rolled back from g%d", res.From)},
 		projectors.GenerationStatus{Generation: res.From, Status: projectors.StatusStandby, Note: fmt.Sprintf("rolled back to g%d", res.To)},
@@ -73,7 +88,7 @@ func Rollback(ctx context.Context, conn driver.Conn, p *projectors.Projection, t
 		return res, err
 	}
 	t0 := time.Now()
-	if err := projectors.CreateViews(ctx, conn, projectors.NewLayout(p, res.To)); err != nil {
+	if err := projectors.SwitchViews(ctx, conn, from, projectors.NewLayout(p, res.To)); err != nil {
 		return res, err
 	}
 	res.ViewSwitch = time.Since(t0)
@@ -209,14 +224,22 @@ func dropGeneration(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	for _, t := range projectors.NewLayout(p, g.Generation).Tables() {
-		for _, name := range []string{t.Guard, t.Inbox, t.Name} {
-			if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+name); err != nil {
-				return fmt.Errorf("drop %s: %w", name, err)
-			}
+	// The views may still be unions over g (a switch's first step): point
+	// them at the served generation alone before its tables go.
+	if live, err := projectors.LiveServed(ctx, conn, p.Name); err == nil && live > 0 && live != g.Generation {
+		if err := projectors.CreateViews(ctx, conn, projectors.NewLayout(p, live)); err != nil {
+			return err
 		}
 	}
-	for _, tbl := range []string{projectors.CheckpointsTable, projectors.ResolvedTable, projectors.OwnersTable} {
+	// The tables its own definition created (the code's may have others).
+	l, err := projectors.StoredLayout(ctx, conn, p, g.Generation)
+	if err != nil {
+		return err
+	}
+	if err := dropTables(ctx, conn, l); err != nil {
+		return err
+	}
+	for _, tbl := range []string{projectors.CheckpointsTable, projectors.ResolvedTable, projectors.OwnersTable, projectors.DefinitionsTable} {
 		if err := conn.Exec(ctx, "DELETE FROM "+tbl+" WHERE proj = ? AND generation = ?", p.Name, uint32(g.Generation)); err != nil {
 			return fmt.Errorf("forget %s of g%d: %w", tbl, g.Generation, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/reel-dev/reel/projectors"
@@ -49,12 +50,16 @@ func (j *job) inPlace(ctx context.Context, live int) error {
 		return err
 	}
 	layout := projectors.NewLayout(j.p, live)
-	if err := projectors.EnsureSchema(ctx, j.conn, layout); err != nil {
-		return err
-	}
 	if !resume {
 		j.setState(ctx, StateReplaying) // from here on, a rerun resumes
-		if err := truncate(ctx, j.conn, j.p, live); err != nil {
+		// Dropped and created again with the current definition (tables,
+		// inboxes, guard views), whatever the stored one was: an in-place
+		// rebuild is how a destructive change reaches the live generation
+		// without a second copy.
+		if err := recreate(ctx, j.conn, j.p, live); err != nil {
+			return err
+		}
+		if err := projectors.CreateViews(ctx, j.conn, layout); err != nil {
 			return err
 		}
 		grp := projectors.Group(j.p.Name, live)
@@ -72,10 +77,53 @@ func (j *job) inPlace(ctx context.Context, live int) error {
 		}
 		j.cfg.logger.Info("in-place: truncated and rewound", "generation", live, "group", grp)
 	}
+	if err := projectors.EnsureSchema(ctx, j.conn, layout); err != nil {
+		return err
+	}
 	if err := j.replay(ctx, live, start); err != nil {
 		return err
 	}
 	j.stopRunner()
 	j.setState(context.WithoutCancel(ctx), StateDone)
+	return nil
+}
+
+// recreate drops generation gen's tables as its stored definition made them
+// (with their inboxes and guard views), forgets its checkpoints and resolved
+// parked events, creates the tables of p's definition and records it as the
+// generation's next revision. Claims in _reel_owners are kept: epochs must
+// keep rising.
+func recreate(ctx context.Context, conn driver.Conn, p *projectors.Projection, gen int) error {
+	old, err := projectors.StoredLayout(ctx, conn, p, gen)
+	if err != nil {
+		return err
+	}
+	_, rev, err := projectors.StoredDefinition(ctx, conn, p.Name, gen)
+	if err != nil {
+		return err
+	}
+	if err := dropTables(ctx, conn, old); err != nil {
+		return err
+	}
+	if err := truncate(ctx, conn, p, gen); err != nil { // checkpoints and resolutions
+		return err
+	}
+	l := projectors.NewLayout(p, gen)
+	if err := projectors.EnsureSchema(ctx, conn, l); err != nil {
+		return err
+	}
+	return projectors.RecordDefinition(ctx, conn, p, gen, rev+1, "re-created by an in-place rebuild", nil)
+}
+
+// dropTables drops every table of a layout with its guard view and inbox
+// (the guard first: it writes into the table).
+func dropTables(ctx context.Context, conn driver.Conn, l *projectors.Layout) error {
+	for _, t := range l.Tables() {
+		for _, name := range []string{t.Guard, t.Inbox, t.Name} {
+			if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+name); err != nil {
+				return fmt.Errorf("drop %s: %w", name, err)
+			}
+		}
+	}
 	return nil
 }

@@ -24,6 +24,8 @@ type cfg struct {
 	inPlace       bool
 	autoCutover   bool
 	force         bool
+	partialState  bool
+	expect        []string
 	maxLag        int64
 	grace         time.Duration
 	batch         int
@@ -110,6 +112,22 @@ func AutoCutover(on bool) Opt { return func(c *cfg) { c.autoCutover = on } }
 // Force cuts over even when the shadow comparison found differences.
 // Default off.
 func Force() Opt { return func(c *cfg) { c.force = true } }
+
+// PartialState allows a replay that starts after the topics' beginning
+// (StartFrom a time or offsets) for a projection with a State table, whose
+// aggregates then start without their earlier events' state. Default:
+// refused with ErrPartialState.
+func PartialState() Opt { return func(c *cfg) { c.partialState = true } }
+
+// ExpectChanges declares the tables a change of the projection is meant
+// to change (a logic change, a new column computed from history): the
+// shadow comparison's differences in them are reported and accepted;
+// differences in any other table still stop the rebuild. Tables only in
+// one of the two definitions are always accepted (they are the change).
+// Default: none.
+func ExpectChanges(tables ...string) Opt {
+	return func(c *cfg) { c.expect = append(c.expect, tables...) }
+}
 
 // MaxLag is the lag (offsets, summed over partitions) under which the
 // rebuild compares and cuts over. Default 1000.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/reel-dev/reel/projectors"
@@ -36,6 +37,9 @@ type Result struct {
 	Snapshot   map[string]map[int32]int64 // positions the snapshot copied (State table)
 	Comparison *Comparison
 	CutOver    bool
+	// Effects is where side effects moved to the new generation: per
+	// partition, the last offset whose effects the old one runs.
+	Effects projectors.Handover
 	// ViewSwitch is the summed duration of the cut-over's CREATE OR
 	// REPLACE VIEW statements; Barrier the wait for the new generation to
 	// reach the live one's positions before them.
@@ -172,6 +176,11 @@ func (j *job) run(ctx context.Context) error {
 	j.res.Generation, j.res.Replaces, j.res.Resumed, j.res.Mode = target, live, resumed, j.st.Mode
 	j.cfg.logger.Info("rebuild", "generation", target, "replaces", live, "resumed", resumed, "mode", j.st.Mode)
 
+	if j.st.Mode == "snapshot" && !resumed {
+		if err := SnapshotCarries(ctx, conn, p, live); err != nil {
+			return err
+		}
+	}
 	start, err := j.startOffsets(ctx, prev)
 	if err != nil {
 		return err
@@ -185,7 +194,9 @@ func (j *job) run(ctx context.Context) error {
 		}
 	}
 	layout := projectors.NewLayout(p, target)
-	if err := projectors.EnsureSchema(ctx, conn, layout); err != nil {
+	// Created with (and recorded as) the current definition; a resumed
+	// generation of another definition is refused here.
+	if _, err := projectors.Evolve(ctx, conn, layout, false); err != nil {
 		return err
 	}
 	if j.st.Mode == "snapshot" && (prev == nil || prev.State == StateSnapshot || prev.State == StateStarting || prev.State == StateGating) {
@@ -237,17 +248,16 @@ func (j *job) run(ctx context.Context) error {
 	for _, t := range cmp.Tables {
 		j.cfg.logger.Info("shadow compare", "generation", target, "with", live, "table", t.String())
 	}
-	if !cmp.Equal() {
+	if diffs := j.unexpected(cmp); len(diffs) > 0 {
 		if !j.cfg.force {
-			var diffs []string
-			for _, t := range cmp.Tables {
-				if !t.Equal() {
-					diffs = append(diffs, t.String())
-				}
-			}
-			return fmt.Errorf("%w:\n  %s", ErrDifferent, joinLines(diffs))
+			// The generation stays building; the next Run resumes it.
+			j.stopRunner()
+			return fmt.Errorf("%w:\n  %s\n(review the report; if these are the change you made, rerun with -expect-changes %s or -force)",
+				ErrDifferent, joinLines(diffs), strings.Join(differing(cmp), ","))
 		}
 		j.cfg.logger.Warn("shadow comparison found differences; cutting over because of -force")
+	} else if !cmp.Equal() {
+		j.cfg.logger.Info("shadow comparison: the differences are the declared change", "expected", j.cfg.expect)
 	}
 	if !j.cfg.autoCutover {
 		j.setState(ctx, StateWaiting)
@@ -264,6 +274,29 @@ func (j *job) run(ctx context.Context) error {
 	return nil
 }
 
+// unexpected lists the tables whose differences were not declared with
+// ExpectChanges; a table only in one definition is the change itself.
+func (j *job) unexpected(cmp Comparison) []string {
+	var out []string
+	for _, t := range cmp.Tables {
+		if t.Equal() || t.OnlyA || t.OnlyB || slices.Contains(j.cfg.expect, t.Table) {
+			continue
+		}
+		out = append(out, t.String())
+	}
+	return out
+}
+
+func differing(cmp Comparison) []string {
+	var out []string
+	for _, t := range cmp.Tables {
+		if !t.Equal() && !t.OnlyA && !t.OnlyB {
+			out = append(out, t.Table)
+		}
+	}
+	return out
+}
+
 func joinLines(s []string) string {
 	out := ""
 	for i, x := range s {
@@ -278,7 +311,22 @@ func joinLines(s []string) string {
 // groupIdle refuses when gen's consumer group has members.
 func (j *job) groupIdle(ctx context.Context, gen int, format string) error {
 	grp := projectors.Group(j.p.Name, gen)
-	dg, err := j.adm.DescribeGroups(ctx, grp)
+	var dg kadm.DescribedGroups
+	var err error
+	for wait := time.Now().Add(30 * time.Second); ; {
+		dg, err = j.adm.DescribeGroups(ctx, grp)
+		// A fresh cluster has no group coordinator for a few seconds
+		// (COORDINATOR_NOT_AVAILABLE, retriable): wait for it.
+		var se *kadm.ShardErrors
+		if err == nil || !errors.As(err, &se) || len(se.Errs) == 0 || !kerr.IsRetriable(se.Errs[0].Err) || time.Now().After(wait) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("describe consumer group %s: %w", grp, err)
 	}
@@ -369,10 +417,53 @@ func (j *job) startOffsets(ctx context.Context, prev *Status) (map[string]map[in
 			}
 		}
 	}
+	if err := j.checkPartialState(logStart, out); err != nil {
+		return nil, err
+	}
 	if j.st.Mode != "snapshot" {
 		j.st.Start = formatPositions(out)
 	}
 	return out, nil
+}
+
+// ErrPartialState refuses a replay that starts after the beginning of the
+// topics for a projection with a State table: Apply reads each
+// aggregate's state, and the state built by the skipped events is not
+// there, so the State table (and everything Apply derives from it) would
+// be wrong for every aggregate with earlier events.
+var ErrPartialState = errors.New("a replay from this start skips events the projection's State table is built from")
+
+func (j *job) checkPartialState(logStart, start map[string]map[int32]int64) error {
+	if j.st.Mode == "snapshot" {
+		return nil // the snapshot carries the state
+	}
+	state := ""
+	for _, t := range j.p.Tables {
+		if t.State {
+			state = t.Name
+		}
+	}
+	if state == "" {
+		return nil
+	}
+	var skipped []string
+	for t, parts := range start {
+		for p, o := range parts {
+			if o > logStart[t][p] {
+				skipped = append(skipped, fmt.Sprintf("%s/%d: %d events", t, p, o-logStart[t][p]))
+			}
+		}
+	}
+	if len(skipped) == 0 {
+		return nil
+	}
+	sortStrings(skipped)
+	if !j.cfg.partialState {
+		return fmt.Errorf("%w (%s) — state table %s of %s would start empty for aggregates with earlier events; rebuild from earliest, use -snapshot (copies the state), or pass -partial-state if the projection's aggregates begin after that point",
+			ErrPartialState, strings.Join(skipped, ", "), state, j.p.Name)
+	}
+	j.cfg.logger.Warn("replay skips events the State table is built from (-partial-state)", "table", state, "skipped", skipped)
+	return nil
 }
 
 // gate runs the schema gate over what the replay will read.

@@ -31,6 +31,10 @@ func (j *job) startRunner(gen int, start map[string]map[int32]int64) error {
 		projectors.Generation(gen),
 		projectors.WithoutViews(),
 		projectors.Replay(true),
+		// Side effects: none while building; after the cut-over the
+		// effects hand-over gives this generation the offsets past C,
+		// which this runner runs until `reel project` takes over.
+		projectors.EffectsByGeneration(),
 		projectors.BatchEvents(j.cfg.batch),
 		projectors.StartOffsets(so),
 		projectors.Logger(j.cfg.logger),
@@ -163,7 +167,12 @@ func covers(have, want map[string]map[int32]int64) bool {
 // partition), never more.
 func (j *job) cutover(ctx context.Context, live, target int) error {
 	j.setState(ctx, StateCutover)
-	la, lt := projectors.NewLayout(j.p, live), projectors.NewLayout(j.p, target)
+	// The live generation's tables as its own definition made them.
+	la, err := projectors.StoredLayout(ctx, j.conn, j.p, live)
+	if err != nil {
+		return err
+	}
+	lt := projectors.NewLayout(j.p, target)
 	t0 := time.Now()
 	for {
 		pa, err := projectors.AppliedPositions(ctx, j.conn, la)
@@ -189,30 +198,25 @@ func (j *job) cutover(ctx context.Context, live, target int) error {
 	}
 	j.res.Barrier = time.Since(t0)
 	keep := time.Now().Add(j.cfg.grace).UTC()
+	ho, err := projectors.HandOverEffects(ctx, j.conn, la, lt)
+	if err != nil {
+		return err
+	}
+	j.res.Effects = ho
+	j.cfg.logger.Info("side effects handed over", "from", live, "to", target, "at", fmt.Sprint(ho))
 	if err := projectors.SetGenerations(ctx, j.conn, j.p,
 		projectors.GenerationStatus{Generation: target, Status: projectors.StatusLive, Note: fmt.Sprintf("rebuilt; replaced g%d", live)},
 		projectors.GenerationStatus{Generation: live, Status: projectors.StatusStandby, Note: fmt.Sprintf("replaced by g%d; keep until %s", target, keep.Format(time.RFC3339))},
 	); err != nil {
 		return err
 	}
+	// Every view switches at once: they are re-created as unions of both
+	// generations gated by _reel_live, then one insert flips it.
 	t1 := time.Now()
-	for _, stmt := range lt.ViewDDL() {
-		// Re-check the barrier before each view (briefly): the live
-		// generation keeps applying while the previous statements run.
-		for deadline := time.Now().Add(j.cfg.barrier / 10); time.Now().Before(deadline); {
-			pa, err1 := projectors.AppliedPositions(ctx, j.conn, la)
-			pt, err2 := projectors.AppliedPositions(ctx, j.conn, lt)
-			if err1 != nil || err2 != nil || covers(pt, pa) {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		t2 := time.Now()
-		if err := j.conn.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("switch view of %s to g%d: %w\n%s", j.p.Name, target, err, stmt)
-		}
-		j.res.ViewSwitch += time.Since(t2)
+	if err := projectors.SwitchViews(ctx, j.conn, la, lt); err != nil {
+		return fmt.Errorf("switch the views of %s to g%d: %w", j.p.Name, target, err)
 	}
+	j.res.ViewSwitch = time.Since(t1)
 	j.res.SwitchWall = time.Since(t1)
 	j.res.CutOver = true
 	j.st.KeepUntil = keep

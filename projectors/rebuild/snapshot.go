@@ -2,6 +2,7 @@ package rebuild
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -34,8 +35,25 @@ import (
 // It returns the State table's copied positions (or the lowest table
 // position when there is no State table).
 func Snapshot(ctx context.Context, conn driver.Conn, p *projectors.Projection, from, to int) (map[string]map[int32]int64, error) {
-	la, lb := projectors.NewLayout(p, from), projectors.NewLayout(p, to)
-	ta, tb := la.Tables(), lb.Tables()
+	if err := SnapshotCarries(ctx, conn, p, from); err != nil {
+		return nil, err
+	}
+	la, err := projectors.StoredLayout(ctx, conn, p, from)
+	if err != nil {
+		return nil, err
+	}
+	lb := projectors.NewLayout(p, to)
+	ta := la.Tables()
+	// The copy's targets, in ta's order (the definitions may order
+	// tables differently; SnapshotCarries made sure they have the same).
+	byName := map[string]projectors.PhysTable{}
+	for _, t := range lb.Tables() {
+		byName[t.Logical] = t
+	}
+	tb := make([]projectors.PhysTable, len(ta))
+	for i, t := range ta {
+		tb[i] = byName[t.Logical]
+	}
 	for _, t := range ta {
 		if !t.State && collapses(t.Engine) {
 			return nil, fmt.Errorf("snapshot of %s: table %s has engine %s, which merges rows and cannot be cut at a position; rebuild without -snapshot", p.Name, t.Logical, t.Engine)
@@ -125,6 +143,43 @@ func Snapshot(ctx context.Context, conn driver.Conn, p *projectors.Projection, f
 	}
 	return copied, nil
 }
+
+// SnapshotCarries refuses a snapshot start when the live generation's
+// stored definition differs from p's in a way a copy of its rows cannot
+// carry: a copy holds what the old definition computed, so only changes
+// that leave every copied row as a replay would write it pass — views,
+// and new columns with a DEFAULT (old rows show the default, exactly what
+// a migration gives the live generation). A logic change, a new table
+// (the copy has no history for it), a dropped, renamed or retyped column,
+// another key or engine need a full replay.
+func SnapshotCarries(ctx context.Context, conn driver.Conn, p *projectors.Projection, from int) error {
+	old, rev, err := projectors.StoredDefinition(ctx, conn, p.Name, from)
+	if err != nil || rev == 0 {
+		return err
+	}
+	var bad []string
+	for _, c := range projectors.Diff(old, projectors.DefinitionOf(p)) {
+		switch c.Kind {
+		case projectors.AddView, projectors.ChangeView, projectors.DropView, projectors.ChangeDefault:
+			continue
+		case projectors.AddColumn:
+			if !strings.Contains(c.To, " DEFAULT ") {
+				bad = append(bad, c.String()+" (no DEFAULT: copied rows would hold the type's zero)")
+			}
+			continue
+		}
+		bad = append(bad, c.String())
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: a snapshot of %s g%d copies rows of its definition, which cannot carry: %s; rebuild without -snapshot (a full replay)",
+			ErrSnapshotDefinition, p.Name, from, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// ErrSnapshotDefinition: the definition changed in a way a snapshot copy
+// cannot carry.
+var ErrSnapshotDefinition = errors.New("snapshot refused")
 
 func columnNames(t projectors.PhysTable) string {
 	var names []string
