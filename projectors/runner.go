@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/internal/retry"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -32,6 +33,7 @@ type Runner struct {
 	cfg     cfg
 	log     *slog.Logger
 	metrics *Metrics
+	retry   retry.Policy
 	cl      *kgo.Client
 
 	mu      sync.Mutex
@@ -82,6 +84,7 @@ func NewRunner(p *Projection, conn driver.Conn, dec Decoder, opts ...Opt) (*Runn
 	if r.metrics == nil {
 		r.metrics = NewMetrics(nil)
 	}
+	r.retry = retry.New(c.retryMin, c.retryMax, r.metrics.clickhouse)
 	return r, nil
 }
 
@@ -115,12 +118,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		// stale, or a stale member claimed late. Rejoin as a new member;
 		// the group hands the partitions out again and their owners claim
 		// them anew.
-		d := min(r.cfg.retryMin<<min(attempt, 16), r.cfg.retryMax)
-		r.log.Warn("fenced: rejoining the consumer group", "err", err, "after", d)
-		select {
-		case <-ctx.Done():
+		r.log.Warn("fenced: rejoining the consumer group", "err", err)
+		if r.retry.Sleep(ctx, attempt) != nil {
 			return nil
-		case <-time.After(d):
 		}
 	}
 }
@@ -254,13 +254,26 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		if err == nil {
 			break
 		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		retry, err := r.retry.Observe("claim", err)
+		if !retry {
+			// Retrying cannot cure it (rights, missing tables): report it
+			// and hold the partitions unconsumed until the next assignment.
+			err = fmt.Errorf("claim partitions or read positions: %w", err)
+			r.setHealthy(false, err)
+			r.log.Error("cannot claim partitions; not retrying", "err", err)
+			for _, k := range ks {
+				r.refuse(k, err)
+			}
+			r.cl.PauseFetchPartitions(tpMap(ks))
+			return nil, err
+		}
 		r.setHealthy(false, err)
 		r.log.Warn("cannot claim partitions or read positions from ClickHouse; retrying", "attempt", attempt+1, "err", err)
-		d := min(r.cfg.retryMin<<min(attempt, 16), r.cfg.retryMax)
-		select {
-		case <-ctx.Done():
+		if r.retry.Sleep(ctx, attempt) != nil {
 			return nil, ctx.Err()
-		case <-time.After(d):
 		}
 	}
 	r.setHealthy(true, nil)
@@ -354,6 +367,23 @@ func (r *Runner) refuse(k tp, err error) {
 		r.log.Error("partition not projected", "topic", k.topic, "partition", k.partition, "err", err)
 	}
 	r.refused[k] = err
+}
+
+// stopPartition stops consuming k after a permanent error: fetching is
+// paused and Ready names the partition and the error until k is assigned
+// again (a restart, after the cause is fixed).
+func (r *Runner) stopPartition(k tp, err error) {
+	r.metrics.stopped.WithLabelValues(r.proj.Name).Inc()
+	r.refuse(k, fmt.Errorf("partition %s/%d stopped: %w", k.topic, k.partition, err))
+	r.cl.PauseFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+}
+
+func tpMap(ks []tp) map[string][]int32 {
+	m := map[string][]int32{}
+	for _, k := range ks {
+		m[k.topic] = append(m[k.topic], k.partition)
+	}
+	return m
 }
 
 func (r *Runner) unrefuse(k tp) {

@@ -448,7 +448,10 @@ func (w *worker) fetchStates(ctx context.Context, keys []string) error {
 		if err == nil || ctx.Err() != nil || attempt >= 5 {
 			break
 		}
-		w.sleep(ctx, attempt)
+		var retry bool
+		if retry, err = w.r.retry.Observe("load state", err); !retry || w.r.retry.Sleep(ctx, attempt) != nil {
+			break
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("load state of %d aggregates from %s: %w", len(keys), pt.name, err)
@@ -479,20 +482,4 @@ func (w *worker) fetchStates(ctx context.Context, keys []string) error {
 		w.cache[k] = dst
 	}
 	return rows.Err()
-}
-
-// sleep waits the capped exponential backoff of attempt.
-func (w *worker) sleep(ctx context.Context, attempt int) error {
-	d := w.r.cfg.retryMin << min(attempt, 16)
-	if d > w.r.cfg.retryMax || d <= 0 {
-		d = w.r.cfg.retryMax
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
