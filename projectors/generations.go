@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/internal/chclient"
 )
 
 // Generation statuses in _reel_generations. A projection has at most one
@@ -62,7 +64,7 @@ func Generations(ctx context.Context, conn driver.Conn, projection string) ([]Ge
 
 // SetGeneration records a generation's status.
 func SetGeneration(ctx context.Context, conn driver.Conn, p *Projection, gen int, status, note string) error {
-	err := conn.Exec(ctx, "INSERT INTO "+generationsTable+" (proj, generation, status, grp, logic_version, note, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+	err := conn.Exec(chclient.WriteContext(ctx, nil), "INSERT INTO "+generationsTable+" (proj, generation, status, grp, logic_version, note, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
 		p.Name, uint32(gen), status, Group(p.Name, gen), uint32(p.Version), note, time.Now().UTC())
 	if err != nil {
 		return fmt.Errorf("record generation %d of %s as %s: %w", gen, p.Name, status, err)

@@ -101,6 +101,21 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	if r.cfg.durable {
+		if err := makeDurable(ctx, r.conn, r.layout); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+	if err := CheckSettings(ctx, r.conn, r.layout, r.cfg.durable, r.log); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.setHealthy(false, err)
+		return err
+	}
 	if r.cfg.views {
 		if err := CreateViews(ctx, r.conn, r.layout); err != nil {
 			if ctx.Err() != nil {

@@ -219,6 +219,7 @@ func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen i
 		projectors.InsertTimeout(s.cfg.Projector.InsertTimeout),
 		projectors.RetryBackoff(s.cfg.Projector.RetryMin, s.cfg.Projector.RetryMax),
 		projectors.StateCacheSize(s.cfg.Projector.StateCacheSize),
+		projectors.Durable(s.cfg.Projector.Durable),
 		projectors.Logger(s.log),
 		projectors.WithMetrics(gr.metrics),
 		projectors.KafkaOpts(s.kopts...),

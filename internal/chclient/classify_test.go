@@ -28,14 +28,14 @@ func TestClassifyServerErrors(t *testing.T) {
 		want chclient.Class
 		code int32
 	}{
-		{"SELEKT 1", chclient.Permanent, 62},                                                                     // SYNTAX_ERROR
-		{"SELECT * FROM no_such_table", chclient.Permanent, 60},                                                  // UNKNOWN_TABLE
-		{"SELECT no_such_column FROM t", chclient.Permanent, 47},                                                 // UNKNOWN_IDENTIFIER
-		{"INSERT INTO t (n) SELECT 'x'", chclient.Permanent, 6},                                                  // CANNOT_PARSE_TEXT
-		{"SELECT 1 SETTINGS no_such_setting = 1", chclient.Permanent, 115},                                       // UNKNOWN_SETTING
+		{"SELEKT 1", chclient.Permanent, 62},                                                                              // SYNTAX_ERROR
+		{"SELECT * FROM no_such_table", chclient.Permanent, 60},                                                           // UNKNOWN_TABLE
+		{"SELECT no_such_column FROM t", chclient.Permanent, 47},                                                          // UNKNOWN_IDENTIFIER
+		{"INSERT INTO t (n) SELECT 'x'", chclient.Permanent, 6},                                                           // CANNOT_PARSE_TEXT
+		{"SELECT 1 SETTINGS no_such_setting = 1", chclient.Permanent, 115},                                                // UNKNOWN_SETTING
 		{"SELECT throwIf(1, 'x', toInt32(252)) SETTINGS allow_custom_error_code_in_throwif = 1", chclient.Transient, 252}, // TOO_MANY_PARTS
 		{"SELECT throwIf(1, 'x', toInt32(241)) SETTINGS allow_custom_error_code_in_throwif = 1", chclient.Transient, 241}, // MEMORY_LIMIT_EXCEEDED
-		{"SELECT sleep(3) SETTINGS max_execution_time = 1", chclient.Transient, 159},                             // TIMEOUT_EXCEEDED
+		{"SELECT sleep(3) SETTINGS max_execution_time = 1", chclient.Transient, 159},                                      // TIMEOUT_EXCEEDED
 	}
 	perm := 0
 	for _, c := range cases {

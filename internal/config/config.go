@@ -107,6 +107,10 @@ type Projector struct {
 	RetryMax       time.Duration `yaml:"retryMax"`
 	StateCacheSize int           `yaml:"stateCacheSize"`
 	GenerationPoll time.Duration `yaml:"generationPoll"`
+	// Durable makes every insert fsync its part and the part's directory
+	// (the tables' fsync_after_insert, fsync_part_directory) before it is
+	// acknowledged. Default false. Env REEL_DURABLE=1.
+	Durable bool `yaml:"durable"`
 }
 
 // HTTP is the operations endpoint: /metrics, /healthz, /readyz, /admin/….
@@ -205,6 +209,9 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	}
 	if v := getenv("REEL_PROJECTIONS"); v != "" {
 		c.Projector.Projections = list(v)
+	}
+	if v := getenv("REEL_DURABLE"); v != "" {
+		c.Projector.Durable = v == "1" || strings.EqualFold(v, "true")
 	}
 	if v := getenv("REEL_HTTP_LISTEN"); v != "" {
 		c.HTTP.Listen = v

@@ -38,6 +38,7 @@ projector:
   retryMax: 1s
   stateCacheSize: 1000
   generationPoll: 2s
+  durable: true
 http:
   listen: ":9464"
   adminTokenFile: ""
@@ -58,7 +59,7 @@ func TestParseFullShape(t *testing.T) {
 		t.Fatalf("kafka: %+v", c.Kafka)
 	}
 	p := c.Projector
-	if p.BatchEvents != 100 || p.FlushInterval != 50*time.Millisecond || p.GenerationPoll != 2*time.Second || p.RetryMax != time.Second {
+	if p.BatchEvents != 100 || p.FlushInterval != 50*time.Millisecond || p.GenerationPoll != 2*time.Second || p.RetryMax != time.Second || !p.Durable {
 		t.Fatalf("projector: %+v", p)
 	}
 	if c.Log.Level != "debug" {
@@ -224,5 +225,22 @@ func TestCatalogDir(t *testing.T) {
 	err = c.Validate()
 	if err == nil || !strings.Contains(err.Error(), "catalog.dir: ") || !strings.Contains(err.Error(), "found v2 where v1 belongs") {
 		t.Fatalf("broken catalog: %v", err)
+	}
+}
+
+func TestDurableDefaultOffEnvOn(t *testing.T) {
+	c, err := config.Parse(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Projector.Durable {
+		t.Fatal("durable mode must be opt-in")
+	}
+	c, err = config.Parse(nil, env(map[string]string{"REEL_DURABLE": "1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Projector.Durable {
+		t.Fatal("REEL_DURABLE=1 did not turn durable mode on")
 	}
 }
