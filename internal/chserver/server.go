@@ -29,6 +29,11 @@ type Config struct {
 	// ClickHouse's http_receive_timeout: a client that stops sending (frozen,
 	// partitioned away) does not hold an insert open for good. Default 30s.
 	ReceiveTimeout time.Duration
+	// Users are the accounts requests must authenticate as (HTTP basic
+	// auth, X-ClickHouse-User/-Key, or user/password parameters), each a
+	// writer or read-only. Default: none, and every request is accepted as
+	// the unrestricted default user (loopback development and tests).
+	Users []User
 	// Logger receives request errors and lifecycle events. Default: discard.
 	Logger *slog.Logger
 }
@@ -55,11 +60,12 @@ func (c *Config) defaults() error {
 // Server answers ClickHouse's HTTP interface with the embedded engine. It is
 // an http.Handler; Close releases the engine connections.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	pool chan *session
-	all  []*session
-	info serverInfo
+	cfg   Config
+	log   *slog.Logger
+	pool  chan *session
+	all   []*session
+	info  serverInfo
+	users map[string]User
 
 	closeOnce sync.Once
 }
@@ -78,6 +84,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("chserver: data dir: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, pool: make(chan *session, cfg.PoolSize)}
+	if len(cfg.Users) > 0 {
+		s.users = map[string]User{}
+		for _, u := range cfg.Users {
+			if _, dup := s.users[u.Name]; dup || u.Name == "" {
+				return nil, fmt.Errorf("chserver: user %q empty or listed twice", u.Name)
+			}
+			s.users[u.Name] = u
+		}
+	}
 	for range cfg.PoolSize {
 		c, err := openEngine(cfg.Lib, cfg.Path)
 		if err != nil {
