@@ -91,7 +91,7 @@ type Catalog struct {
 
 // ClickHouse is the read-model database.
 type ClickHouse struct {
-	DSN          string `yaml:"dsn"` // env REEL_CLICKHOUSE_DSN; clickhouse:// (native) or http(s)://
+	DSN          string `yaml:"dsn"` // env REEL_CLICKHOUSE_DSN; http(s):// (default http://clickhouse:8123/reel: the protocol Reel is tested on) or clickhouse:// (native, untested)
 	Username     string `yaml:"username"`
 	PasswordFile string `yaml:"passwordFile"` // or env REEL_CLICKHOUSE_PASSWORD
 	TLS          TLS    `yaml:"tls"`
@@ -129,7 +129,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Kafka:      Kafka{Brokers: []string{"kafka:9092"}, ClientID: "reel"},
-		ClickHouse: ClickHouse{DSN: "clickhouse://clickhouse:9000/reel"},
+		ClickHouse: ClickHouse{DSN: "http://clickhouse:8123/reel"},
 		Projector: Projector{
 			BatchEvents:    5000,
 			FlushInterval:  200 * time.Millisecond,

@@ -75,7 +75,7 @@ func TestDefaultsValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Projector.BatchEvents != 5000 || c.HTTP.Listen != ":9464" || c.ClickHouse.DSN != "clickhouse://clickhouse:9000/reel" {
+	if c.Projector.BatchEvents != 5000 || c.HTTP.Listen != ":9464" || c.ClickHouse.DSN != "http://clickhouse:8123/reel" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
