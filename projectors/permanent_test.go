@@ -162,3 +162,67 @@ func produceTo(t *testing.T, brokers []string, topic string, evs []schemas.Event
 	}
 	return last
 }
+
+// TestPermanentClaimErrorStopsPartitions: a claim that fails for a
+// permanent reason (here _reel_owners dropped under a running group) is not
+// retried in a loop and does not make the member rejoin: the partitions it
+// was given stay paused, named in Ready with the typed error.
+func TestPermanentClaimErrorStopsPartitions(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	ch := testenv.ClickHouse(t)
+	topic := seats.Topic + ".permclaim"
+	createTopic(t, brokers, topic, 4)
+	p := seats.Availability()
+	for i := range p.Topics {
+		p.Topics[i] = topic
+	}
+	last := produceTo(t, brokers, topic, seatEvents(rand.New(rand.NewSource(9)), 4, 200))
+	cat, _ := schemas.Load()
+	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	start := func(name string) (*projectors.Runner, context.CancelFunc, chan error) {
+		r, err := projectors.NewRunner(p, ch.Conn, codec, projectors.Brokers(brokers...),
+			projectors.RetryBackoff(10*time.Millisecond, 50*time.Millisecond),
+			projectors.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))),
+			projectors.KafkaOpts(kgo.ClientID(name), kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(time.Second)))
+		must(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		return r, cancel, done
+	}
+	a, stopA, doneA := start("a")
+	defer func() { stopA(); <-doneA }()
+	waitApplied(t, ch, p.Name, topic, last, doneA)
+	b, stopB, doneB := start("b")
+	deadline := time.Now().Add(60 * time.Second)
+	for b.Ready() != nil || a.Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("second member never became ready: a %v, b %v", a.Ready(), b.Ready())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // let b claim its share
+	must(t, ch.Conn.Exec(context.Background(), "DROP TABLE _reel_owners SYNC"))
+	stopB()
+	must(t, <-doneB)
+	for {
+		err := a.Ready()
+		var pe *chclient.PermanentError
+		if errors.As(err, &pe) {
+			if pe.Code != 60 || !strings.Contains(err.Error(), "claim partitions") {
+				t.Fatalf("Ready: %v; want the claim's UNKNOWN_TABLE", err)
+			}
+			t.Logf("Ready: %v", err)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no permanent claim error in Ready; last: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case err := <-doneA:
+		t.Fatalf("member stopped: %v", err)
+	case <-time.After(time.Second):
+	}
+}

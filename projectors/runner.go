@@ -274,16 +274,25 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		}
 		retry, err := r.retry.Observe("claim", err)
 		if !retry {
-			// Retrying cannot cure it (rights, missing tables): report it
-			// and hold the partitions unconsumed until the next assignment.
+			// Retrying cannot cure it (rights, missing tables): hold the
+			// partitions paused and unconsumed, named in Ready, until the
+			// next assignment — like a refused topic. Returning the error
+			// would make kgo rejoin at once, rebalancing the whole group
+			// in a loop.
 			err = fmt.Errorf("claim partitions or read positions: %w", err)
-			r.setHealthy(false, err)
 			r.log.Error("cannot claim partitions; not retrying", "err", err)
+			r.cl.PauseFetchPartitions(tpMap(ks))
+			r.mu.Lock()
 			for _, k := range ks {
+				if old := r.workers[k]; old != nil {
+					close(old.stop)
+					<-old.done
+					delete(r.workers, k)
+				}
 				r.refuse(k, err)
 			}
-			r.cl.PauseFetchPartitions(tpMap(ks))
-			return nil, err
+			r.mu.Unlock()
+			return offsets, nil
 		}
 		r.setHealthy(false, err)
 		r.log.Warn("cannot claim partitions or read positions from ClickHouse; retrying", "attempt", attempt+1, "err", err)
