@@ -37,7 +37,7 @@ func TestClickHouseTLSAndUsers(t *testing.T) {
 	}
 	keyFile := writePEM(t, dir, "server-key.pem", "PRIVATE KEY", keyDER)
 	users := filepath.Join(dir, "users")
-	if err := os.WriteFile(users, []byte("reel w-secret write\nanalyst r-secret readonly\n"), 0o600); err != nil {
+	if err := os.WriteFile(users, []byte("reel w-secret write\nanalyst r-secret readonly=2\nstrict s-secret readonly\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	srv := testenv.ClickHouseProcess(t, chproc.Options{TLSCert: certFile, TLSKey: keyFile, UsersFile: users})
@@ -83,6 +83,13 @@ func TestClickHouseTLSAndUsers(t *testing.T) {
 	var ex *clickhouse.Exception
 	if !errors.As(err, &ex) || ex.Code != 164 || chclient.Classify(err) != chclient.Permanent {
 		t.Fatalf("read-only user's insert: %v; want READONLY, permanent", err)
+	}
+
+	// A readonly = 1 user cannot even connect: clickhouse-go's connection
+	// check carries max_execution_time, which readonly = 1 forbids to set.
+	_, err = open("clickhouse:\n  username: strict\n"+tlsYAML, map[string]string{"REEL_CLICKHOUSE_PASSWORD": "s-secret"})
+	if code, _ := chclient.Code(err); code != 164 || chclient.Classify(err) != chclient.Permanent {
+		t.Fatalf("readonly=1 user: %v; want READONLY, permanent", err)
 	}
 
 	_, err = open("clickhouse:\n  username: reel\n"+tlsYAML, map[string]string{"REEL_CLICKHOUSE_PASSWORD": "wrong"})

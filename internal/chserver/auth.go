@@ -6,18 +6,21 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 )
 
 // User is an account of the server. A read-only user may run statements
-// that only read (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS) and may
-// set settings for them, like ClickHouse's readonly = 2; anything else is
-// refused with READONLY (164).
+// that only read (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS); anything
+// else is refused with READONLY (164), as ClickHouse does for a profile
+// with readonly = 1 or 2. With Readonly 1 a request that changes a setting
+// is refused too; with 2 it may.
 type User struct {
 	Name     string
 	Password string
-	ReadOnly bool
+	Readonly uint8 // 0: writer; 1 or 2: ClickHouse's readonly levels
 }
 
 // Error codes of authentication and rights (ErrorCodes.cpp).
@@ -27,8 +30,9 @@ const (
 )
 
 // ParseUsers reads a users file: one user per line, "name password rights"
-// separated by blanks, rights "readonly" or "write"; blank lines and lines
-// starting with # are ignored. A password of "-" is empty.
+// separated by blanks, rights "write", "readonly" (= "readonly=1": reads,
+// no settings) or "readonly=2" (reads, settings allowed); blank lines and
+// lines starting with # are ignored. A password of "-" is empty.
 func ParseUsers(r io.Reader) ([]User, error) {
 	var out []User
 	seen := map[string]bool{}
@@ -47,11 +51,13 @@ func ParseUsers(r io.Reader) ([]User, error) {
 			u.Password = ""
 		}
 		switch f[2] {
-		case "readonly":
-			u.ReadOnly = true
+		case "readonly", "readonly=1":
+			u.Readonly = 1
+		case "readonly=2":
+			u.Readonly = 2
 		case "write":
 		default:
-			return nil, fmt.Errorf("users line %d: rights %q: want readonly or write", n, f[2])
+			return nil, fmt.Errorf("users line %d: rights %q: want write, readonly (=1) or readonly=2", n, f[2])
 		}
 		if seen[u.Name] {
 			return nil, fmt.Errorf("users line %d: user %q twice", n, u.Name)
@@ -100,12 +106,21 @@ func (s *Server) authenticate(r *http.Request) (*User, error) {
 }
 
 // allowed refuses what a read-only user may not run.
-func allowed(u *User, req *request) error {
-	if !u.ReadOnly {
+func allowed(u *User, req *request, defaults map[string]string) error {
+	if u.Readonly == 0 {
 		return nil
 	}
 	if req.insert || !readOnlyStatement(req.sql) {
 		return newException(codeReadonly, "%s: Cannot execute query in readonly mode. (READONLY)", u.Name)
+	}
+	if u.Readonly == 1 {
+		// Like ClickHouse's settings constraints, a setting given its
+		// current (default) value is no change.
+		for _, k := range slices.Sorted(maps.Keys(req.settings)) {
+			if d, ok := defaults[k]; !ok || d != req.settings[k] {
+				return newException(codeReadonly, "Cannot modify '%s' setting in readonly mode. (READONLY)", k)
+			}
+		}
 	}
 	return nil
 }

@@ -23,7 +23,16 @@ func usersServer(t *testing.T, users ...User) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{cfg: base.cfg, log: base.log, pool: base.pool, all: base.all, info: base.info, users: map[string]User{}}
+	s := &Server{cfg: base.cfg, log: base.log, pool: base.pool, all: base.all, info: base.info, users: map[string]User{}, defaults: map[string]string{}}
+	out, _, err := base.all[0].c.query("SELECT name, value FROM system.settings", "TabSeparatedRaw", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if n, v, ok := strings.Cut(line, "\t"); ok {
+			s.defaults[n] = v
+		}
+	}
 	for _, u := range users {
 		s.users[u.Name] = u
 	}
@@ -48,7 +57,8 @@ func rawQuery(t *testing.T, addr, sql string, set func(*http.Request)) (int, str
 }
 
 func TestUsersAndRights(t *testing.T) {
-	addr := usersServer(t, User{Name: "writer", Password: "w-secret"}, User{Name: "reader", Password: "r-secret", ReadOnly: true})
+	addr := usersServer(t, User{Name: "writer", Password: "w-secret"}, User{Name: "reader", Password: "r-secret", Readonly: 2},
+		User{Name: "strict", Password: "s-secret", Readonly: 1})
 
 	// Refused: no credentials, wrong password, unknown user.
 	for name, set := range map[string]func(*http.Request){
@@ -104,6 +114,30 @@ func TestUsersAndRights(t *testing.T) {
 			t.Errorf("reader %q: %v; want READONLY (164)", sql, err)
 		}
 	}
+	// readonly = 1: reads, but no settings other than their defaults —
+	// which rules out clickhouse-go, whose connection check carries
+	// max_execution_time from the dial deadline: a read-only user for
+	// Reel's tools needs readonly = 2.
+	asStrict := func(r *http.Request) { r.SetBasicAuth("strict", "s-secret"); r.URL.RawQuery = "database=" + db }
+	if code, _, body := rawQuery(t, addr, "SELECT count() FROM t", asStrict); code != 200 || body != "2\n" {
+		t.Fatalf("strict SELECT: %d %q", code, body)
+	}
+	if code, _, body := rawQuery(t, addr, "SELECT 1", func(r *http.Request) { r.SetBasicAuth("strict", "s-secret"); r.URL.RawQuery = "async_insert=1" }); code != 200 {
+		t.Fatalf("strict user, a setting at its default (async_insert=1 in 26.7): %d %q", code, body)
+	}
+	code, exc, body := rawQuery(t, addr, "SELECT 1", func(r *http.Request) { r.SetBasicAuth("strict", "s-secret"); r.URL.RawQuery = "async_insert=0" })
+	if code != 403 || exc != "164" || !strings.Contains(body, "Cannot modify 'async_insert' setting in readonly mode") {
+		t.Fatalf("strict user changing a setting: %d %s %q", code, exc, body)
+	}
+	strictConn, err := clickhouse.Open(&clickhouse.Options{Protocol: clickhouse.HTTP, Addr: []string{addr}, Auth: clickhouse.Auth{Database: db, Username: "strict", Password: "s-secret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strictConn.Close()
+	var rex *clickhouse.Exception
+	if err := strictConn.Ping(ctx); !errors.As(err, &rex) || rex.Code != codeReadonly {
+		t.Fatalf("clickhouse-go as a readonly=1 user: %v; want READONLY from its connection check", err)
+	}
 	b, err := reader.PrepareBatch(ctx, "INSERT INTO t")
 	if err == nil {
 		_ = b.Append(uint32(9))
@@ -143,10 +177,13 @@ func TestParametersOnFirstStatement(t *testing.T) {
 
 func TestParseUsers(t *testing.T) {
 	us, err := ParseUsers(strings.NewReader("# comment\n\nreel  s3cret write\nanalyst - readonly\n"))
-	if err != nil || len(us) != 2 || us[0] != (User{"reel", "s3cret", false}) || us[1] != (User{"analyst", "", true}) {
+	if err != nil || len(us) != 2 || us[0] != (User{"reel", "s3cret", 0}) || us[1] != (User{"analyst", "", 1}) {
 		t.Fatalf("%+v %v", us, err)
 	}
-	for _, bad := range []string{"a b", "a b admin", "a b write\na c readonly"} {
+	if us, err := ParseUsers(strings.NewReader("q p readonly=2")); err != nil || us[0].Readonly != 2 {
+		t.Fatalf("readonly=2: %+v %v", us, err)
+	}
+	for _, bad := range []string{"a b", "a b admin", "a b write\na c readonly", "a b readonly=3"} {
 		if _, err := ParseUsers(strings.NewReader(bad)); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

@@ -77,7 +77,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	if err == nil {
-		err = allowed(user, req)
+		err = allowed(user, req, s.defaults)
 	}
 	if err != nil {
 		s.fail(w, r, "", err)

@@ -60,12 +60,13 @@ func (c *Config) defaults() error {
 // Server answers ClickHouse's HTTP interface with the embedded engine. It is
 // an http.Handler; Close releases the engine connections.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	pool  chan *session
-	all   []*session
-	info  serverInfo
-	users map[string]User
+	cfg      Config
+	log      *slog.Logger
+	pool     chan *session
+	all      []*session
+	info     serverInfo
+	users    map[string]User
+	defaults map[string]string // settings' default values (read-only users may "set" them)
 
 	closeOnce sync.Once
 }
@@ -114,6 +115,19 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("chserver: engine info: unexpected %q", out)
 	}
 	s.info = serverInfo{displayName: f[0], version: f[1], timezone: f[2]}
+	if len(s.users) > 0 {
+		out, _, err := s.all[0].c.query("SELECT name, value FROM system.settings", "TabSeparatedRaw", nil)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("chserver: settings: %w", err)
+		}
+		s.defaults = map[string]string{}
+		for _, line := range strings.Split(string(out), "\n") {
+			if n, v, ok := strings.Cut(line, "\t"); ok {
+				s.defaults[n] = v
+			}
+		}
+	}
 	s.log.Info("engine ready", "path", cfg.Path, "version", s.info.version, "pool", cfg.PoolSize)
 	return s, nil
 }
