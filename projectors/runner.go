@@ -281,6 +281,7 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 			// in a loop.
 			err = fmt.Errorf("claim partitions or read positions: %w", err)
 			r.log.Error("cannot claim partitions; not retrying", "err", err)
+			r.metrics.stopped.WithLabelValues(r.proj.Name).Add(float64(len(ks)))
 			r.cl.PauseFetchPartitions(tpMap(ks))
 			r.mu.Lock()
 			for _, k := range ks {
