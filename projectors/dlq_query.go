@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/internal/chclient"
 )
 
 // This file holds the read-side SQL of parked events and progress that the
@@ -159,7 +161,7 @@ func MarkParkedResolved(ctx context.Context, conn driver.Conn, projection string
 	if err != nil || len(evs) == 0 {
 		return 0, err
 	}
-	b, err := conn.PrepareBatch(ctx, "INSERT INTO "+resolvedTable+" (proj, generation, topic, part, off, resolution, resolved_at)")
+	b, err := conn.PrepareBatch(chclient.WriteContext(ctx, nil), "INSERT INTO "+resolvedTable+" (proj, generation, topic, part, off, resolution, resolved_at)")
 	if err != nil {
 		return 0, fmt.Errorf("record resolution: %w", err)
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/internal/chclient"
 )
 
 // Fencing: a member that lost a partition (frozen past its session timeout,
@@ -99,15 +101,16 @@ func fencePrefix(proj string, gen int, k tp) string {
 	return fmt.Sprintf("reel-fence/%s/g%d/%s/%d@", proj, gen, k.topic, k.partition)
 }
 
-// fencedCtx adds the settings every guarded write carries: the fence tag
-// and a synchronous insert (an asynchronous one would be buffered past the
-// drain and would ignore the deduplication token).
+// fencedCtx adds the settings every guarded write carries: Reel's write
+// settings (chclient.WriteSettings: a synchronous, deduplicated insert —
+// an asynchronous one would be buffered past the drain and would ignore the
+// deduplication token) and the fence tag.
 func fencedCtx(ctx context.Context, proj string, gen int, k tp, epoch uint64, extra clickhouse.Settings) context.Context {
-	s := clickhouse.Settings{"log_comment": fenceComment(proj, gen, k, epoch), "async_insert": 0}
+	s := clickhouse.Settings{"log_comment": fenceComment(proj, gen, k, epoch)}
 	for n, v := range extra {
 		s[n] = v
 	}
-	return clickhouse.Context(ctx, clickhouse.WithSettings(s))
+	return chclient.WriteContext(ctx, s)
 }
 
 // claim is one partition's claim by this member.
@@ -173,7 +176,7 @@ func claimPartitions(ctx context.Context, conn driver.Conn, l *Layout, log *slog
 		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 		args = append(args, proj, uint32(gen), k.topic, uint32(k.partition), c.epoch, c.topicID, member, host, kgen, now)
 	}
-	sctx := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"async_insert": 0}))
+	sctx := chclient.WriteContext(ctx, nil)
 	if err := conn.Exec(sctx, q.String(), args...); err != nil {
 		return nil, nil, fmt.Errorf("record claims: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -74,6 +75,11 @@ func (w *worker) flushLoop() {
 				w.fl.mu.Lock()
 				w.fl.err = err
 				w.fl.mu.Unlock()
+				if errors.Is(err, chclient.ErrPermanent) {
+					// Retrying cannot cure it: the partition stops, named in
+					// /readyz, until the cause is fixed and it is assigned anew.
+					w.r.stopPartition(w.k, err)
+				}
 				w.abandon() // a batch that is not durable stops the partition
 			}
 		}
@@ -306,8 +312,9 @@ type rowError struct {
 func (e *rowError) Error() string { return fmt.Sprintf("row of offset %d: %v", e.row.off, e.err) }
 func (e *rowError) Unwrap() error { return e.err }
 
-// send sends a prepared batch, then retries with capped exponential
-// backoff until the rows land or ctx ends. A retry first checks whether the
+// send sends a prepared batch, then retries transient failures with the
+// runner's retry policy until the rows land, a permanent error (returned as
+// a *chclient.PermanentError) or ctx ends. A retry first checks whether the
 // previous attempt landed after all (the rows' last offset is present), so
 // an ambiguous failure never duplicates rows.
 func (w *worker) send(ctx context.Context, i int, rows []pendingRow, pb driver.Batch) error {
@@ -331,10 +338,14 @@ func (w *worker) send(ctx context.Context, i int, rows []pendingRow, pb driver.B
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		retry, err := w.r.retry.Observe("insert", err)
+		if !retry {
+			return fmt.Errorf("insert into %s: %w", pt.name, err)
+		}
 		w.r.metrics.retries.WithLabelValues(w.proj.Name).Inc()
 		w.r.setHealthy(false, fmt.Errorf("insert into %s: %w", pt.name, err))
 		w.log.Warn("insert failed; retrying", "table", pt.name, "rows", len(rows), "attempt", attempt+1, "err", err)
-		if w.sleep(ctx, attempt) != nil {
+		if w.r.retry.Sleep(ctx, attempt) != nil {
 			return ctx.Err()
 		}
 		if ok, err := w.landed(ctx, pt, rows); err == nil && ok {
@@ -451,20 +462,15 @@ func (w *worker) writeCheckpoints(ctx context.Context, last int64) error {
 	}
 	stmt := q.String()
 	fctx := w.fenced(ctx, nil)
-	for attempt := 0; ; attempt++ {
-		err := w.r.conn.Exec(fctx, stmt, args...)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		w.r.metrics.retries.WithLabelValues(w.proj.Name).Inc()
-		w.log.Warn("checkpoint write failed; retrying", "attempt", attempt+1, "err", err)
-		if w.sleep(ctx, attempt) != nil {
-			return ctx.Err()
-		}
+	err := w.r.retry.Do(ctx, "checkpoint", func(context.Context) error { return w.r.conn.Exec(fctx, stmt, args...) },
+		func(attempt int, err error) {
+			w.r.metrics.retries.WithLabelValues(w.proj.Name).Inc()
+			w.log.Warn("checkpoint write failed; retrying", "attempt", attempt+1, "err", err)
+		})
+	if err != nil {
+		return fmt.Errorf("write checkpoints: %w", err)
 	}
+	return nil
 }
 
 // fenced tags a write with the worker's claim (see fence.go).

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/internal/chclient"
 )
 
 // Exported views of a generation's layout and positions for tools that work
@@ -116,7 +118,7 @@ type GenerationStatus struct {
 // single block is atomic in ClickHouse, so a crash never leaves a cut-over
 // half recorded (two live generations, or none).
 func SetGenerations(ctx context.Context, conn driver.Conn, p *Projection, changes ...GenerationStatus) error {
-	b, err := conn.PrepareBatch(ctx, "INSERT INTO "+generationsTable+" (proj, generation, status, grp, logic_version, note, updated_at)")
+	b, err := conn.PrepareBatch(chclient.WriteContext(ctx, nil), "INSERT INTO "+generationsTable+" (proj, generation, status, grp, logic_version, note, updated_at)")
 	if err != nil {
 		return fmt.Errorf("record generations of %s: %w", p.Name, err)
 	}

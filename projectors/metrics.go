@@ -2,6 +2,8 @@ package projectors
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reel-dev/reel/internal/retry"
 )
 
 // Metrics are the projector's Prometheus metrics. Create them with
@@ -20,6 +22,8 @@ type Metrics struct {
 	paused        *prometheus.CounterVec
 	claims        *prometheus.CounterVec
 	fenced        *prometheus.CounterVec
+	stopped       *prometheus.CounterVec
+	clickhouse    *retry.Metrics
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not registered).
@@ -51,9 +55,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Partitions claimed on assignment (each claim fences the partition's earlier owners)."}, []string{"projection"}),
 		fenced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_fenced_total",
 			Help: "Times this member found a partition claimed by another member and stopped writing it."}, []string{"projection"}),
+		stopped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_partitions_stopped_total",
+			Help: "Partitions stopped by a permanent ClickHouse error (named in /readyz) instead of retrying forever."}, []string{"projection"}),
+		clickhouse: retry.NewMetrics(reg),
 	}
 	if reg != nil {
-		reg.MustRegister(m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused, m.claims, m.fenced)
+		reg.MustRegister(m.stopped, m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused, m.claims, m.fenced)
 	}
 	return m
 }

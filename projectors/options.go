@@ -29,6 +29,7 @@ type cfg struct {
 	replay          bool
 	effectsByGen    bool
 	pipeline        bool
+	durable         bool
 	views           bool
 	start           map[string]map[int32]kgo.Offset
 	startAt         *kgo.Offset
@@ -129,6 +130,14 @@ func StateCacheSize(n int) Opt { return func(c *cfg) { c.stateCacheSize = n } }
 // one is being inserted. Default false: on a machine shared with
 // ClickHouse it adds latency and no throughput (see flush.go).
 func Pipeline(on bool) Opt { return func(c *cfg) { c.pipeline = on } }
+
+// Durable makes every insert of the generation fsync its part and the
+// part's directory before it returns (the tables' fsync_after_insert and
+// fsync_part_directory), so an acknowledged batch survives a power loss of
+// the ClickHouse host, at the cost of an fsync per insert. Default false:
+// ClickHouse acknowledges an insert once the part is written to the page
+// cache, and replicas or backups are the usual protection.
+func Durable(on bool) Opt { return func(c *cfg) { c.durable = on } }
 
 // Replay marks the runner as replaying history (a rebuild): Tx.Replaying
 // is true and side effects are not run. Default false.

@@ -9,11 +9,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/internal/chclient"
+	"github.com/reel-dev/reel/internal/retry"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -33,6 +34,7 @@ type Runner struct {
 	cfg     cfg
 	log     *slog.Logger
 	metrics *Metrics
+	retry   retry.Policy
 	cl      *kgo.Client
 	// clSet is closed once cl is set: a fast group join can call
 	// onAssigned from inside kgo.NewClient's goroutines before it returns.
@@ -74,6 +76,7 @@ func NewRunner(p *Projection, conn driver.Conn, dec Decoder, opts ...Opt) (*Runn
 	if r.metrics == nil {
 		r.metrics = NewMetrics(nil)
 	}
+	r.retry = retry.New(c.retryMin, c.retryMax, r.metrics.clickhouse)
 	return r, nil
 }
 
@@ -89,17 +92,22 @@ func (r *Runner) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
-		var ex *clickhouse.Exception
 		var de *DefinitionError
 		if err == nil {
 			break
-		} else if errors.As(err, &ex) || errors.As(err, &de) {
-			return err // refused by the server or by the stored definition: retrying changes nothing
+		} else if errors.As(err, &de) || errors.Is(err, chclient.ErrUnsafeSettings) {
+			r.setHealthy(false, err)
+			return err // refused by the stored definition or the server's settings: retrying changes nothing
+		}
+		retry, err := r.retry.Observe("prepare", err)
+		if !retry {
+			r.setHealthy(false, err)
+			return err // the server refused the DDL
 		}
 		// Not reached, timed out, no free connection: try again.
 		r.setHealthy(false, err)
 		r.log.Warn("cannot prepare the generation's tables; retrying", "attempt", attempt+1, "err", err)
-		if r.backoff(ctx, attempt) != nil {
+		if r.retry.Sleep(ctx, attempt) != nil {
 			return nil
 		}
 	}
@@ -113,22 +121,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		// the group hands the partitions out again and their owners claim
 		// them anew.
 		r.log.Warn("fenced: rejoining the consumer group", "err", err)
-		if r.backoff(ctx, attempt) != nil {
+		if r.retry.Sleep(ctx, attempt) != nil {
 			return nil
 		}
-	}
-}
-
-// backoff waits the capped exponential backoff of attempt, or until ctx
-// ends (its error).
-func (r *Runner) backoff(ctx context.Context, attempt int) error {
-	t := time.NewTimer(min(r.cfg.retryMin<<min(attempt, 16), r.cfg.retryMax))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
@@ -144,6 +139,14 @@ func (r *Runner) prepare(ctx context.Context) error {
 	}
 	if len(m.Changes) > 0 {
 		r.log.Info("migrated the generation to the projection's definition", "changes", fmt.Sprint(m.Changes), "backfill", m.Backfill, "statements", len(m.Statements))
+	}
+	if r.cfg.durable {
+		if err := makeDurable(ctx, r.conn, r.layout); err != nil {
+			return err
+		}
+	}
+	if err := CheckSettings(ctx, r.conn, r.layout, r.cfg.durable, r.log); err != nil {
+		return err
 	}
 	if !r.cfg.views {
 		return nil
@@ -296,10 +299,36 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		if err == nil {
 			break
 		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		retry, err := r.retry.Observe("claim", err)
+		if !retry {
+			// Retrying cannot cure it (rights, missing tables): hold the
+			// partitions paused and unconsumed, named in Ready, until the
+			// next assignment — like a refused topic. Returning the error
+			// would make kgo rejoin at once, rebalancing the whole group
+			// in a loop.
+			err = fmt.Errorf("claim partitions or read positions: %w", err)
+			r.log.Error("cannot claim partitions; not retrying", "err", err)
+			r.metrics.stopped.WithLabelValues(r.proj.Name).Add(float64(len(ks)))
+			r.cl.PauseFetchPartitions(tpMap(ks))
+			r.mu.Lock()
+			for _, k := range ks {
+				if old := r.workers[k]; old != nil {
+					close(old.stop)
+					<-old.done
+					delete(r.workers, k)
+				}
+				r.refuse(k, err)
+			}
+			r.mu.Unlock()
+			return offsets, nil
+		}
 		r.setHealthy(false, err)
 		r.log.Warn("cannot claim partitions or read positions from ClickHouse; retrying", "attempt", attempt+1, "err", err)
-		if err := r.backoff(ctx, attempt); err != nil {
-			return nil, err
+		if r.retry.Sleep(ctx, attempt) != nil {
+			return nil, ctx.Err()
 		}
 	}
 	r.setHealthy(true, nil)
@@ -392,6 +421,23 @@ func (r *Runner) refuse(k tp, err error) {
 		r.log.Error("partition not projected", "topic", k.topic, "partition", k.partition, "err", err)
 	}
 	r.refused[k] = err
+}
+
+// stopPartition stops consuming k after a permanent error: fetching is
+// paused and Ready names the partition and the error until k is assigned
+// again (a restart, after the cause is fixed).
+func (r *Runner) stopPartition(k tp, err error) {
+	r.metrics.stopped.WithLabelValues(r.proj.Name).Inc()
+	r.refuse(k, fmt.Errorf("partition %s/%d stopped: %w", k.topic, k.partition, err))
+	r.cl.PauseFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+}
+
+func tpMap(ks []tp) map[string][]int32 {
+	m := map[string][]int32{}
+	for _, k := range ks {
+		m[k.topic] = append(m[k.topic], k.partition)
+	}
+	return m
 }
 
 func (r *Runner) unrefuse(k tp) {

@@ -344,7 +344,7 @@ func (w *worker) decode(ctx context.Context, rec *kgo.Record) (schemas.Event, er
 		w.r.setHealthy(false, err)
 		w.r.metrics.retries.WithLabelValues(w.proj.Name).Inc()
 		w.log.Warn("cannot decode; retrying", "offset", rec.Offset, "attempt", attempt+1, "err", err)
-		if err := w.sleep(ctx, attempt); err != nil {
+		if err := w.r.retry.Sleep(ctx, attempt); err != nil {
 			return ev, err
 		}
 	}
@@ -487,7 +487,10 @@ func (w *worker) fetchStates(ctx context.Context, keys []string) error {
 		if err == nil || ctx.Err() != nil || attempt >= 5 {
 			break
 		}
-		w.sleep(ctx, attempt)
+		var retry bool
+		if retry, err = w.r.retry.Observe("load state", err); !retry || w.r.retry.Sleep(ctx, attempt) != nil {
+			break
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("load state of %d aggregates from %s: %w", len(keys), pt.name, err)
@@ -519,6 +522,3 @@ func (w *worker) fetchStates(ctx context.Context, keys []string) error {
 	}
 	return rows.Err()
 }
-
-// sleep waits the capped exponential backoff of attempt.
-func (w *worker) sleep(ctx context.Context, attempt int) error { return w.r.backoff(ctx, attempt) }

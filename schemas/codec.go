@@ -77,12 +77,22 @@ func WithBindings(b ...Binding) CodecOpt {
 // included) up front, so decoding does no schema work, and checks that
 // each bound Payload struct (what producers send) encodes with its type's
 // current schema.
+// Bounds on what one record may make the decoder allocate. An Avro array
+// block states its item count before the items: without a bound, a
+// corrupt count (found by FuzzDecode) allocated terabytes and crashed the
+// process instead of parking one record. Past a bound the record is
+// ErrMalformed.
+const (
+	maxBytesField = 16 << 20 // one string or bytes value
+	maxArrayItems = 1 << 20  // items of one array
+)
+
 func NewCodec(cat *Catalog, opts ...CodecOpt) (*Codec, error) {
 	var cfg codecCfg
 	for _, o := range opts {
 		o(&cfg)
 	}
-	api := avro.Config{}.Freeze()
+	api := avro.Config{MaxByteSliceSize: maxBytesField, MaxSliceAllocSize: maxArrayItems}.Freeze()
 	c := &Codec{cat: cat, api: api, reg: cfg.reg, bindings: map[string]Binding{},
 		bySOE: map[uint64]*writer{}, plain: map[string]*writer{}}
 	c.readers.New = func() any { return avro.NewReader(nil, 0, avro.WithReaderConfig(api)) }

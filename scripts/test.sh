@@ -20,6 +20,8 @@
 #   5. REEL_INTEGRATION=1: tests that need a server fail instead of skipping.
 #   6. go vet, CGO_ENABLED=0 go build ./cmd/reel, go test, and the cgo tests of
 #      internal/chserver (-tags chdb).
+#   7. A short fuzz run of every fuzz target (REEL_FUZZTIME, default 10s each;
+#      0 skips; skipped when go test flags are passed).
 # The exit status is non-zero if any step failed.
 #
 # Environment: REEL_CACHE, REEL_KAFKA_PORT (see scripts/kafka.sh),
@@ -190,6 +192,15 @@ if ((${#chdb_pkgs[@]} > 0)); then
 		)
 	}
 	run test-chdb go_test_chdb "${flags[@]}" "${chdb_pkgs[@]}"
+fi
+
+# A short fuzz run per target (the committed corpus under testdata/fuzz is
+# replayed by go test above on every run). REEL_FUZZTIME=0 skips it.
+fuzztime=${REEL_FUZZTIME:-10s}
+if [[ $fuzztime != 0 && ${#flags[@]} -eq 0 ]]; then
+	for target in ./schemas:FuzzDecode ./internal/config:FuzzParse; do
+		run "fuzz ${target#*:}" go test -run '^$' -fuzz "^${target#*:}\$" -fuzztime "$fuzztime" "${target%%:*}"
+	done
 fi
 
 if ((${#failed[@]} > 0)); then

@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +41,9 @@ func run() error {
 	pool := flag.Int("pool", 4, "engine connections, i.e. statements that run at once")
 	lib := flag.String("lib", "", "libchdb.so to load (default: REEL_CHDB_LIB, the installed one, then $REEL_CACHE/chdb)")
 	level := flag.String("log-level", "info", "debug, info, warn or error")
+	certFile := flag.String("tls-cert", "", "PEM certificate (chain) to serve HTTPS with; with -tls-key")
+	keyFile := flag.String("tls-key", "", "PEM private key of -tls-cert")
+	usersFile := flag.String("users", "", `users file: lines "name password readonly|write" (default: no authentication)`)
 	flag.Parse()
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(*level)); err != nil {
@@ -50,7 +54,31 @@ func run() error {
 		return errors.New("-path is required")
 	}
 
-	srv, err := chserver.New(chserver.Config{Path: *path, Lib: *lib, PoolSize: *pool, Logger: log})
+	if (*certFile == "") != (*keyFile == "") {
+		return errors.New("-tls-cert and -tls-key go together")
+	}
+	var users []chserver.User
+	if *usersFile != "" {
+		f, err := os.Open(*usersFile)
+		if err != nil {
+			return err
+		}
+		users, err = chserver.ParseUsers(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", *usersFile, err)
+		}
+	}
+	var tlsCfg *tls.Config
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	srv, err := chserver.New(chserver.Config{Path: *path, Lib: *lib, PoolSize: *pool, Users: users, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -60,12 +88,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String(), "path", *path, "engine", srv.Version())
+	log.Info("serving", "addr", ln.Addr().String(), "path", *path, "engine", srv.Version(), "tls", tlsCfg != nil, "users", len(users))
 	fmt.Printf("REEL_CHDB_LISTEN=%s\n", ln.Addr().String())
 
 	select {

@@ -20,6 +20,7 @@ import (
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/internal/httpapi"
+	"github.com/reel-dev/reel/internal/retry"
 )
 
 // cmdProject runs the configured projections until SIGTERM:
@@ -176,20 +177,14 @@ func (a *lateAdmin) DiscardParked(ctx context.Context, projection string, gen in
 // openClickHouseRetrying connects with capped exponential backoff until
 // ClickHouse answers or ctx ends.
 func openClickHouseRetrying(ctx context.Context, cfg *config.Config, log *slog.Logger) (driver.Conn, error) {
-	for attempt := 0; ; attempt++ {
-		conn, err := app.OpenClickHouse(ctx, cfg)
-		if err == nil {
-			return conn, nil
-		}
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		d := min(cfg.Projector.RetryMin<<min(attempt, 16), cfg.Projector.RetryMax)
-		log.Warn("ClickHouse not reachable; retrying", "attempt", attempt+1, "in", d, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(d):
-		}
-	}
+	var conn driver.Conn
+	pol := retry.New(cfg.Projector.RetryMin, cfg.Projector.RetryMax, nil)
+	err := pol.Do(ctx, "connect", func(ctx context.Context) error {
+		c, err := app.OpenClickHouse(ctx, cfg)
+		conn = c
+		return err
+	}, func(attempt int, err error) {
+		log.Warn("ClickHouse not reachable; retrying", "attempt", attempt+1, "err", err)
+	})
+	return conn, err
 }

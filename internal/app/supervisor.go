@@ -16,8 +16,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 
+	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/internal/httpapi"
+	"github.com/reel-dev/reel/internal/retry"
 	"github.com/reel-dev/reel/projectors"
 )
 
@@ -236,6 +238,7 @@ func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen i
 		projectors.InsertTimeout(s.cfg.Projector.InsertTimeout),
 		projectors.RetryBackoff(s.cfg.Projector.RetryMin, s.cfg.Projector.RetryMax),
 		projectors.StateCacheSize(s.cfg.Projector.StateCacheSize),
+		projectors.Durable(s.cfg.Projector.Durable),
 		projectors.Logger(s.log),
 		projectors.WithMetrics(gr.metrics),
 		projectors.KafkaOpts(s.kopts...),
@@ -274,7 +277,13 @@ func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen i
 		gr.err = err
 		if err != nil && rctx.Err() == nil {
 			gr.failures++
-			backoff := min(s.cfg.Projector.RetryMin<<min(gr.failures, 16), s.cfg.Projector.RetryMax)
+			pol := retry.New(s.cfg.Projector.RetryMin, s.cfg.Projector.RetryMax, nil)
+			backoff := pol.Delay(gr.failures)
+			if chclient.Classify(err) == chclient.Permanent {
+				// Restarting soon cannot cure it (rights, schema): try again
+				// at the slowest pace; /readyz shows the error meanwhile.
+				backoff = s.cfg.Projector.RetryMax
+			}
 			gr.nextStart = time.Now().Add(backoff)
 			s.log.Error("runner stopped; restarting after backoff", "projection", p.Name, "generation", gen, "err", err, "backoff", backoff)
 			return

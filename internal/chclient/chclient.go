@@ -17,7 +17,15 @@ import (
 )
 
 // Options parses dsn into clickhouse-go options.
+// An https:// DSN means TLS: secure=true is implied (clickhouse-go
+// refuses "https without TLS" otherwise).
 func Options(dsn string) (*clickhouse.Options, error) {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme == "https" && !u.Query().Has("secure") {
+		q := u.Query()
+		q.Set("secure", "true")
+		u.RawQuery = q.Encode()
+		dsn = u.String()
+	}
 	opts, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse DSN %q: %w", Redact(dsn), err)

@@ -78,11 +78,17 @@ type Options struct {
 	Log io.Writer
 	// StartTimeout bounds the wait for readiness. Default 60s.
 	StartTimeout time.Duration
+	// TLSCert and TLSKey make the server speak HTTPS only. Default: HTTP.
+	TLSCert, TLSKey string
+	// UsersFile lists the users requests authenticate as (see
+	// chserver.ParseUsers). Default: no authentication.
+	UsersFile string
 }
 
 // Server is a running reel-chdb process.
 type Server struct {
 	cmd  *exec.Cmd
+	tls  bool
 	addr string
 	done chan struct{}
 }
@@ -108,7 +114,14 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chproc: data dir: %w", err)
 	}
-	cmd := exec.Command(bin, "-listen", o.Listen, "-path", o.Dir)
+	args := []string{"-listen", o.Listen, "-path", o.Dir}
+	if o.TLSCert != "" {
+		args = append(args, "-tls-cert", o.TLSCert, "-tls-key", o.TLSKey)
+	}
+	if o.UsersFile != "" {
+		args = append(args, "-users", o.UsersFile)
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if o.Log != nil {
 		cmd.Stderr = o.Log
@@ -120,7 +133,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("chproc: start %s: %w", bin, err)
 	}
-	s := &Server{cmd: cmd, done: make(chan struct{})}
+	s := &Server{cmd: cmd, done: make(chan struct{}), tls: o.TLSCert != ""}
 	ready := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -153,8 +166,13 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 // Addr is host:port of the HTTP interface.
 func (s *Server) Addr() string { return s.addr }
 
-// DSN is a clickhouse-go DSN for the HTTP interface and the default database.
-func (s *Server) DSN() string { return "http://" + s.addr + "/default" }
+// DSN is a clickhouse-go DSN for the HTTP(S) interface and the default database.
+func (s *Server) DSN() string {
+	if s.tls {
+		return "https://" + s.addr + "/default"
+	}
+	return "http://" + s.addr + "/default"
+}
 
 // Pid of the server process.
 func (s *Server) Pid() int { return s.cmd.Process.Pid }

@@ -64,12 +64,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
+	user, err := s.authenticate(r)
+	if err != nil {
+		s.fail(w, r, "", err)
+		return
+	}
 	req, cleanup, err := s.parse(r)
 	defer cleanup()
 	if req != nil && s.log.Enabled(r.Context(), slog.LevelDebug) {
 		defer func() {
 			s.log.Debug("request", "query_id", req.queryID, "insert", req.insert, "ms", time.Since(start).Milliseconds(), "sql", truncate(req.sql, 200))
 		}()
+	}
+	if err == nil {
+		err = allowed(user, req, s.defaults)
 	}
 	if err != nil {
 		s.fail(w, r, "", err)
@@ -257,7 +265,12 @@ func (s *Server) runQuery(w http.ResponseWriter, r *http.Request, sess *session,
 		s.fail(w, r, req.sql, err)
 		return
 	}
-	if strings.EqualFold(format, "Native") && isHello(req.sql) && len(req.params) == 0 {
+	// The hello carries the context's query parameters when the client's
+	// first statement on a connection has some (clickhouse.WithParameters):
+	// it must be answered here all the same, or the engine's revision-0
+	// block reaches a client that decodes at its own revision ("failed to
+	// query server hello … block decode").
+	if strings.EqualFold(format, "Native") && isHello(req.sql) {
 		if _, err := out.Write(s.helloBlock(req.clientRevision)); err != nil {
 			return
 		}

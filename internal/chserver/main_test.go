@@ -21,7 +21,13 @@ import (
 // shares one in-process server (httptest) on one directory; every test gets
 // its own database. Tests of the reel-chdb binary itself start it through
 // internal/chproc on directories of their own.
-var testAddr string
+var (
+	testAddr string
+	testSrv  *Server
+)
+
+// shared is the test binary's server.
+func shared() (*Server, error) { return testSrv, nil }
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "chserver-test-")
@@ -39,6 +45,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
+	testSrv = srv
 	hs := httptest.NewServer(srv)
 	testAddr = strings.TrimPrefix(hs.URL, "http://")
 	code := m.Run()

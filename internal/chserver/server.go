@@ -29,6 +29,11 @@ type Config struct {
 	// ClickHouse's http_receive_timeout: a client that stops sending (frozen,
 	// partitioned away) does not hold an insert open for good. Default 30s.
 	ReceiveTimeout time.Duration
+	// Users are the accounts requests must authenticate as (HTTP basic
+	// auth, X-ClickHouse-User/-Key, or user/password parameters), each a
+	// writer or read-only. Default: none, and every request is accepted as
+	// the unrestricted default user (loopback development and tests).
+	Users []User
 	// Logger receives request errors and lifecycle events. Default: discard.
 	Logger *slog.Logger
 }
@@ -55,11 +60,13 @@ func (c *Config) defaults() error {
 // Server answers ClickHouse's HTTP interface with the embedded engine. It is
 // an http.Handler; Close releases the engine connections.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	pool chan *session
-	all  []*session
-	info serverInfo
+	cfg      Config
+	log      *slog.Logger
+	pool     chan *session
+	all      []*session
+	info     serverInfo
+	users    map[string]User
+	defaults map[string]string // settings' default values (read-only users may "set" them)
 
 	closeOnce sync.Once
 }
@@ -78,6 +85,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("chserver: data dir: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, pool: make(chan *session, cfg.PoolSize)}
+	if len(cfg.Users) > 0 {
+		s.users = map[string]User{}
+		for _, u := range cfg.Users {
+			if _, dup := s.users[u.Name]; dup || u.Name == "" {
+				return nil, fmt.Errorf("chserver: user %q empty or listed twice", u.Name)
+			}
+			s.users[u.Name] = u
+		}
+	}
 	for range cfg.PoolSize {
 		c, err := openEngine(cfg.Lib, cfg.Path)
 		if err != nil {
@@ -99,6 +115,19 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("chserver: engine info: unexpected %q", out)
 	}
 	s.info = serverInfo{displayName: f[0], version: f[1], timezone: f[2]}
+	if len(s.users) > 0 {
+		out, _, err := s.all[0].c.query("SELECT name, value FROM system.settings", "TabSeparatedRaw", nil)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("chserver: settings: %w", err)
+		}
+		s.defaults = map[string]string{}
+		for _, line := range strings.Split(string(out), "\n") {
+			if n, v, ok := strings.Cut(line, "\t"); ok {
+				s.defaults[n] = v
+			}
+		}
+	}
 	s.log.Info("engine ready", "path", cfg.Path, "version", s.info.version, "pool", cfg.PoolSize)
 	return s, nil
 }

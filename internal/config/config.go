@@ -107,7 +107,7 @@ type Projections struct {
 
 // ClickHouse is the read-model database.
 type ClickHouse struct {
-	DSN          string `yaml:"dsn"` // env REEL_CLICKHOUSE_DSN; clickhouse:// (native) or http(s)://
+	DSN          string `yaml:"dsn"` // env REEL_CLICKHOUSE_DSN; http(s):// (default http://clickhouse:8123/reel: the protocol Reel is tested on) or clickhouse:// (native, untested)
 	Username     string `yaml:"username"`
 	PasswordFile string `yaml:"passwordFile"` // or env REEL_CLICKHOUSE_PASSWORD
 	TLS          TLS    `yaml:"tls"`
@@ -123,6 +123,10 @@ type Projector struct {
 	RetryMax       time.Duration `yaml:"retryMax"`
 	StateCacheSize int           `yaml:"stateCacheSize"`
 	GenerationPoll time.Duration `yaml:"generationPoll"`
+	// Durable makes every insert fsync its part and the part's directory
+	// (the tables' fsync_after_insert, fsync_part_directory) before it is
+	// acknowledged. Default false. Env REEL_DURABLE=1.
+	Durable bool `yaml:"durable"`
 }
 
 // HTTP is the operations endpoint: /metrics, /healthz, /readyz, /admin/….
@@ -141,7 +145,7 @@ type Log struct {
 func Default() Config {
 	return Config{
 		Kafka:      Kafka{Brokers: []string{"kafka:9092"}, ClientID: "reel"},
-		ClickHouse: ClickHouse{DSN: "clickhouse://clickhouse:9000/reel"},
+		ClickHouse: ClickHouse{DSN: "http://clickhouse:8123/reel"},
 		Projector: Projector{
 			BatchEvents:    5000,
 			FlushInterval:  200 * time.Millisecond,
@@ -227,6 +231,9 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	}
 	if v := getenv("REEL_PROJECTIONS"); v != "" {
 		c.Projector.Projections = list(v)
+	}
+	if v := getenv("REEL_DURABLE"); v != "" {
+		c.Projector.Durable = v == "1" || strings.EqualFold(v, "true")
 	}
 	if v := getenv("REEL_HTTP_LISTEN"); v != "" {
 		c.HTTP.Listen = v

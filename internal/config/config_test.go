@@ -42,6 +42,7 @@ projector:
   retryMax: 1s
   stateCacheSize: 1000
   generationPoll: 2s
+  durable: true
 http:
   listen: ":9464"
   adminTokenFile: ""
@@ -62,7 +63,7 @@ func TestParseFullShape(t *testing.T) {
 		t.Fatalf("kafka: %+v", c.Kafka)
 	}
 	p := c.Projector
-	if p.BatchEvents != 100 || p.FlushInterval != 50*time.Millisecond || p.GenerationPoll != 2*time.Second || p.RetryMax != time.Second {
+	if p.BatchEvents != 100 || p.FlushInterval != 50*time.Millisecond || p.GenerationPoll != 2*time.Second || p.RetryMax != time.Second || !p.Durable {
 		t.Fatalf("projector: %+v", p)
 	}
 	if c.Log.Level != "debug" {
@@ -78,7 +79,7 @@ func TestDefaultsValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if c.Projector.BatchEvents != 5000 || c.HTTP.Listen != ":9464" || c.ClickHouse.DSN != "clickhouse://clickhouse:9000/reel" {
+	if c.Projector.BatchEvents != 5000 || c.HTTP.Listen != ":9464" || c.ClickHouse.DSN != "http://clickhouse:8123/reel" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -257,5 +258,22 @@ func TestCatalogRegistry(t *testing.T) {
 	}
 	if cat.Type("com.acme.billing.Refunded") == nil || cat.Type("com.acme.orders.OrderPlaced") == nil {
 		t.Errorf("catalog %v: want the directory's types and the registry's com.acme.billing.Refunded", cat.EventTypes())
+	}
+}
+
+func TestDurableDefaultOffEnvOn(t *testing.T) {
+	c, err := config.Parse(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Projector.Durable {
+		t.Fatal("durable mode must be opt-in")
+	}
+	c, err = config.Parse(nil, env(map[string]string{"REEL_DURABLE": "1"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Projector.Durable {
+		t.Fatal("REEL_DURABLE=1 did not turn durable mode on")
 	}
 }

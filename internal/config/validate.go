@@ -138,11 +138,11 @@ func (c *Config) Validate() error {
 
 	// clickhouse
 	if c.ClickHouse.DSN == "" {
-		add("clickhouse.dsn", "required (clickhouse://host:9000/db or http(s)://host:8123/db)")
+		add("clickhouse.dsn", "required (http(s)://host:8123/db, or clickhouse://host:9000/db for the native protocol)")
 	} else if u, err := url.Parse(c.ClickHouse.DSN); err != nil {
 		add("clickhouse.dsn", "not a URL: %s", chclient.Redact(c.ClickHouse.DSN))
 	} else if !slices.Contains([]string{"clickhouse", "tcp", "http", "https"}, u.Scheme) {
-		add("clickhouse.dsn", "scheme %q: use clickhouse:// (native) or http(s)://", u.Scheme)
+		add("clickhouse.dsn", "scheme %q: use http(s):// or clickhouse:// (native)", u.Scheme)
 	} else if _, err := chclient.Options(c.ClickHouse.DSN); err != nil {
 		add("clickhouse.dsn", "%v", err)
 	}

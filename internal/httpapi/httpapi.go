@@ -20,9 +20,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,6 +68,12 @@ type Options struct {
 	Log *slog.Logger
 	// ReadyTimeout bounds one readiness check. Default 3s.
 	ReadyTimeout time.Duration
+	// MaxFailures wrong or missing tokens from one client address lock
+	// that address out of the admin endpoints for Lockout (429 with
+	// Retry-After, even with the right token), so a token cannot be
+	// guessed at network speed. Defaults 5 and 1 minute.
+	MaxFailures int
+	Lockout     time.Duration
 }
 
 // Handler returns the operations mux.
@@ -75,6 +83,12 @@ func Handler(o Options) http.Handler {
 	}
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 3 * time.Second
+	}
+	if o.MaxFailures <= 0 {
+		o.MaxFailures = 5
+	}
+	if o.Lockout <= 0 {
+		o.Lockout = time.Minute
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{o.Log}}))
@@ -92,7 +106,7 @@ func Handler(o Options) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	a := &admin{o: o, sum: sha256.Sum256([]byte(o.Token))}
+	a := &admin{o: o, sum: sha256.Sum256([]byte(o.Token)), fails: map[string]*failures{}}
 	mux.HandleFunc("POST /admin/dlq/replay", a.guard(a.replay))
 	mux.HandleFunc("POST /admin/dlq/discard", a.guard(a.discard))
 	return mux
@@ -101,27 +115,102 @@ func Handler(o Options) http.Handler {
 type admin struct {
 	o   Options
 	sum [32]byte
+
+	mu    sync.Mutex
+	fails map[string]*failures // by client address
 }
 
+// failures counts a client's wrong tokens since since.
+type failures struct {
+	n           int
+	since       time.Time
+	lockedUntil time.Time
+}
+
+// maxTracked bounds the failure table: past it, entries whose window and
+// lockout are over are dropped first.
+const maxTracked = 10000
+
 // guard enforces the bearer token. Hashing both sides first makes the
-// comparison constant-time regardless of the tokens' lengths.
+// comparison constant-time regardless of the tokens' lengths; a client
+// that keeps sending wrong tokens is locked out.
 func (a *admin) guard(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if a.o.Token == "" {
 			writeJSON(w, http.StatusForbidden, map[string]string{"error": "admin endpoints are disabled: no admin token configured (http.adminTokenFile or REEL_ADMIN_TOKEN)"})
 			return
 		}
+		client := clientAddr(r)
+		now := time.Now()
+		if wait := a.locked(client, now); wait > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+1)))
+			writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many wrong tokens from this address; locked out"})
+			return
+		}
 		auth := r.Header.Get("Authorization")
 		tok, ok := strings.CutPrefix(auth, "Bearer ")
 		got := sha256.Sum256([]byte(tok))
 		if !ok || subtle.ConstantTimeCompare(got[:], a.sum[:]) != 1 {
+			locked := a.fail(client, now)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="reel-admin"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
-			a.o.Log.Warn("admin request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "token_given", ok)
+			a.o.Log.Warn("admin request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "token_given", ok, "locked_out", locked)
 			return
 		}
 		h(w, r)
 	}
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// locked returns how long client stays locked out (0: not).
+func (a *admin) locked(client string, now time.Time) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if f := a.fails[client]; f != nil && now.Before(f.lockedUntil) {
+		return f.lockedUntil.Sub(now)
+	}
+	return 0
+}
+
+// fail counts a wrong token of client within the lockout window and
+// reports whether client is now locked out. A right token does not reset
+// the count: only the window's end does.
+func (a *admin) fail(client string, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f := a.fails[client]
+	if f == nil || now.Sub(f.since) > a.o.Lockout {
+		if f == nil && len(a.fails) >= maxTracked {
+			for k, g := range a.fails {
+				if now.Sub(g.since) > a.o.Lockout && now.After(g.lockedUntil) {
+					delete(a.fails, k)
+				}
+			}
+		}
+		if f == nil && len(a.fails) >= maxTracked {
+			// Too many addresses failing at once: count them all as one.
+			client = "*"
+			f = a.fails[client]
+		}
+		if f == nil || now.Sub(f.since) > a.o.Lockout {
+			f = &failures{since: now}
+			a.fails[client] = f
+		}
+	}
+	f.n++
+	if f.n >= a.o.MaxFailures {
+		f.lockedUntil = now.Add(a.o.Lockout)
+		f.n, f.since = 0, now
+		return true
+	}
+	return false
 }
 
 func (a *admin) replay(w http.ResponseWriter, r *http.Request)  { a.resolve(w, r, true) }

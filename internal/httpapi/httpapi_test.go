@@ -5,8 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -96,4 +98,60 @@ func TestHealthAndReady(t *testing.T) {
 	if w := do(t, h, http.MethodGet, "/metrics", ""); w.Code != 200 {
 		t.Fatalf("/metrics %d", w.Code)
 	}
+}
+
+// TestAdminLockout: repeated wrong tokens from one address lock it out,
+// the right token included, until the lockout ends; other addresses are
+// not affected; the admin is never called meanwhile.
+func TestAdminLockout(t *testing.T) {
+	rec := &recorder{}
+	const lockout = 300 * time.Millisecond
+	h := httpapi.Handler(httpapi.Options{Gatherer: prometheus.NewRegistry(), Admin: rec, Token: "t0ken", MaxFailures: 3, Lockout: lockout})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	post := func(token string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/admin/dlq/replay?projection=orders&aggregate=o-1", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	codes := map[int]int{}
+	for i := range 100 {
+		tok := "guess-" + strconv.Itoa(i)
+		if i%2 == 0 {
+			tok = ""
+		}
+		codes[post(tok).StatusCode]++
+	}
+	if codes[401] != 3 || codes[429] != 97 {
+		t.Fatalf("100 wrong tokens: %v; want 3×401 then 429", codes)
+	}
+	start := time.Now()
+	resp := post("t0ken")
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("right token while locked out: %d (Retry-After %q)", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// Another address is not locked out.
+	req := httptest.NewRequest(http.MethodPost, "/admin/dlq/replay?projection=orders&aggregate=o-2", nil)
+	req.RemoteAddr = "198.51.100.7:4000"
+	req.Header.Set("Authorization", "Bearer t0ken")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != 200 {
+		t.Fatalf("other address: %d", w.Code)
+	}
+	if len(rec.calls) != 1 {
+		t.Fatalf("admin calls during the attack: %v", rec.calls)
+	}
+	time.Sleep(lockout - time.Since(start) + 50*time.Millisecond)
+	if resp := post("t0ken"); resp.StatusCode != 200 {
+		t.Fatalf("right token after the lockout: %d", resp.StatusCode)
+	}
+	t.Logf("100 wrong tokens: %v", codes)
 }

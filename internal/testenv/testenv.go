@@ -121,6 +121,28 @@ func ClickHouseServer(t testing.TB) string {
 	return chDSN
 }
 
+// ClickHouseProcess starts a reel-chdb of the test's own (o.Dir defaults to
+// a temporary directory), stopped when the test ends: for tests of TLS and
+// users, which the shared server does not have.
+func ClickHouseProcess(t testing.TB, o chproc.Options) *chproc.Server {
+	t.Helper()
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	if o.Log == nil {
+		o.Log = os.Stderr
+	}
+	srv, err := chproc.Start(context.Background(), o)
+	if err != nil {
+		if Integration() || err != chproc.ErrNotInstalled {
+			t.Fatalf("testenv: ClickHouse: %v", err)
+		}
+		t.Skipf("testenv: %v (set REEL_INTEGRATION=1 to make this a failure)", err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
 // ClickHouse creates a fresh database for the test on the test ClickHouse
 // server and returns a connection to it.
 func ClickHouse(t testing.TB) CH {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/internal/chclient"
 )
 
 const lockTable = "_reel_rebuild_locks"
@@ -54,7 +56,7 @@ func acquire(ctx context.Context, conn driver.Conn, proj, host string, ttl time.
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	l := &lock{conn: conn, proj: proj, token: hex.EncodeToString(b[:]), host: host, ttl: ttl, log: log, stop: make(chan struct{})}
-	if err := conn.Exec(ctx, "INSERT INTO "+lockTable+" (proj, token, host, acquired_at, heartbeat, released) SELECT ?, ?, ?, now64(6), now64(6), 0",
+	if err := conn.Exec(chclient.WriteContext(ctx, nil), "INSERT INTO "+lockTable+" (proj, token, host, acquired_at, heartbeat, released) SELECT ?, ?, ?, now64(6), now64(6), 0",
 		proj, l.token, host); err != nil {
 		return nil, fmt.Errorf("take rebuild lock: %w", err)
 	}
@@ -119,7 +121,7 @@ func (l *lock) heartbeat() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), l.ttl/2)
-			err := l.conn.Exec(ctx, "INSERT INTO "+lockTable+" (proj, token, host, acquired_at, heartbeat, released) SELECT ?, ?, ?, ?, now64(6), 0",
+			err := l.conn.Exec(chclient.WriteContext(ctx, nil), "INSERT INTO "+lockTable+" (proj, token, host, acquired_at, heartbeat, released) SELECT ?, ?, ?, ?, now64(6), 0",
 				l.proj, l.token, l.host, l.acquired)
 			cancel()
 			if err != nil {
@@ -139,7 +141,7 @@ func (l *lock) release(ctx context.Context) {
 	l.wg.Wait()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := l.conn.Exec(ctx, "INSERT INTO "+lockTable+" (proj, token, host, acquired_at, heartbeat, released) SELECT ?, ?, ?, ?, now64(6) + toIntervalSecond(1), 1",
+	if err := l.conn.Exec(chclient.WriteContext(ctx, nil), "INSERT INTO "+lockTable+" (proj, token, host, acquired_at, heartbeat, released) SELECT ?, ?, ?, ?, now64(6) + toIntervalSecond(1), 1",
 		l.proj, l.token, l.host, l.acquired); err != nil {
 		l.log.Warn("release rebuild lock failed; it expires by itself", "err", err, "ttl", l.ttl)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/projectors"
 )
 
@@ -68,7 +69,7 @@ func Snapshot(ctx context.Context, conn driver.Conn, p *projectors.Projection, f
 	copied := map[string]map[int32]int64{}
 	if state >= 0 {
 		cols := columnNames(ta[state])
-		if err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s FINAL", tb[state].Name, cols, cols, ta[state].Name)); err != nil {
+		if err := conn.Exec(chclient.WriteContext(ctx, nil), fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s FINAL", tb[state].Name, cols, cols, ta[state].Name)); err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", ta[state].Name, err)
 		}
 		rows, err := conn.Query(ctx, "SELECT _topic, _partition, max(_offset) FROM "+tb[state].Name+" GROUP BY _topic, _partition")
@@ -94,7 +95,7 @@ func Snapshot(ctx context.Context, conn driver.Conn, p *projectors.Projection, f
 	if err != nil {
 		return nil, err
 	}
-	ck, err := conn.PrepareBatch(ctx, "INSERT INTO "+projectors.CheckpointsTable+" (proj, generation, tbl, topic, part, off, updated_at)")
+	ck, err := conn.PrepareBatch(chclient.WriteContext(ctx, nil), "INSERT INTO "+projectors.CheckpointsTable+" (proj, generation, tbl, topic, part, off, updated_at)")
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +131,7 @@ func Snapshot(ctx context.Context, conn driver.Conn, p *projectors.Projection, f
 			continue
 		}
 		cols := columnNames(t)
-		if err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE toInt64(_offset) <= %s",
+		if err := conn.Exec(chclient.WriteContext(ctx, nil), fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s WHERE toInt64(_offset) <= %s",
 			tb[i].Name, cols, cols, t.Name, posExpr(pos))); err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", t.Name, err)
 		}

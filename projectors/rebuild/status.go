@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/internal/chclient"
 )
 
 // StatusTable is the rebuild status table `reel status` reads: one row per
@@ -70,7 +72,7 @@ func EnsureTables(ctx context.Context, conn driver.Conn) error {
 }
 
 func writeStatus(ctx context.Context, conn driver.Conn, s Status) error {
-	return conn.Exec(ctx, "INSERT INTO "+StatusTable+
+	return conn.Exec(chclient.WriteContext(ctx, nil), "INSERT INTO "+StatusTable+
 		" (proj, generation, replaces, mode, state, replayed, total, lag, rate, eta_seconds, error, start, keep_until, host, started_at, updated_at)"+
 		" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		s.Projection, uint32(s.Generation), uint32(s.Replaces), s.Mode, s.State, s.Replayed, s.Total, s.Lag, s.Rate,
