@@ -43,7 +43,7 @@ func TestTopicRecreatedUnderStaleMember(t *testing.T) {
 	// The old topic: a first part projected, then a stream during which the
 	// member is frozen.
 	rng := rand.New(rand.NewSource(1))
-	old := produceTo(t, brokers, seatsTopic, seatEvents(rng, 20, 2000))
+	old := producePositions(t, brokers, seatsTopic, seatEvents(rng, 20, 2000))
 	waitApplied(t, ch, "event_log", seatsTopic, lastOffsets(old), nil)
 	done := make(chan struct{})
 	more := make(chan []producedAt, 1)
@@ -56,7 +56,7 @@ func TestTopicRecreatedUnderStaleMember(t *testing.T) {
 				return
 			default:
 			}
-			out = append(out, produceTo(t, brokers, seatsTopic, seatEvents(rand.New(rand.NewSource(int64(i+2))), 5, 200))...)
+			out = append(out, producePositions(t, brokers, seatsTopic, seatEvents(rand.New(rand.NewSource(int64(i+2))), 5, 200))...)
 		}
 	}()
 	time.Sleep(1500 * time.Millisecond)
@@ -73,7 +73,7 @@ func TestTopicRecreatedUnderStaleMember(t *testing.T) {
 		_, err := adm.CreateTopic(ctx, 2, 1, nil, seatsTopic)
 		return err
 	})
-	fresh := produceTo(t, brokers, seatsTopic, seatEvents(rand.New(rand.NewSource(99)), 10, 500))
+	fresh := producePositions(t, brokers, seatsTopic, seatEvents(rand.New(rand.NewSource(99)), 10, 500))
 
 	// A new member of the same generation takes the partitions over once the
 	// frozen one's session timed out, and refuses the new incarnation.
@@ -158,7 +158,7 @@ type producedAt struct {
 	offset    int64
 }
 
-func produceTo(t *testing.T, brokers []string, topic string, evs []schemas.Event) []producedAt {
+func producePositions(t *testing.T, brokers []string, topic string, evs []schemas.Event) []producedAt {
 	t.Helper()
 	codec := newCodec(t)
 	cl := mustClient(t, brokers)
