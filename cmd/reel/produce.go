@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/reel-dev/reel/cli"
 	"github.com/reel-dev/reel/producers"
 	"github.com/reel-dev/reel/producers/seats"
 	"github.com/reel-dev/reel/producers/shop"
@@ -22,7 +23,7 @@ import (
 // cmdProduce: reel produce seats|shop — run a demo service.
 func cmdProduce(ctx context.Context, args []string) error {
 	if len(args) == 0 || (args[0] != "seats" && args[0] != "shop") {
-		return fmt.Errorf("%w: reel produce seats|shop [flags]", errUsage)
+		return fmt.Errorf("%w: reel produce seats|shop [flags]", cli.ErrUsage)
 	}
 	domain := args[0]
 	fset := flag.NewFlagSet("produce "+domain, flag.ContinueOnError)

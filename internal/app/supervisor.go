@@ -69,7 +69,7 @@ type genRun struct {
 }
 
 // NewSupervisor prepares a supervisor for the configured projections
-// (config.SelectProjections: built-in and declared). Metrics are registered on
+// (config.SelectProjections: Go and declared). Metrics are registered on
 // reg: the runtime's per generation (label generation), kprom's per client
 // (namespace reel_kafka, labels projection and generation) and the lag
 // collector's.

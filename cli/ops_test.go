@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -78,6 +78,7 @@ log:
 	if err != nil {
 		t.Fatal(err)
 	}
+	demoProgram().configure(c)
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -28,12 +28,12 @@ import (
 //	reel rebuild seats -in-place          # downtime: stop `reel project` for it first
 //
 // Killing it and starting it again resumes the same building generation.
-func cmdRebuild(ctx context.Context, args []string) error {
+func (pr *program) cmdRebuild(ctx context.Context, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return fmt.Errorf("%w: reel rebuild <projection> -config reel.yaml [-from earliest|<RFC3339>|offsets:<topic>:<p>=<o>,…] [-snapshot] [-in-place] [-cutover auto|manual]", errUsage)
 	}
 	fs := flag.NewFlagSet("rebuild "+args[0], flag.ContinueOnError)
-	cf := clientFlags(fs)
+	cf := pr.clientFlags(fs)
 	from := fs.String("from", "earliest", "where the replay starts: earliest, an RFC 3339 timestamp, or offsets:<topic>:<p>=<o>,…[;<topic>:…]")
 	snapshot := fs.Bool("snapshot", false, "start from a copy of the live generation's tables and replay only the tail")
 	inPlace := fs.Bool("in-place", false, "DOWNTIME: truncate and replay the live generation itself (its projectors must be stopped)")
@@ -136,11 +136,13 @@ func cmdRebuild(ctx context.Context, args []string) error {
 // clientFlagSet holds -config and the connection overrides every
 // generation command takes.
 type clientFlagSet struct {
+	pr                        *program
 	path, brokers, clickhouse *string
 }
 
-func clientFlags(fs *flag.FlagSet) clientFlagSet {
+func (pr *program) clientFlags(fs *flag.FlagSet) clientFlagSet {
 	return clientFlagSet{
+		pr:         pr,
 		path:       fs.String("config", "", "YAML config file (env overrides apply)"),
 		brokers:    fs.String("brokers", "", "Kafka brokers, comma separated (overrides the config and REEL_KAFKA_BROKERS)"),
 		clickhouse: fs.String("clickhouse", "", "ClickHouse DSN (overrides the config and REEL_CLICKHOUSE_DSN)"),
@@ -161,6 +163,7 @@ func (c clientFlagSet) load() (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.pr.configure(cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

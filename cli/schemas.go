@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 )
 
 // cmdSchemas: reel schemas check|list|register.
-func cmdSchemas(ctx context.Context, args []string) error {
+func (pr *program) cmdSchemas(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: reel schemas check|list|register [flags]", errUsage)
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 // ClickHouse (positions are what producers.Publish returns).
 //
 //	reel wait -config reel.yaml -projection orders shop.orders/3@1742 [more…]
-func cmdWait(ctx context.Context, args []string) error {
+func (pr *program) cmdWait(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("wait", flag.ContinueOnError)
 	path := fs.String("config", "", "YAML config file")
 	proj := fs.String("projection", "", "projection to wait for (required)")
@@ -34,7 +34,7 @@ func cmdWait(ctx context.Context, args []string) error {
 	if err != nil {
 		return errors.Join(errUsage, err)
 	}
-	cfg, err := loadConfig(*path, os.Stderr)
+	cfg, err := pr.loadConfig(*path, os.Stderr)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -53,7 +53,7 @@ func orderPlacedV3(t *testing.T, change string) string {
 }
 
 func register(ctx context.Context, url string, args ...string) error {
-	return cmdSchemas(ctx, append([]string{"register", "-registry", url}, args...))
+	return demoProgram().cmdSchemas(ctx, append([]string{"register", "-registry", url}, args...))
 }
 
 func setLevel(t *testing.T, cl *sr.Client, level sr.CompatibilityLevel, subjects ...string) {

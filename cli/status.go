@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -26,7 +26,7 @@ import (
 // newest applied event time.
 //
 //	reel status -config reel.yaml [-projection seats_availability] [-json]
-func cmdStatus(ctx context.Context, args []string) error {
+func (pr *program) cmdStatus(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	path := fs.String("config", "", "YAML config file")
 	only := fs.String("projection", "", "only this projection")
@@ -34,7 +34,7 @@ func cmdStatus(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return errors.Join(errUsage, err)
 	}
-	cfg, err := loadConfig(*path, os.Stderr)
+	cfg, err := pr.loadConfig(*path, os.Stderr)
 	if err != nil {
 		return err
 	}

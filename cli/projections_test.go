@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -13,7 +13,7 @@ import (
 // catalog; every error of a broken file with file:line:column, non-zero.
 func TestProjectionsCheck(t *testing.T) {
 	var out, errw bytes.Buffer
-	if err := checkProjections(&out, &errw, "../../examples/projections", "", false); err != nil {
+	if err := checkProjections(&out, &errw, "../examples/projections", "", false); err != nil {
 		t.Fatalf("declared demo: %v\n%s", err, errw.String())
 	}
 	for _, n := range []string{"event_log: OK", "orders: OK", "sales: OK", "seats: OK", "order_saga: OK", "5 projection(s)"} {
@@ -22,7 +22,7 @@ func TestProjectionsCheck(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if err := checkProjections(&out, &errw, "../../projectors/declare/testdata/acme", "../../schemas/testdata/acme", true); err != nil {
+	if err := checkProjections(&out, &errw, "../projectors/declare/testdata/acme", "../schemas/testdata/acme", true); err != nil {
 		t.Fatalf("acme: %v\n%s", err, errw.String())
 	}
 	if !strings.Contains(out.String(), "acme_orders\tv1\ttopics acme.orders\ttables acme_orders,acme_shipments") {
@@ -49,14 +49,14 @@ func TestProjectionsCheck(t *testing.T) {
 	}
 	// The subcommand: usage without a directory, the config's
 	// projections.dir otherwise.
-	if err := cmdProjections(context.Background(), []string{"check"}); err == nil || !strings.Contains(err.Error(), "no projections directory") {
+	if err := demoProgram().cmdProjections(context.Background(), []string{"check"}); err == nil || !strings.Contains(err.Error(), "no projections directory") {
 		t.Fatalf("check without DIR: %v", err)
 	}
 	cfg := filepath.Join(t.TempDir(), "reel.yaml")
 	if err := os.WriteFile(cfg, []byte("projections:\n  dir: "+dir+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmdProjections(context.Background(), []string{"check", "-config", cfg}); err == nil || !strings.Contains(err.Error(), "2 error(s)") {
+	if err := demoProgram().cmdProjections(context.Background(), []string{"check", "-config", cfg}); err == nil || !strings.Contains(err.Error(), "2 error(s)") {
 		t.Fatalf("check -config: %v", err)
 	}
 }
@@ -64,7 +64,7 @@ func TestProjectionsCheck(t *testing.T) {
 // reel project -validate loads projections.dir and names unknown
 // projections against what was loaded.
 func TestProjectValidateDeclared(t *testing.T) {
-	demo, err := filepath.Abs("../../examples/projections")
+	demo, err := filepath.Abs("../examples/projections")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestProjectValidateDeclared(t *testing.T) {
 	}
 	write("projections:\n  dir: " + demo + "\nprojector:\n  projections: [orders, order_saga]\n")
 	var errw bytes.Buffer
-	c, err := loadConfig(cfg, &errw)
+	c, err := demoProgram().loadConfig(cfg, &errw)
 	if err != nil {
 		t.Fatalf("declared orders beside the built-in order_saga: %v\n%s", err, errw.String())
 	}
@@ -90,7 +90,7 @@ func TestProjectValidateDeclared(t *testing.T) {
 	}
 	write("projections:\n  dir: " + demo + "\nprojector:\n  projections: [order]\n")
 	errw.Reset()
-	if _, err := loadConfig(cfg, &errw); err == nil || !strings.Contains(errw.String(), `projector.projections[0]: unknown projection "order" (have `) ||
+	if _, err := demoProgram().loadConfig(cfg, &errw); err == nil || !strings.Contains(errw.String(), `projector.projections[0]: unknown projection "order" (have `) ||
 		!strings.Contains(errw.String(), "event_log") {
 		t.Fatalf("unknown name: %v\n%s", err, errw.String())
 	}
@@ -100,7 +100,7 @@ func TestProjectValidateDeclared(t *testing.T) {
 	}
 	write("projections:\n  dir: " + broken + "\n")
 	errw.Reset()
-	if _, err := loadConfig(cfg, &errw); err == nil || !strings.Contains(errw.String(), "projections.dir: "+filepath.Join(broken, "x.yaml")+":1:1:") {
+	if _, err := demoProgram().loadConfig(cfg, &errw); err == nil || !strings.Contains(errw.String(), "projections.dir: "+filepath.Join(broken, "x.yaml")+":1:1:") {
 		t.Fatalf("broken projections: %v\n%s", err, errw.String())
 	}
 }

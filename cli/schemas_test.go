@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -14,14 +14,14 @@ import (
 // or REEL_CATALOG; a breaking version fails it, a broken catalog too.
 func TestSchemasCheckAnyCatalog(t *testing.T) {
 	ctx := context.Background()
-	acme, err := filepath.Abs("../../schemas/testdata/acme")
+	acme, err := filepath.Abs("../schemas/testdata/acme")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmdSchemas(ctx, []string{"check", "-dir", acme}); err != nil {
+	if err := demoProgram().cmdSchemas(ctx, []string{"check", "-dir", acme}); err != nil {
 		t.Fatalf("check -dir acme: %v", err)
 	}
-	if err := cmdSchemas(ctx, []string{"list", "-dir", acme}); err != nil {
+	if err := demoProgram().cmdSchemas(ctx, []string{"list", "-dir", acme}); err != nil {
 		t.Fatalf("list -dir acme: %v", err)
 	}
 
@@ -36,15 +36,15 @@ func TestSchemasCheckAnyCatalog(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("catalog:\n  dir: "+dir+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmdSchemas(ctx, []string{"check", "-config", cfg}); !errors.Is(err, schemas.ErrIncompatible) {
+	if err := demoProgram().cmdSchemas(ctx, []string{"check", "-config", cfg}); !errors.Is(err, schemas.ErrIncompatible) {
 		t.Fatalf("check -config with a breaking version: %v", err)
 	}
 	t.Setenv("REEL_CATALOG", dir)
-	if err := cmdSchemas(ctx, []string{"check"}); !errors.Is(err, schemas.ErrIncompatible) {
+	if err := demoProgram().cmdSchemas(ctx, []string{"check"}); !errors.Is(err, schemas.ErrIncompatible) {
 		t.Fatalf("check with REEL_CATALOG: %v", err)
 	}
 	t.Setenv("REEL_CATALOG", filepath.Join(dir, "nope"))
-	if err := cmdSchemas(ctx, []string{"check"}); !errors.Is(err, schemas.ErrCatalog) {
+	if err := demoProgram().cmdSchemas(ctx, []string{"check"}); !errors.Is(err, schemas.ErrCatalog) {
 		t.Fatalf("check of a missing directory: %v", err)
 	}
 }

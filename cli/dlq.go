@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -36,7 +36,7 @@ import (
 // worker), so it always goes through -admin. Discard does too when a
 // projector runs the generation, because the worker keeps the aggregate
 // parked in memory; with no projector running it is written directly.
-func cmdDLQ(ctx context.Context, args []string) error {
+func (pr *program) cmdDLQ(ctx context.Context, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return fmt.Errorf("%w: reel dlq list|show|discard|replay -config reel.yaml -projection P [-aggregate A]", errUsage)
 	}
@@ -55,7 +55,7 @@ func cmdDLQ(ctx context.Context, args []string) error {
 	if *proj == "" {
 		return fmt.Errorf("%w: -projection is required", errUsage)
 	}
-	cfg, err := loadConfig(*path, os.Stderr)
+	cfg, err := pr.loadConfig(*path, os.Stderr)
 	if err != nil {
 		return err
 	}

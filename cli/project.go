@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -26,7 +26,7 @@ import (
 //
 //	reel project -config reel.yaml            # run
 //	reel project -config reel.yaml -validate  # print every config error, exit 1 if any
-func cmdProject(ctx context.Context, args []string) error {
+func (pr *program) cmdProject(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("project", flag.ContinueOnError)
 	path := fs.String("config", "", "YAML config file (env overrides apply; see internal/config)")
 	validate := fs.Bool("validate", false, "validate the config, print every error and exit")
@@ -36,7 +36,7 @@ func cmdProject(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %v", errUsage, fs.Args())
 	}
-	cfg, err := loadConfig(*path, os.Stderr)
+	cfg, err := pr.loadConfig(*path, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -49,11 +49,12 @@ func cmdProject(ctx context.Context, args []string) error {
 
 // loadConfig loads and validates the config, printing every validation
 // error on its own line to w.
-func loadConfig(path string, w io.Writer) (*config.Config, error) {
+func (pr *program) loadConfig(path string, w io.Writer) (*config.Config, error) {
 	cfg, err := config.Load(path, os.Getenv)
 	if err != nil {
 		return nil, err
 	}
+	pr.configure(cfg)
 	if err := cfg.Validate(); err != nil {
 		var es config.Errors
 		if errors.As(err, &es) {

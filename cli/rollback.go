@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -20,12 +20,12 @@ import (
 
 // cmdRollback: reel rollback <projection> [-to N] — point the views back at
 // the standby generation (the one a rebuild replaced).
-func cmdRollback(ctx context.Context, args []string) error {
+func (pr *program) cmdRollback(ctx context.Context, args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return fmt.Errorf("%w: reel rollback <projection> -config reel.yaml [-to N] [-force]", errUsage)
 	}
 	fs := flag.NewFlagSet("rollback "+args[0], flag.ContinueOnError)
-	cf := clientFlags(fs)
+	cf := pr.clientFlags(fs)
 	to := fs.Int("to", 0, "generation to make live (default: the newest standby one)")
 	force := fs.Bool("force", false, "allow rolling back to a retired (no longer current) generation")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -54,7 +54,7 @@ func cmdRollback(ctx context.Context, args []string) error {
 
 // cmdGenerations: reel generations list|gc [<projection>] — the generation
 // registry and the rebuilds, and dropping generations past their grace.
-func cmdGenerations(ctx context.Context, args []string) error {
+func (pr *program) cmdGenerations(ctx context.Context, args []string) error {
 	if len(args) == 0 || (args[0] != "list" && args[0] != "gc") {
 		return fmt.Errorf("%w: reel generations list|gc [<projection>] -config reel.yaml [-grace 24h] [-dry-run] [-abandoned]", errUsage)
 	}
@@ -65,7 +65,7 @@ func cmdGenerations(ctx context.Context, args []string) error {
 		only, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet("generations "+action, flag.ContinueOnError)
-	cf := clientFlags(fs)
+	cf := pr.clientFlags(fs)
 	grace := fs.Duration("grace", 24*time.Hour, "gc: grace for generations without a recorded keep-until")
 	dry := fs.Bool("dry-run", false, "gc: say what would be dropped")
 	abandoned := fs.Bool("abandoned", false, "gc: also drop building generations whose rebuild failed or was canceled more than -grace ago")

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -23,39 +23,31 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/chproc"
-	pseats "github.com/reel-dev/reel/producers/seats"
-	pshop "github.com/reel-dev/reel/producers/shop"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
-	"github.com/reel-dev/reel/projectors/registry"
 	"github.com/reel-dev/reel/schemas"
 )
 
-// demoQueries are what `reel dev` prints: the read models, queried with SQL.
-var demoQueries = []devQuery{
-	{"Seats per conference and type", "SELECT conference_id, seat_type, total, reserved, available FROM seats_available ORDER BY conference_id, seat_type"},
-	{"Orders by status", "SELECT status, orders, round(total_cents / 100, 2) AS total FROM orders_by_status ORDER BY status"},
-	{"Saga outcomes", "SELECT outcome, orders, stock_released FROM saga_outcomes ORDER BY outcome"},
-	{"Top products today", "SELECT product_id, units, round(revenue_cents / 100, 2) AS revenue, orders FROM daily_sales WHERE day = today() ORDER BY revenue_cents DESC LIMIT 5"},
-	{"Event log", "SELECT event_type, count() AS events FROM event_log GROUP BY event_type ORDER BY events DESC"},
-}
-
-func cmdDev(ctx context.Context, args []string) error {
+func (pr *program) cmdDev(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("reel dev", flag.ContinueOnError)
 	duration := fs.Duration("duration", 0, "stop after this long (0: until Ctrl-C)")
 	dataDir := fs.String("data-dir", "", "keep Kafka and ClickHouse data here (default: a temporary directory, removed on exit)")
 	chListen := fs.String("clickhouse-listen", "127.0.0.1:8123", "address of the embedded ClickHouse HTTP interface (falls back to a free port)")
-	orderRate := fs.Float64("order-rate", 20, "shop orders per second")
-	seatRate := fs.Float64("seat-rate", 20, "seat commands per second")
 	every := fs.Duration("print-every", 5*time.Second, "print the queries this often")
 	catDir := fs.String("catalog", "", "your event catalog: a directory of .avsc files (default: the embedded demo catalog)")
-	projDir := fs.String("projections", "", "your declared projections: a directory of projection files (runs these instead of the built-in demo projections)")
-	demo := fs.Bool("demo", false, "with -projections: run the demo producers too (needs the demo catalog)")
+	projDir := fs.String("projections", "", "your declared projections: a directory of projection files (runs these instead of the Go projections compiled in)")
+	demo := fs.Bool("demo", false, "with -projections: run the producers compiled in too (they need the embedded catalog)")
 	kafkaPort := fs.Int("kafka-port", 0, "port of the embedded Kafka broker for your producers (default: a free port)")
+	for _, p := range pr.producers {
+		if p.Flags != nil {
+			p.Flags(fs)
+		}
+	}
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: reel dev [flags]\n\nRuns the demo on embedded defaults: Kafka (kfake, in process), ClickHouse\n(reel-chdb, or REEL_CLICKHOUSE_DSN), the demo services and every projection;\nprints SQL query results until Ctrl-C or -duration.\n\nWith -projections DIR (and -catalog DIR): runs your declared projections on\nyour catalog; produce to the printed Kafka address and query the printed\nClickHouse URL. The demo producers run only with -demo.")
+		fmt.Fprintln(fs.Output(), "usage: reel dev [flags]\n\nRuns on embedded defaults: Kafka (kfake, in process), ClickHouse\n(reel-chdb, or REEL_CLICKHOUSE_DSN), the producers and Go projections\ncompiled in (the stock binary: the demo services and projections); prints\nSQL query results until Ctrl-C or -duration.\n\nWith -projections DIR (and -catalog DIR): runs your declared projections on\nyour catalog; produce to the printed Kafka address and query the printed\nClickHouse URL. The producers compiled in run only with -demo.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -79,13 +71,13 @@ func cmdDev(ctx context.Context, args []string) error {
 	}
 
 	// What runs: the demo, or the user's catalog and projections.
-	cat, projs, queries, err := devSetup(*catDir, *projDir)
+	cat, projs, queries, err := pr.devSetup(*catDir, *projDir)
 	if err != nil {
 		return err
 	}
-	produceDemo := *projDir == "" || *demo
+	produceDemo := (*projDir == "" || *demo) && len(pr.producers) > 0
 	if produceDemo && *catDir != "" {
-		return fmt.Errorf("%w: the demo producers need the demo catalog (leave out -catalog or -demo)", errUsage)
+		return fmt.Errorf("%w: the producers compiled in need the embedded catalog (leave out -catalog or -demo)", errUsage)
 	}
 
 	// Kafka: kfake in process.
@@ -135,11 +127,7 @@ func cmdDev(ctx context.Context, args []string) error {
 	}
 	defer conn.Close()
 
-	var codecOpts []schemas.CodecOpt
-	if *catDir == "" {
-		codecOpts = append(codecOpts, schemas.WithBindings(schemas.DemoBindings()...))
-	}
-	codec, err := schemas.NewCodec(cat, codecOpts...)
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(app.BindingsFor(cat, pr.bindings)...))
 	if err != nil {
 		return err
 	}
@@ -155,8 +143,8 @@ func cmdDev(ctx context.Context, args []string) error {
 		return err
 	}
 
-	example := "SELECT * FROM seats_available"
-	if len(queries) > 0 && *projDir != "" {
+	example := "SELECT 1"
+	if len(queries) > 0 {
 		example = queries[0].sql
 	}
 	fmt.Printf("Reel dev\n  Kafka (embedded kfake): %s  topics: %s\n  ClickHouse: %s\n  query it: curl '%s' --data-binary '%s'\n  catalog: %s\n",
@@ -191,8 +179,15 @@ func cmdDev(ctx context.Context, args []string) error {
 	kopts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
 	var prodWG sync.WaitGroup
 	if produceDemo {
-		prodWG.Add(2)
-		go runDemoProducers(ctx, &prodWG, codec, kopts, *seatRate, *orderRate, log, errs)
+		for _, p := range pr.producers {
+			prodWG.Add(1)
+			go func() {
+				defer prodWG.Done()
+				if err := p.Run(ctx, codec, kopts, log); err != nil && ctx.Err() == nil {
+					errs <- fmt.Errorf("%s: %w", p.Name, err)
+				}
+			}()
+		}
 	}
 
 	tick := time.NewTicker(*every)
@@ -221,10 +216,11 @@ loop:
 
 type devQuery struct{ title, sql string }
 
-// devSetup decides what `reel dev` runs: the demo (catalog, every built-in
-// projection, the demo queries), or the user's catalog and declared
-// projections, queried through their views and tables.
-func devSetup(catDir, projDir string) (*schemas.Catalog, []*projectors.Projection, []devQuery, error) {
+// devSetup decides what `reel dev` runs: the program's Go projections on
+// the embedded catalog (queried with its dev queries, else through their
+// views and tables), or the user's catalog and declared projections,
+// queried through their views and tables.
+func (pr *program) devSetup(catDir, projDir string) (*schemas.Catalog, []*projectors.Projection, []devQuery, error) {
 	var cat *schemas.Catalog
 	var err error
 	if catDir != "" {
@@ -237,9 +233,16 @@ func devSetup(catDir, projDir string) (*schemas.Catalog, []*projectors.Projectio
 	}
 	if projDir == "" {
 		if catDir != "" {
-			return nil, nil, nil, fmt.Errorf("%w: -catalog needs -projections (the built-in projections read the demo's events)", errUsage)
+			return nil, nil, nil, fmt.Errorf("%w: -catalog needs -projections (the Go projections compiled in read the embedded catalog's events)", errUsage)
 		}
-		return cat, registry.All(), demoQueries, nil
+		if len(pr.projections) == 0 {
+			return nil, nil, nil, fmt.Errorf("%w: no Go projections compiled in: -projections DIR runs declared ones", errUsage)
+		}
+		qs := pr.queries
+		if len(qs) == 0 {
+			qs = projectionQueries(pr.projections)
+		}
+		return cat, pr.projections, qs, nil
 	}
 	projs, err := declare.LoadDir(projDir, cat)
 	if err != nil {
@@ -249,6 +252,12 @@ func devSetup(catDir, projDir string) (*schemas.Catalog, []*projectors.Projectio
 		}
 		return nil, nil, nil, err
 	}
+	return cat, projs, projectionQueries(projs), nil
+}
+
+// projectionQueries reads every view and table of projs: state tables
+// as they are, others newest rows first.
+func projectionQueries(projs []*projectors.Projection) []devQuery {
 	var qs []devQuery
 	for _, p := range projs {
 		for _, v := range p.Views {
@@ -263,26 +272,7 @@ func devSetup(catDir, projDir string) (*schemas.Catalog, []*projectors.Projectio
 			qs = append(qs, q)
 		}
 	}
-	return cat, projs, qs, nil
-}
-
-func runDemoProducers(ctx context.Context, wg *sync.WaitGroup, codec *schemas.Codec, kopts []kgo.Opt, seatRate, orderRate float64, log *slog.Logger, errs chan<- error) {
-	go func() {
-		defer wg.Done()
-		st, err := pseats.Run(ctx, pseats.Config{Codec: codec, Kafka: kopts, Conferences: 3, Rate: seatRate, Logger: log})
-		if err != nil && ctx.Err() == nil {
-			errs <- fmt.Errorf("seats demo: %w", err)
-		}
-		fmt.Fprintf(os.Stderr, "seats demo: %d commands, %d refused as overbooked\n", st.Commands, st.Overbooked)
-	}()
-	go func() {
-		defer wg.Done()
-		st, err := pshop.Run(ctx, pshop.Config{Codec: codec, Kafka: kopts, Rate: orderRate, Drain: time.Second, Logger: log})
-		if err != nil && ctx.Err() == nil {
-			errs <- fmt.Errorf("shop demo: %w", err)
-		}
-		fmt.Fprintf(os.Stderr, "shop demo: %d orders, %d confirmed, %d out of stock, %d payment failed\n", st.Orders, st.Confirmed, st.OutOfStock, st.PaymentFailed)
-	}()
+	return qs
 }
 
 func httpQueryURL(dsn string) string {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 //
 //	reel projections check DIR [-catalog DIR]   # every error as file:line:column, exit 1 if any
 //	reel projections list DIR [-catalog DIR]    # names, topics, tables and views
-func cmdProjections(_ context.Context, args []string) error {
+func (pr *program) cmdProjections(_ context.Context, args []string) error {
 	if len(args) == 0 || (args[0] != "check" && args[0] != "list") {
 		return fmt.Errorf("%w: reel projections check|list DIR [-catalog DIR] [-config reel.yaml]", errUsage)
 	}

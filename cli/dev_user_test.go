@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -25,8 +25,8 @@ import (
 func TestDevRunsUserProjections(t *testing.T) {
 	server := testenv.ClickHouseServer(t)
 	t.Setenv("REEL_CLICKHOUSE_DSN", server)
-	catDir, _ := filepath.Abs("../../schemas/testdata/acme")
-	projDir, _ := filepath.Abs("../../projectors/declare/testdata/acme")
+	catDir, _ := filepath.Abs("../schemas/testdata/acme")
+	projDir, _ := filepath.Abs("../projectors/declare/testdata/acme")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +38,7 @@ func TestDevRunsUserProjections(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- cmdDev(ctx, []string{"-catalog", catDir, "-projections", projDir, "-kafka-port", strconv.Itoa(port),
+		done <- demoProgram().cmdDev(ctx, []string{"-catalog", catDir, "-projections", projDir, "-kafka-port", strconv.Itoa(port),
 			"-print-every", "2s", "-duration", "3m"})
 	}()
 
