@@ -32,7 +32,7 @@ const orderPlaced = "shop.OrderPlaced"
 // (breaks every direction).
 func orderPlacedV3(t *testing.T, change string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "schemas", "demo", "shop", "OrderPlaced.v2.avsc"))
+	b, err := os.ReadFile(filepath.Join("..", "schemas", "demo", "shop", "OrderPlaced.v2.avsc"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestSchemasRegisterBreakingChange(t *testing.T) {
 	// Reel's own gate refuses a catalog with a breaking version before the
 	// registry sees it.
 	dir := t.TempDir()
-	manifest, err := os.ReadFile(filepath.Join("..", "..", "schemas", "demo", "catalog.yaml"))
+	manifest, err := os.ReadFile(filepath.Join("..", "schemas", "demo", "catalog.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestSchemasRegisterBreakingChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ns := range []string{"conference", "shop"} {
-		src := filepath.Join("..", "..", "schemas", "demo", ns)
+		src := filepath.Join("..", "schemas", "demo", ns)
 		files, err := filepath.Glob(filepath.Join(src, "*.avsc"))
 		if err != nil || len(files) == 0 {
 			t.Fatalf("catalog files in %s: %v", src, err)
