@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -26,6 +27,7 @@ import (
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/chproc"
+	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
 	"github.com/reel-dev/reel/schemas"
@@ -154,27 +156,22 @@ func (pr *program) cmdDev(ctx context.Context, args []string) error {
 	}
 	fmt.Println()
 
-	var wg sync.WaitGroup
+	// The projections run under the Supervisor, as in `reel project`: it
+	// follows the generation registry, so `reel rebuild` and `reel
+	// rollback` against this ClickHouse move what runs.
+	cfg := config.Default()
+	cfg.Kafka.Brokers = brokers
+	cfg.Catalog.Dir, cfg.Projections.Dir = *catDir, *projDir
+	pr.configure(&cfg)
+	sup, err := app.NewSupervisor(&cfg, conn, codec, []kgo.Opt{kgo.SeedBrokers(brokers...)}, prometheus.NewRegistry(), log)
+	if err != nil {
+		return err
+	}
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
+	supDone := make(chan error, 1)
+	go func() { supDone <- sup.Run(runCtx) }()
 	errs := make(chan error, 16)
-	for _, p := range projs {
-		gen, err := projectors.LiveGeneration(ctx, conn, p)
-		if err != nil {
-			return err
-		}
-		r, err := projectors.NewRunner(p, conn, codec, projectors.Brokers(brokers...), projectors.Generation(gen), projectors.Logger(log))
-		if err != nil {
-			return err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := r.Run(runCtx); err != nil {
-				errs <- fmt.Errorf("projection %s: %w", p.Name, err)
-			}
-		}()
-	}
 
 	kopts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
 	var prodWG sync.WaitGroup
@@ -199,6 +196,7 @@ loop:
 			break loop
 		case err := <-errs:
 			stopRun()
+			<-supDone
 			return err
 		case <-tick.C:
 			printQueries(context.Background(), os.Stdout, conn, queries)
@@ -210,8 +208,7 @@ loop:
 	fmt.Println("== final ==")
 	printQueries(context.Background(), os.Stdout, conn, queries)
 	stopRun()
-	wg.Wait()
-	return nil
+	return <-supDone
 }
 
 type devQuery struct{ title, sql string }
