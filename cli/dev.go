@@ -123,7 +123,18 @@ func (pr *program) cmdDev(ctx context.Context, args []string) error {
 	}
 	admin.Close()
 	dsn, _ = chclient.WithDatabase(dsn, "reel")
-	conn, err := chclient.Open(ctx, dsn)
+	// Every projection's partition workers share this pool (and hold a
+	// connection per table while a batch is sent): clickhouse-go's default
+	// of 10 starves the supervisor and the rebuilds' generations.
+	poolDSN := dsn
+	if !strings.Contains(dsn, "max_open_conns=") {
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		poolDSN += sep + "max_open_conns=64"
+	}
+	conn, err := chclient.Open(ctx, poolDSN)
 	if err != nil {
 		return err
 	}
