@@ -17,8 +17,8 @@ func TestEngineDoesNotImportTheDemo(t *testing.T) {
 		"projectors/conformance", "internal/config", "internal/app", "internal/httpapi",
 	}
 	demo := []string{
-		"projectors/shop", "projectors/seats", "projectors/eventlog", "projectors/registry",
-		"producers/seats", "producers/shop",
+		"examples/demo/projectors/shop", "examples/demo/projectors/seats", "examples/demo/projectors/eventlog",
+		"examples/demo/projectors/registry", "examples/demo/producers/seats", "examples/demo/producers/shop",
 	}
 	deps := func(pkg string) map[string]bool {
 		out, err := exec.Command("go", "list", "-deps", mod+pkg).Output()
@@ -40,7 +40,7 @@ func TestEngineDoesNotImportTheDemo(t *testing.T) {
 		}
 	}
 	// The check sees the demo where it is: the stock binary carries it.
-	if d := deps("cmd/reel"); !d["projectors/registry"] || !d["producers/shop"] || !d["cli"] {
+	if d := deps("cmd/reel"); !d["examples/demo/projectors/registry"] || !d["examples/demo/producers/shop"] || !d["cli"] {
 		t.Fatal("go list -deps ./cmd/reel does not list the demo it compiles in")
 	}
 }

@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"github.com/reel-dev/reel/projectors/registry"
+	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/schemas"
 )
 

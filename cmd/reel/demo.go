@@ -11,9 +11,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/reel-dev/reel/cli"
-	pseats "github.com/reel-dev/reel/producers/seats"
-	pshop "github.com/reel-dev/reel/producers/shop"
-	"github.com/reel-dev/reel/projectors/registry"
+	pseats "github.com/reel-dev/reel/examples/demo/producers/seats"
+	pshop "github.com/reel-dev/reel/examples/demo/producers/shop"
+	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/schemas"
 )
 

@@ -14,9 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/reel-dev/reel/cli"
+	"github.com/reel-dev/reel/examples/demo/producers/seats"
+	"github.com/reel-dev/reel/examples/demo/producers/shop"
 	"github.com/reel-dev/reel/producers"
-	"github.com/reel-dev/reel/producers/seats"
-	"github.com/reel-dev/reel/producers/shop"
 	"github.com/reel-dev/reel/schemas"
 )
 

@@ -24,8 +24,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/internal/config"
-	"github.com/reel-dev/reel/projectors/registry"
 )
 
 // kubeVersion is the Kubernetes version the chart is rendered for (the

@@ -10,9 +10,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/producers/shop"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/producers"
-	"github.com/reel-dev/reel/producers/shop"
 	"github.com/reel-dev/reel/schemas"
 )
 

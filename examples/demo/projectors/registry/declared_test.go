@@ -11,7 +11,7 @@ import (
 )
 
 // declaredDir is the declared demo: the same projections as files.
-const declaredDir = "../../examples/projections"
+const declaredDir = "../../../projections"
 
 // declared returns a fresh value of a declared demo projection.
 func declared(t *testing.T, name string) func() *projectors.Projection {

@@ -6,10 +6,10 @@ package registry
 import (
 	"fmt"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/eventlog"
+	"github.com/reel-dev/reel/examples/demo/projectors/seats"
+	"github.com/reel-dev/reel/examples/demo/projectors/shop"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/eventlog"
-	"github.com/reel-dev/reel/projectors/seats"
-	"github.com/reel-dev/reel/projectors/shop"
 )
 
 // All returns fresh values of every projection.

@@ -8,9 +8,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/producers/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/producers"
-	"github.com/reel-dev/reel/producers/seats"
 	"github.com/reel-dev/reel/schemas"
 )
 

@@ -11,16 +11,16 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	pseats "github.com/reel-dev/reel/examples/demo/producers/seats"
+	pshop "github.com/reel-dev/reel/examples/demo/producers/shop"
+	"github.com/reel-dev/reel/examples/demo/projectors/eventlog"
+	"github.com/reel-dev/reel/examples/demo/projectors/registry"
+	"github.com/reel-dev/reel/examples/demo/projectors/seats"
+	"github.com/reel-dev/reel/examples/demo/projectors/shop"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/producers"
-	pseats "github.com/reel-dev/reel/producers/seats"
-	pshop "github.com/reel-dev/reel/producers/shop"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/conformance"
-	"github.com/reel-dev/reel/projectors/eventlog"
-	"github.com/reel-dev/reel/projectors/registry"
-	"github.com/reel-dev/reel/projectors/seats"
-	"github.com/reel-dev/reel/projectors/shop"
 	"github.com/reel-dev/reel/schemas"
 )
 
