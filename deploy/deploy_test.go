@@ -321,18 +321,24 @@ func TestComposeFile(t *testing.T) {
 	}
 }
 
+// The stock image, and the model a team's image follows (the library
+// example): static, distroless, nonroot, multi-stage, the binary where
+// the chart runs it.
 func TestDockerfile(t *testing.T) {
-	b, err := os.ReadFile("Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	for _, want := range []string{"CGO_ENABLED=0", "FROM gcr.io/distroless/static", "USER 65532:65532", "./cmd/reel", "AS build"} {
-		if !strings.Contains(s, want) {
-			t.Errorf("Dockerfile lacks %q", want)
+	for file, build := range map[string]string{"Dockerfile": "./cmd/reel", "../examples/go-projection/Dockerfile": "cd examples/go-projection"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if n := strings.Count(s, "\nFROM "); n < 2 {
-		t.Errorf("Dockerfile has %d stages, want a multi-stage build", n)
+		s := string(b)
+		for _, want := range []string{"CGO_ENABLED=0", "FROM gcr.io/distroless/static", "USER 65532:65532", build, "AS build",
+			"-o /out/reel", "COPY --from=build /out/reel /usr/local/bin/reel"} {
+			if !strings.Contains(s, want) {
+				t.Errorf("%s lacks %q", file, want)
+			}
+		}
+		if n := strings.Count(s, "\nFROM "); n < 2 {
+			t.Errorf("%s has %d stages, want a multi-stage build", file, n)
+		}
 	}
 }

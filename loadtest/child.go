@@ -18,9 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/registry"
 	"github.com/reel-dev/reel/schemas"
 )
 

@@ -47,7 +47,7 @@ type resv struct {
 	qty      int
 }
 
-// Shares of the demo (producers/shop defaults).
+// Shares of the demo (examples/demo/producers/shop defaults).
 const (
 	stockFailShare   = 0.05
 	paymentFailShare = 0.10

@@ -34,7 +34,7 @@
 //     a stale expected version with ErrConcurrencyConflict, and writes the
 //     events in one Kafka transaction (all or nothing), then bumps the
 //     version. Update runs a decide function at the current version under
-//     the same lock — the command-handler shape used by producers/seats.
+//     the same lock — the command-handler shape used by examples/demo/producers/seats.
 //
 // Guarantee: among writers that all go through Versioned with the same
 // transactional ID, an append succeeds only if the aggregate had exactly the
@@ -55,7 +55,7 @@
 //   - The rebuild stops at the end offsets taken right after fencing; since
 //     commit markers occupy offsets, it treats a 2 s quiet poll as the end.
 //
-// Demo services built on this package: producers/seats (command handler that
-// refuses overbooking, on Versioned) and producers/shop (choreographed saga
+// Demo services built on this package: examples/demo/producers/seats (command handler that
+// refuses overbooking, on Versioned) and examples/demo/producers/shop (choreographed saga
 // with compensation, on Producer).
 package producers

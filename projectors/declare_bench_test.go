@@ -4,9 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
-	"github.com/reel-dev/reel/projectors/registry"
 	"github.com/reel-dev/reel/schemas"
 )
 

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/seats"
 )
 
 // TestDiffClassifies: every kind of change is found and classified, and the

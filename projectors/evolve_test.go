@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/seats"
 	"github.com/reel-dev/reel/schemas"
 )
 

@@ -13,9 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/eventlog"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/eventlog"
 	"github.com/reel-dev/reel/schemas"
 )
 

@@ -64,3 +64,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	return m
 }
+
+// Forget deletes every series of projection, whose runner of these
+// metrics' generation has stopped (the vectors are shared by all
+// projections of a generation).
+func (m *Metrics) Forget(projection string) {
+	l := prometheus.Labels{"projection": projection}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries,
+		m.parked, m.position, m.lastEventTs, m.paused, m.claims, m.fenced,
+	} {
+		v.DeletePartialMatch(l)
+	}
+}

@@ -22,13 +22,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/registry"
+	"github.com/reel-dev/reel/examples/demo/projectors/seats"
+	"github.com/reel-dev/reel/examples/demo/projectors/shop"
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/chproc"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/registry"
-	"github.com/reel-dev/reel/projectors/seats"
-	"github.com/reel-dev/reel/projectors/shop"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -503,4 +503,3 @@ func TestOutageKafkaRestart(t *testing.T) {
 	t.Logf("SUMMARY broker restart took %s after %d of %d events; all applied %s after the stream; rows compared %d: lost %d, duplicated %d, wrong %d",
 		down.Round(time.Millisecond), before, len(evs), d.Round(time.Millisecond), rows, lost, dup, wrong)
 }
-

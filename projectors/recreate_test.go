@@ -11,10 +11,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/seats"
+	"github.com/reel-dev/reel/examples/demo/projectors/shop"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/seats"
-	"github.com/reel-dev/reel/projectors/shop"
 	"github.com/reel-dev/reel/schemas"
 )
 

@@ -11,8 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/reel-dev/reel/projectors/seats"
-	"github.com/reel-dev/reel/projectors/shop"
+	"github.com/reel-dev/reel/examples/demo/projectors/seats"
+	"github.com/reel-dev/reel/examples/demo/projectors/shop"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -308,11 +308,11 @@ func (s *stream) offsets(topics ...string) map[string]map[int32]int64 {
 
 type foldOrder struct {
 	customer, currency, channel, status string
-	itemCount, linesAdded                uint32
-	total, paid                          int64
-	cancelReason                         string
-	placedAt, updatedAt                  time.Time
-	versions                             int // state-changing events = history rows
+	itemCount, linesAdded               uint32
+	total, paid                         int64
+	cancelReason                        string
+	placedAt, updatedAt                 time.Time
+	versions                            int // state-changing events = history rows
 }
 
 type foldSaga struct {

@@ -18,8 +18,9 @@
 #   4. Python: scripts/pyenv.sh install (the pinned confluent-kafka venv of
 #      producers/crosslang) exports REEL_PYTHON.
 #   5. REEL_INTEGRATION=1: tests that need a server fail instead of skipping.
-#   6. go vet, CGO_ENABLED=0 go build ./cmd/reel, go test, and the cgo tests of
-#      internal/chserver (-tags chdb).
+#   6. go vet, CGO_ENABLED=0 go build ./cmd/reel, the library example
+#      (examples/go-projection: its own module, vet + test), go test, and the
+#      cgo tests of internal/chserver (-tags chdb).
 #   7. A short fuzz run of every fuzz target (REEL_FUZZTIME, default 10s each;
 #      0 skips; skipped when go test flags are passed).
 # The exit status is non-zero if any step failed.
@@ -177,6 +178,14 @@ if [[ -d cmd/reel ]]; then
 	run build env CGO_ENABLED=0 go build -o /dev/null ./cmd/reel
 fi
 run helm-check bash scripts/helm-check.sh --no-go-tests
+# examples/go-projection: a team's own binary in its own module (replace
+# directive to this tree, go.sum committed); -mod=mod resolves from the
+# module cache and the Go proxy only, never sum.golang.org's lookups for
+# modules its go.sum already lists.
+if [[ -d examples/go-projection ]]; then
+	run example-go-projection env -C examples/go-projection GOFLAGS=-mod=mod \
+		sh -c 'go vet ./... && go test -count=1 ./...'
+fi
 # -p 1: packages share the one real broker and registry, and testenv.Kafka
 # and testenv.Registry empty them before each test, so test packages must
 # not run at the same time.

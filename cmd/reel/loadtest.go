@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/reel-dev/reel/cli"
 	"github.com/reel-dev/reel/loadtest"
 )
 
@@ -48,7 +49,7 @@ func cmdLoadtest(ctx context.Context, args []string) error {
 	for _, s := range strings.Split(*levels, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 		if err != nil {
-			return fmt.Errorf("%w: -levels %q: %v", errUsage, *levels, err)
+			return fmt.Errorf("%w: -levels %q: %v", cli.ErrUsage, *levels, err)
 		}
 		lv = append(lv, v)
 	}

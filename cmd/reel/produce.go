@@ -13,16 +13,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/reel-dev/reel/cli"
+	"github.com/reel-dev/reel/examples/demo/producers/seats"
+	"github.com/reel-dev/reel/examples/demo/producers/shop"
 	"github.com/reel-dev/reel/producers"
-	"github.com/reel-dev/reel/producers/seats"
-	"github.com/reel-dev/reel/producers/shop"
 	"github.com/reel-dev/reel/schemas"
 )
 
 // cmdProduce: reel produce seats|shop — run a demo service.
 func cmdProduce(ctx context.Context, args []string) error {
 	if len(args) == 0 || (args[0] != "seats" && args[0] != "shop") {
-		return fmt.Errorf("%w: reel produce seats|shop [flags]", errUsage)
+		return fmt.Errorf("%w: reel produce seats|shop [flags]", cli.ErrUsage)
 	}
 	domain := args[0]
 	fset := flag.NewFlagSet("produce "+domain, flag.ContinueOnError)

@@ -24,8 +24,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/internal/config"
-	"github.com/reel-dev/reel/projectors/registry"
 )
 
 // kubeVersion is the Kubernetes version the chart is rendered for (the
@@ -278,7 +278,7 @@ func TestRenderedConfigIsValid(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				cfg, err := config.Parse([]byte(text), nil)
+				cfg, err := stockParse([]byte(text), nil)
 				if err != nil {
 					t.Fatalf("%s: %v", key, err)
 				}
@@ -295,7 +295,7 @@ func TestRenderedConfigIsValid(t *testing.T) {
 						key = str(v, "configMap", "items", 0, "key")
 					}
 				}
-				cfg, err := config.Parse([]byte(data[key].(string)), nil)
+				cfg, err := stockParse([]byte(data[key].(string)), nil)
 				if err != nil {
 					t.Fatalf("%s: key %q: %v", str(d, "metadata", "name"), key, err)
 				}
@@ -328,7 +328,7 @@ func TestSecretsAreReferencedNotInlined(t *testing.T) {
 		}
 	}
 
-	cfg, err := config.Parse([]byte(str(byName(t, objs, "ConfigMap", "reel"), "data", "reel.yaml")), nil)
+	cfg, err := stockParse([]byte(str(byName(t, objs, "ConfigMap", "reel"), "data", "reel.yaml")), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -718,7 +718,7 @@ func TestDeclaredProjectionFromConfigMaps(t *testing.T) {
 	}
 	cm := byName(t, objs, "ConfigMap", "reel")
 	text := get(cm, "data", "group-parcels.yaml").(string)
-	cfg, err := config.Parse([]byte(mountConfigMaps(t, objs).Replace(text)), nil)
+	cfg, err := stockParse([]byte(mountConfigMaps(t, objs).Replace(text)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -741,7 +741,7 @@ func TestDeclaredProjectionFromConfigMaps(t *testing.T) {
 	// A broken projection fails validation with its file, line and column.
 	bad := mountConfigMaps(t, mustRender(t, "-f", "ci/declared-values.yaml", "--set-string",
 		"projections.files.parcels\\.yaml=name: parcels\ntables: []\non: {com.acme.shipping.Nope: ignore}\n"))
-	cfg, err = config.Parse([]byte(bad.Replace(text)), nil)
+	cfg, err = stockParse([]byte(bad.Replace(text)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -755,4 +755,14 @@ func TestDeclaredProjectionFromConfigMaps(t *testing.T) {
 		!strings.Contains(err.Error(), `unknown projection "parcel"`) || !strings.Contains(err.Error(), "parcels") {
 		t.Fatalf("unknown projection in a group: %v", err)
 	}
+}
+
+// stockParse parses a rendered config as the stock image does: with the
+// demo's Go projections compiled in (cmd/reel).
+func stockParse(b []byte, getenv func(string) string) (*config.Config, error) {
+	c, err := config.Parse(b, getenv)
+	if c != nil {
+		c.GoProjections = registry.All()
+	}
+	return c, err
 }

@@ -119,15 +119,15 @@ func Catalog(c *config.Config) (*schemas.Catalog, error) {
 
 // Codec builds the event codec for the configured catalog: Confluent
 // framing through the configured schema registry, or registry-free
-// single-object encoding without one. The demo's Go types are bound to
-// those of its types the catalog has, for the demo projections compiled
-// into this binary; every other type decodes into a *schemas.Record.
+// single-object encoding without one. The program's Go bindings
+// (config.Bindings) are bound for the types the catalog has; every other
+// type decodes into a *schemas.Record.
 func Codec(_ context.Context, c *config.Config) (*schemas.Codec, error) {
 	cat, err := Catalog(c)
 	if err != nil {
 		return nil, err
 	}
-	bind := schemas.WithBindings(DemoBindings(cat)...)
+	bind := schemas.WithBindings(BindingsFor(cat, c.Bindings)...)
 	if c.SchemaRegistry.URL == "" {
 		return schemas.NewCodec(cat, bind)
 	}
@@ -138,10 +138,11 @@ func Codec(_ context.Context, c *config.Config) (*schemas.Codec, error) {
 	return schemas.NewCodec(cat, schemas.WithRegistry(cl), bind)
 }
 
-// DemoBindings are the demo's Go bindings for the types cat has.
-func DemoBindings(cat *schemas.Catalog) []schemas.Binding {
+// BindingsFor returns those of bs whose type cat has: a program's bindings
+// stay valid when it runs against a catalog without some of its types.
+func BindingsFor(cat *schemas.Catalog, bs []schemas.Binding) []schemas.Binding {
 	var out []schemas.Binding
-	for _, b := range schemas.DemoBindings() {
+	for _, b := range bs {
 		if cat.Type(b.Type) != nil {
 			out = append(out, b)
 		}

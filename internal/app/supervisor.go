@@ -45,8 +45,9 @@ type Supervisor struct {
 
 	mu      sync.Mutex
 	gens    map[genKey]*genRun
-	synced  bool  // the registry was read once for every projection
-	lastErr error // the last reconcile error, for /readyz
+	metrics map[int]*genMetrics // by generation number
+	synced  bool                // the registry was read once for every projection
+	lastErr error               // the last reconcile error, for /readyz
 }
 
 type genKey struct {
@@ -59,8 +60,7 @@ type genRun struct {
 	p       *projectors.Projection
 	gen     int
 	status  string
-	metrics *projectors.Metrics
-	regd    *recordingRegisterer
+	metrics *projectors.Metrics // shared with the generation's other projections (genMetrics)
 
 	runner   *projectors.Runner // nil while stopped
 	cancel   context.CancelFunc
@@ -75,7 +75,7 @@ type genRun struct {
 }
 
 // NewSupervisor prepares a supervisor for the configured projections
-// (config.SelectProjections: built-in and declared). Metrics are registered on
+// (config.SelectProjections: Go and declared). Metrics are registered on
 // reg: the runtime's per generation (label generation), kprom's per client
 // (namespace reel_kafka, labels projection and generation) and the lag
 // collector's.
@@ -88,7 +88,7 @@ func NewSupervisor(cfg *config.Config, conn driver.Conn, dec projectors.Decoder,
 	if err != nil {
 		return nil, err
 	}
-	s := &Supervisor{cfg: cfg, conn: conn, dec: dec, kopts: kopts, reg: reg, log: log, projs: projs, gens: map[genKey]*genRun{}}
+	s := &Supervisor{cfg: cfg, conn: conn, dec: dec, kopts: kopts, reg: reg, log: log, projs: projs, gens: map[genKey]*genRun{}, metrics: map[int]*genMetrics{}}
 	s.lag = newLagCollector()
 	if reg != nil {
 		if err := reg.Register(s.lag); err != nil {
@@ -160,7 +160,7 @@ func (s *Supervisor) reconcile(ctx context.Context) {
 		for _, gr := range stop {
 			s.log.Info("generation left live/standby; stopping its runner", "projection", p.Name, "generation", gr.gen)
 			s.stop(gr)
-			gr.unregister(s.reg)
+			s.releaseMetrics(gr)
 		}
 		for g, status := range want {
 			if ctx.Err() != nil {
@@ -182,13 +182,7 @@ func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen i
 	s.mu.Lock()
 	gr := s.gens[k]
 	if gr == nil {
-		gr = &genRun{p: p, gen: gen}
-		gr.regd = &recordingRegisterer{inner: prometheus.WrapRegistererWith(prometheus.Labels{"generation": strconv.Itoa(gen)}, s.reg)}
-		if s.reg == nil {
-			gr.metrics = projectors.NewMetrics(nil)
-		} else {
-			gr.metrics = projectors.NewMetrics(gr.regd)
-		}
+		gr = &genRun{p: p, gen: gen, metrics: s.acquireMetrics(gen)}
 		s.gens[k] = gr
 	}
 	if gr.status != status && gr.status != "" {
@@ -460,14 +454,56 @@ func (r *recordingRegisterer) MustRegister(cs ...prometheus.Collector) {
 
 func (r *recordingRegisterer) Unregister(c prometheus.Collector) bool { return r.inner.Unregister(c) }
 
-func (gr *genRun) unregister(reg prometheus.Registerer) {
-	if reg == nil || gr.regd == nil {
+// genMetrics are the runtime metrics of one generation number. Every
+// projection at that generation shares them: their series carry the
+// projection label, and a registry refuses a second collector of the
+// same name and constant labels (which, unshared, panicked in
+// NewMetrics for the second projection of a generation, under s.mu).
+type genMetrics struct {
+	m    *projectors.Metrics
+	regd *recordingRegisterer
+	refs int
+}
+
+// acquireMetrics returns generation gen's metrics, registering them on
+// first use. s.mu is held.
+func (s *Supervisor) acquireMetrics(gen int) *projectors.Metrics {
+	gm := s.metrics[gen]
+	if gm == nil {
+		gm = &genMetrics{}
+		if s.reg == nil {
+			gm.m = projectors.NewMetrics(nil)
+		} else {
+			gm.regd = &recordingRegisterer{inner: prometheus.WrapRegistererWith(prometheus.Labels{"generation": strconv.Itoa(gen)}, s.reg)}
+			gm.m = projectors.NewMetrics(gm.regd)
+		}
+		s.metrics[gen] = gm
+	}
+	gm.refs++
+	return gm.m
+}
+
+// releaseMetrics drops gr's series from its generation's metrics, and
+// unregisters them once no projection of the generation runs.
+func (s *Supervisor) releaseMetrics(gr *genRun) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gm := s.metrics[gr.gen]
+	if gm == nil {
 		return
 	}
-	gr.regd.mu.Lock()
-	defer gr.regd.mu.Unlock()
-	for _, c := range gr.regd.cs {
-		gr.regd.inner.Unregister(c)
+	gm.m.Forget(gr.p.Name)
+	if gm.refs--; gm.refs > 0 {
+		return
 	}
-	gr.regd.cs = nil
+	delete(s.metrics, gr.gen)
+	if gm.regd == nil {
+		return
+	}
+	gm.regd.mu.Lock()
+	defer gm.regd.mu.Unlock()
+	for _, c := range gm.regd.cs {
+		gm.regd.inner.Unregister(c)
+	}
+	gm.regd.cs = nil
 }

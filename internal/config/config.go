@@ -21,6 +21,9 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/schemas"
 )
 
 // Config is the whole file.
@@ -33,6 +36,14 @@ type Config struct {
 	Projector      Projector      `yaml:"projector"`
 	HTTP           HTTP           `yaml:"http"`
 	Log            Log            `yaml:"log"`
+
+	// GoProjections are the Go projections compiled into the program
+	// (cli.WithProjections), named beside the declared ones; Bindings are
+	// its Go payload types (cli.WithBindings). The program sets both after
+	// loading the file; the engine ships none, so a config without them
+	// knows only projections.dir.
+	GoProjections []*projectors.Projection `yaml:"-"`
+	Bindings      []schemas.Binding        `yaml:"-"`
 
 	// Secrets taken from the environment (never from the file). They are
 	// unexported so that printing or marshaling a Config cannot leak them.
@@ -99,9 +110,9 @@ type Catalog struct {
 // docs/projections.md) come from.
 type Projections struct {
 	// Dir holds the projection files (*.yaml at any depth); env
-	// REEL_PROJECTIONS_DIR. "": only the built-in Go projections. When
+	// REEL_PROJECTIONS_DIR. "": only the program's Go projections. When
 	// set, projector.projections defaults to the declared ones; a declared
-	// projection replaces a built-in one of the same name.
+	// projection replaces a Go one of the same name.
 	Dir string `yaml:"dir"`
 }
 
@@ -115,7 +126,7 @@ type ClickHouse struct {
 
 // Projector tunes the runtime; the defaults are the runtime's.
 type Projector struct {
-	Projections    []string      `yaml:"projections"` // empty: every declared one (projections.dir), else every built-in; env REEL_PROJECTIONS (comma-separated)
+	Projections    []string      `yaml:"projections"` // empty: every declared one (projections.dir), else every Go one; env REEL_PROJECTIONS (comma-separated)
 	BatchEvents    int           `yaml:"batchEvents"`
 	FlushInterval  time.Duration `yaml:"flushInterval"`
 	InsertTimeout  time.Duration `yaml:"insertTimeout"`

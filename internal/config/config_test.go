@@ -14,7 +14,17 @@ import (
 
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/internal/testenv"
+	"github.com/reel-dev/reel/projectors"
 )
+
+// withGo gives c the Go projections a program would compile in: names
+// only, which is all Validate looks at.
+func withGo(c *config.Config, names ...string) *config.Config {
+	for _, n := range names {
+		c.GoProjections = append(c.GoProjections, &projectors.Projection{Name: n})
+	}
+	return c
+}
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
@@ -56,7 +66,10 @@ func TestParseFullShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Validate(); err != nil {
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `unknown projection "orders" (none: set projections.dir`) {
+		t.Fatalf("projections named without any loaded: %v", err)
+	}
+	if err := withGo(c, "orders", "seats").Validate(); err != nil {
 		t.Fatalf("the documented shape must validate: %v", err)
 	}
 	if !reflect.DeepEqual(c.Kafka.Brokers, []string{"k1:9092", "k2:9092"}) || c.Kafka.ClientID != "reel-test" {
@@ -115,7 +128,7 @@ func TestEnvOverrides(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Validate(); err != nil {
+	if err := withGo(c, "sales").Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(c.Kafka.Brokers, []string{"a:1", "b:2"}) || c.SchemaRegistry.URL != "http://sr:8081" ||

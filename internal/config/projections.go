@@ -15,7 +15,6 @@ import (
 
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
-	"github.com/reel-dev/reel/projectors/registry"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -64,11 +63,11 @@ func (c *Config) RegistryClient() (*sr.Client, error) {
 	return cl, nil
 }
 
-// loadAll is every projection the config can name: the built-in Go ones,
-// with the declared ones of projections.dir (checked against cat) beside
-// them, a declared one replacing a built-in of its name.
+// loadAll is every projection the config can name: the program's Go ones
+// (GoProjections), with the declared ones of projections.dir (checked
+// against cat) beside them, a declared one replacing a Go one of its name.
 func (c *Config) loadAll(cat *schemas.Catalog) ([]*projectors.Projection, error) {
-	all := registry.All()
+	all := slices.Clone(c.GoProjections)
 	if c.Projections.Dir == "" {
 		return all, nil
 	}
@@ -84,7 +83,7 @@ func (c *Config) loadAll(cat *schemas.Catalog) ([]*projectors.Projection, error)
 
 // SelectProjections returns the projections to run: those named by
 // projector.projections, else every declared one when projections.dir is
-// set, else every built-in one. Names are checked against what was
+// set, else every Go one. Names are checked against what was
 // loaded (Validate reports the same with the config path).
 func (c *Config) SelectProjections(cat *schemas.Catalog) ([]*projectors.Projection, error) {
 	all, err := c.loadAll(cat)
@@ -113,7 +112,7 @@ func (c *Config) SelectProjections(cat *schemas.Catalog) ([]*projectors.Projecti
 }
 
 // AllProjections loads the catalog and returns every projection the
-// config can name (built-in and declared), for tools that act on one by
+// config can name (Go and declared), for tools that act on one by
 // name (rebuild, rollback, dlq, wait, status).
 func (c *Config) AllProjections() ([]*projectors.Projection, error) {
 	cat, err := c.LoadCatalog()

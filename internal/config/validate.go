@@ -162,8 +162,13 @@ func (c *Config) Validate() error {
 	seen := map[string]bool{}
 	for i, n := range p.Projections {
 		path := fmt.Sprintf("projector.projections[%d]", i)
-		if !known[n] && cat != nil && len(loaded) > 0 {
+		// A projections.dir that failed to load is reported above.
+		switch {
+		case known[n] || cat == nil:
+		case len(loaded) > 0:
 			add(path, "unknown projection %q (have %s)", n, strings.Join(names, ", "))
+		case c.Projections.Dir == "":
+			add(path, "unknown projection %q (none: set projections.dir, or build a binary with Go projections)", n)
 		}
 		if seen[n] {
 			add(path, "%q listed twice", n)

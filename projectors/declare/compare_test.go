@@ -14,13 +14,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	pseats "github.com/reel-dev/reel/examples/demo/producers/seats"
+	pshop "github.com/reel-dev/reel/examples/demo/producers/shop"
+	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/producers"
-	pseats "github.com/reel-dev/reel/producers/seats"
-	pshop "github.com/reel-dev/reel/producers/shop"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
-	"github.com/reel-dev/reel/projectors/registry"
 	"github.com/reel-dev/reel/schemas"
 )
 

@@ -9,10 +9,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/eventlog"
+	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/eventlog"
 	"github.com/reel-dev/reel/projectors/rebuild"
-	"github.com/reel-dev/reel/projectors/seats"
 )
 
 // TestTimeBoundedRebuildsAndGC: a rebuild from a time replays only the

@@ -13,14 +13,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/rebuild"
-	"github.com/reel-dev/reel/projectors/seats"
 )
 
 type logWriter struct{ t *testing.T }
 
-func (l logWriter) Write(b []byte) (int, error) { l.t.Log(strings.TrimRight(string(b), "\n")); return len(b), nil }
+func (l logWriter) Write(b []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
 
 // TestRebuildUnderLoad is the test: the seats projection is rebuilt
 // while events keep arriving and a query loop hammers its stable view. No

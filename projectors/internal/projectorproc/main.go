@@ -23,10 +23,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
-	"github.com/reel-dev/reel/projectors/registry"
 	"github.com/reel-dev/reel/schemas"
 )
 
