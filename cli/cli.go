@@ -159,6 +159,11 @@ func (pr *program) commands() map[string]command {
 // exits: 0 on success, 2 on a usage error, 1 on any other.
 func Main(opts ...Option) {
 	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	if limit, err := memoryLimit(os.Getenv); err != nil {
+		slog.Warn("memory limit not set", "err", err)
+	} else if limit > 0 {
+		slog.Info("Go memory limit from the container's", "bytes", limit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := Run(ctx, os.Args[1:], opts...)
 	stop()

@@ -204,6 +204,13 @@ func TestProjectorDeploymentsHaveProbesAndSecurityContext(t *testing.T) {
 				if get(c, "resources", "requests") == nil {
 					t.Errorf("%s: no resource requests", name)
 				}
+				// The Go memory limit follows the container's (cli/memlimit.go).
+				env, _ := get(c, "env").([]any)
+				if !slices.ContainsFunc(env, func(e any) bool {
+					return str(e, "name") == "REEL_MEMORY_LIMIT" && str(e, "valueFrom", "resourceFieldRef", "resource") == "limits.memory"
+				}) {
+					t.Errorf("%s: no REEL_MEMORY_LIMIT from limits.memory in env %v", name, env)
+				}
 				checkSecurity(t, name, d)
 				if len(str(d, "spec", "template", "metadata", "annotations", "checksum/config")) != 64 {
 					t.Errorf("%s: no checksum/config annotation: config changes would not roll the pods", name)

@@ -64,8 +64,11 @@ func KafkaOpts(c *config.Config) ([]kgo.Opt, error) {
 	return opts, nil
 }
 
+// defaultMaxOpenConns is clickhouse.maxOpenConns' default.
+const defaultMaxOpenConns = 64
+
 // ClickHouseOptions returns the clickhouse-go options of the configured
-// DSN with the configured credentials and TLS applied on top.
+// DSN with the configured credentials, pool bound and TLS applied on top.
 func ClickHouseOptions(c *config.Config) (*clickhouse.Options, error) {
 	opts, err := chclient.Options(c.ClickHouse.DSN)
 	if err != nil {
@@ -81,6 +84,15 @@ func ClickHouseOptions(c *config.Config) (*clickhouse.Options, error) {
 	if pw != "" {
 		opts.Auth.Password = pw
 	}
+	switch {
+	case c.ClickHouse.MaxOpenConns > 0:
+		opts.MaxOpenConns = c.ClickHouse.MaxOpenConns
+	case opts.MaxOpenConns == 0:
+		opts.MaxOpenConns = defaultMaxOpenConns
+	}
+	// Idle connections up to the bound: workers insert in bursts, and a
+	// closed connection costs a new handshake at the next one.
+	opts.MaxIdleConns = max(opts.MaxIdleConns, opts.MaxOpenConns)
 	if c.ClickHouse.TLS.Enabled {
 		tc, err := tlsConfig(c.ClickHouse.TLS, "", "")
 		if err != nil {

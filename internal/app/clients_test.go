@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +103,32 @@ func TestOpenClickHouseRedacts(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("password in error: %v", err)
+	}
+}
+
+// TestClickHousePool: every projection's workers share one pool, 64 by
+// default (clickhouse-go's 10 starved several projections), the config or
+// the DSN can set it.
+func TestClickHousePool(t *testing.T) {
+	for _, c := range []struct {
+		dsn  string
+		conf int
+		want int
+	}{
+		{"http://ch:8123/reel", 0, 64},
+		{"http://ch:8123/reel", 8, 8},
+		{"http://ch:8123/reel?max_open_conns=12", 0, 12},
+	} {
+		cfg, err := config.Parse([]byte(fmt.Sprintf("clickhouse: {dsn: %q, maxOpenConns: %d}\n", c.dsn, c.conf)), func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts, err := app.ClickHouseOptions(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opts.MaxOpenConns != c.want || opts.MaxIdleConns < c.want {
+			t.Errorf("%s maxOpenConns %d: pool %d open / %d idle, want %d", c.dsn, c.conf, opts.MaxOpenConns, opts.MaxIdleConns, c.want)
+		}
 	}
 }

@@ -122,6 +122,11 @@ type ClickHouse struct {
 	Username     string `yaml:"username"`
 	PasswordFile string `yaml:"passwordFile"` // or env REEL_CLICKHOUSE_PASSWORD
 	TLS          TLS    `yaml:"tls"`
+	// MaxOpenConns bounds the connections to ClickHouse that every
+	// projection's partition workers share (default 64; a max_open_conns
+	// in the DSN wins over the default). clickhouse-go's own default of
+	// 10 starves several projections of many partitions each.
+	MaxOpenConns int `yaml:"maxOpenConns"`
 }
 
 // Projector tunes the runtime; the defaults are the runtime's.

@@ -146,6 +146,9 @@ func (c *Config) Validate() error {
 	} else if _, err := chclient.Options(c.ClickHouse.DSN); err != nil {
 		add("clickhouse.dsn", "%v", err)
 	}
+	if c.ClickHouse.MaxOpenConns < 0 {
+		add("clickhouse.maxOpenConns", "must be positive (0: the default, 64)")
+	}
 	c.ClickHouse.TLS.check("clickhouse.tls", add, file)
 	if c.clickhousePassword == "" {
 		file("clickhouse.passwordFile", c.ClickHouse.PasswordFile)
