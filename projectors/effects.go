@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/internal/chclient"
 )
 
 // Side effects across generations. A projection's side effects must run
@@ -135,7 +137,7 @@ func HandOverEffects(ctx context.Context, conn driver.Conn, from, to *Layout) (H
 		starts[k] = f
 	}
 	write := func(rows func(k tp) [][4]int64) error {
-		b, err := conn.PrepareBatch(ctx, "INSERT INTO "+effectsTable+" (proj, generation, topic, part, from_off, until_off, pending, recorded_at)")
+		b, err := conn.PrepareBatch(chclient.WriteContext(ctx, nil), "INSERT INTO "+effectsTable+" (proj, generation, topic, part, from_off, until_off, pending, recorded_at)")
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/internal/chclient"
 )
 
 // definitionsTable records every generation's definition, one row per
@@ -257,7 +259,7 @@ func Evolve(ctx context.Context, conn driver.Conn, l *Layout, views bool) (Migra
 
 // RecordDefinition stores p's definition as revision rev of generation gen.
 func RecordDefinition(ctx context.Context, conn driver.Conn, p *Projection, gen, rev int, note string, statements []string) error {
-	err := conn.Exec(ctx, "INSERT INTO "+definitionsTable+" (proj, generation, revision, definition, logic_version, changes, statements, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+	err := conn.Exec(chclient.WriteContext(ctx, nil), "INSERT INTO "+definitionsTable+" (proj, generation, revision, definition, logic_version, changes, statements, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		p.Name, uint32(gen), uint32(rev), DefinitionOf(p).Canonical(), uint32(p.Version), note, strings.Join(statements, ";\n"), time.Now().UTC())
 	if err != nil {
 		return fmt.Errorf("record the definition of %s g%d: %w", p.Name, gen, err)

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
 )
 
 // Generation statuses in _reel_generations. A projection has at most one

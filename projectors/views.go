@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/internal/chclient"
 )
 
 // liveTable holds, per projection, which generation its views serve: one
@@ -46,7 +48,7 @@ func recordLive(ctx context.Context, conn driver.Conn, proj string, gen int, onl
 	// The server's clock in microseconds: a bound time.Time parameter
 	// would have whole seconds, and two switches within one second would
 	// tie in argMax.
-	if err := conn.Exec(ctx, "INSERT INTO "+liveTable+" (proj, generation, switched_at) SELECT ?, ?, now64(6, 'UTC')", proj, uint32(gen)); err != nil {
+	if err := conn.Exec(chclient.WriteContext(ctx, nil), "INSERT INTO "+liveTable+" (proj, generation, switched_at) SELECT ?, ?, now64(6, 'UTC')", proj, uint32(gen)); err != nil {
 		return fmt.Errorf("switch %s's views to g%d: %w", proj, gen, err)
 	}
 	return nil

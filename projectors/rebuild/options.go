@@ -172,7 +172,9 @@ func WithMetrics(m *Metrics) Opt { return func(c *cfg) { c.metrics = m } }
 func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.logger = l } }
 
 // RunnerOpts adds options to the replay's projectors.Runner.
-func RunnerOpts(o ...projectors.Opt) Opt { return func(c *cfg) { c.runnerOpts = append(c.runnerOpts, o...) } }
+func RunnerOpts(o ...projectors.Opt) Opt {
+	return func(c *cfg) { c.runnerOpts = append(c.runnerOpts, o...) }
+}
 
 // Host names this process in the lock and status rows. Default: hostname.
 func Host(h string) Opt { return func(c *cfg) { c.host = h } }
@@ -187,7 +189,7 @@ const (
 // From is where a replay starts.
 type From struct {
 	Kind    string
-	Time    time.Time                   // FromTimestamp
+	Time    time.Time                  // FromTimestamp
 	Offsets map[string]map[int32]int64 // FromOffsets; unlisted partitions start at the earliest
 }
 
