@@ -27,7 +27,7 @@ import (
 // Knobs: REEL_FZ_ROUNDS (10), REEL_FZ_DELAY (ClickHouse request delay,
 // 40ms), and those of startChaos.
 func TestExactlyOnceUnderFreezes(t *testing.T) {
-	if !testenv.RealKafka() && os.Getenv("REEL_EO_KFAKE") != "1" {
+	if !testenv.RealKafka() && !testenv.Integration() && os.Getenv("REEL_EO_KFAKE") != "1" {
 		t.Skip("needs a real Kafka (REEL_KAFKA_BROKERS), like TestExactlyOnceUnderKills; REEL_EO_KFAKE=1 to run it on kfake")
 	}
 	rounds := envInt("REEL_FZ_ROUNDS", 10)
