@@ -24,13 +24,9 @@ func (pr *program) cmdPlan(ctx context.Context, args []string) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return errors.Join(errUsage, err)
 	}
-	cfg, err := cf.load()
+	cfg, p, err := cf.loadProjection(args[0])
 	if err != nil {
 		return err
-	}
-	p, err := cfg.Projection(args[0])
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	conn, err := app.OpenClickHouse(ctx, cfg)
 	if err != nil {

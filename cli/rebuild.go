@@ -16,6 +16,7 @@ import (
 
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
+	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/rebuild"
 )
 
@@ -58,13 +59,9 @@ func (pr *program) cmdRebuild(ctx context.Context, args []string) error {
 	if *cutover != "auto" && *cutover != "manual" {
 		return fmt.Errorf("%w: -cutover %q: auto or manual", errUsage, *cutover)
 	}
-	cfg, err := cf.load()
+	cfg, p, err := cf.loadProjection(args[0])
 	if err != nil {
 		return err
-	}
-	p, err := cfg.Projection(args[0])
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	log := app.Logger(cfg, os.Stderr)
 	conn, err := app.OpenClickHouse(ctx, cfg)
@@ -155,6 +152,20 @@ func (pr *program) clientFlags(fs *flag.FlagSet) clientFlagSet {
 		brokers:    fs.String("brokers", "", "Kafka brokers, comma separated (overrides the config and REEL_KAFKA_BROKERS)"),
 		clickhouse: fs.String("clickhouse", "", "ClickHouse DSN (overrides the config and REEL_CLICKHOUSE_DSN)"),
 	}
+}
+
+// loadProjection loads the config and finds the projection a command is
+// about (an unknown name is a usage error).
+func (c clientFlagSet) loadProjection(name string) (*config.Config, *projectors.Projection, error) {
+	cfg, err := c.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := cfg.Projection(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return cfg, p, nil
 }
 
 func (c clientFlagSet) load() (*config.Config, error) {
