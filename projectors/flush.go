@@ -89,7 +89,7 @@ func (w *worker) flushLoop() {
 
 // commitBatch ends the current batch: hand it over (Pipeline) or flush it.
 func (w *worker) commitBatch(ctx context.Context) error {
-	if w.r.cfg.pipeline {
+	if w.r.cfg.Pipeline {
 		return w.handoff(ctx)
 	}
 	return w.flush(ctx)
@@ -111,7 +111,7 @@ func (w *worker) handoff(ctx context.Context) error {
 	for i := range w.ckpt {
 		w.ckpt[i] = max(w.ckpt[i], b.last)
 	}
-	if len(w.cache) > w.r.cfg.stateCacheSize {
+	if len(w.cache) > w.r.cfg.StateCacheSize {
 		// Forget everything; later misses are loaded from ClickHouse.
 		w.cache = map[string][]any{}
 		w.authorit = false
@@ -164,7 +164,7 @@ func (w *worker) persist(ctx context.Context, b *batch) error {
 	// that a member that lost it stops). A freeze between the check and
 	// the effect can still run one twice: effects are at-most-once per
 	// member, not across members.
-	if len(b.effects) > 0 || time.Since(w.fenceChecked) >= w.r.cfg.fenceCheck {
+	if len(b.effects) > 0 || time.Since(w.fenceChecked) >= w.r.cfg.FenceCheckInterval {
 		if err := w.checkFence(ctx); err != nil {
 			return err
 		}
@@ -224,7 +224,7 @@ func (w *worker) persistRows(ctx context.Context, b *batch) error {
 			if len(rows) == 0 {
 				continue
 			}
-			ictx, cancel := context.WithTimeout(ctx, w.r.cfg.insertTimeout)
+			ictx, cancel := context.WithTimeout(ctx, w.r.cfg.InsertTimeout)
 			cancels[i] = cancel
 			pb, err := w.prepare(ictx, w.layout.tables[i], rows)
 			if errors.As(err, &rej) {

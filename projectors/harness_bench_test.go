@@ -21,7 +21,7 @@ type BenchWorker struct{ w *worker }
 // first topic, with nothing in ClickHouse (so state misses mean "new").
 func NewBenchWorker(p *Projection, dec Decoder, batch int) *BenchWorker {
 	c := defaultCfg()
-	c.batchEvents = batch
+	c.BatchEvents = batch
 	r := &Runner{proj: p, layout: NewLayout(p, 1), dec: dec, cfg: c, log: slog.New(slog.DiscardHandler),
 		metrics: NewMetrics(nil), ctx: context.Background(), workers: map[tp]*worker{}}
 	ck := make([]int64, len(r.layout.tables))
@@ -34,7 +34,7 @@ func NewBenchWorker(p *Projection, dec Decoder, batch int) *BenchWorker {
 // Process applies one record as the worker's poll loop does.
 func (b *BenchWorker) Process(ctx context.Context, rec *kgo.Record) error {
 	err := b.w.applyRecord(ctx, rec, b.w.ckpt, false)
-	if b.w.b.events >= b.w.r.cfg.batchEvents {
+	if b.w.b.events >= b.w.r.cfg.BatchEvents {
 		b.w.resetBatch()
 	}
 	return err
@@ -57,7 +57,7 @@ func (b *BenchWorker) Apply(ctx context.Context, off int64, ev schemas.Event) er
 // for every row Apply emits.
 func (b *BenchWorker) AddRow(off int64, key string, ts time.Time, user []any) {
 	b.w.addRow(0, off, key, ts, user, b.w.ckpt)
-	if len(b.w.b.rows[0]) >= b.w.r.cfg.batchEvents {
+	if len(b.w.b.rows[0]) >= b.w.r.cfg.BatchEvents {
 		b.w.resetBatch()
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -14,45 +15,126 @@ import (
 type Opt func(*cfg)
 
 type cfg struct {
-	brokers         []string
-	generation      int
-	batchEvents     int
-	flushInterval   time.Duration
-	insertTimeout   time.Duration
-	retryMin        time.Duration
-	retryMax        time.Duration
-	shutdownTimeout time.Duration
-	maxPollRecords  int
-	maxPending      int
-	fenceCheck      time.Duration
-	stateCacheSize  int
-	replay          bool
-	effectsByGen    bool
-	pipeline        bool
-	durable         bool
-	views           bool
-	start           map[string]map[int32]kgo.Offset
-	startAt         *kgo.Offset
-	logger          *slog.Logger
-	metrics         *Metrics
-	hooks           []kgo.Hook
-	kgoOpts         []kgo.Opt
+	// Settings are the tunables the config file sets (projector.*).
+	Settings
+	brokers        []string
+	generation     int
+	maxPollRecords int
+	replay         bool
+	effectsByGen   bool
+	views          bool
+	start          map[string]map[int32]kgo.Offset
+	startAt        *kgo.Offset
+	logger         *slog.Logger
+	metrics        *Metrics
+	hooks          []kgo.Hook
+	kgoOpts        []kgo.Opt
 }
+
+// Settings are a runner's tunables as plain values: the config file's
+// projector section holds them under the YAML keys beside each field
+// (projector.batchEvents, …), WithSettings applies them, and
+// DefaultSettings and Validate are the only defaults and checks of these
+// values, so `reel project -validate` and NewRunner agree. Each field has
+// an option of its name (BatchEvents, FlushInterval, …) for programs.
+type Settings struct {
+	BatchEvents        int           `yaml:"batchEvents"`        // default 5000
+	FlushInterval      time.Duration `yaml:"flushInterval"`      // default 200ms
+	InsertTimeout      time.Duration `yaml:"insertTimeout"`      // default 30s
+	RetryMin           time.Duration `yaml:"retryMin"`           // default 100ms
+	RetryMax           time.Duration `yaml:"retryMax"`           // default 10s
+	ShutdownTimeout    time.Duration `yaml:"shutdownTimeout"`    // default 30s
+	MaxPending         int           `yaml:"maxPending"`         // default 0: ten times batchEvents
+	StateCacheSize     int           `yaml:"stateCacheSize"`     // default 200000
+	FenceCheckInterval time.Duration `yaml:"fenceCheckInterval"` // default 5s
+	Pipeline           bool          `yaml:"pipeline"`           // default false
+	Durable            bool          `yaml:"durable"`            // default false
+}
+
+// DefaultSettings are the runtime's defaults, the values a config file
+// leaves out.
+func DefaultSettings() Settings {
+	return Settings{
+		BatchEvents:        5000,
+		FlushInterval:      200 * time.Millisecond,
+		InsertTimeout:      30 * time.Second,
+		RetryMin:           100 * time.Millisecond,
+		RetryMax:           10 * time.Second,
+		ShutdownTimeout:    30 * time.Second,
+		StateCacheSize:     200000,
+		FenceCheckInterval: 5 * time.Second,
+	}
+}
+
+// SettingError is one invalid setting; Key is its YAML key (batchEvents).
+type SettingError struct {
+	Key, Msg string
+}
+
+func (e SettingError) Error() string { return e.Key + ": " + e.Msg }
+
+// SettingErrors lists every invalid setting.
+type SettingErrors []SettingError
+
+func (es SettingErrors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Validate returns SettingErrors naming each invalid value by its key, or
+// nil.
+func (s Settings) Validate() error {
+	var es SettingErrors
+	add := func(key, format string, args ...any) {
+		es = append(es, SettingError{key, fmt.Sprintf(format, args...)})
+	}
+	if s.BatchEvents < 1 {
+		add("batchEvents", "%d: must be ≥ 1", s.BatchEvents)
+	}
+	if s.FlushInterval < time.Millisecond {
+		add("flushInterval", "%s: must be ≥ 1ms", s.FlushInterval)
+	}
+	if s.InsertTimeout <= 0 {
+		add("insertTimeout", "%s: must be > 0", s.InsertTimeout)
+	}
+	if s.RetryMin <= 0 {
+		add("retryMin", "%s: must be > 0", s.RetryMin)
+	}
+	if s.RetryMax < s.RetryMin {
+		add("retryMax", "%s: must be ≥ retryMin (%s)", s.RetryMax, s.RetryMin)
+	}
+	if s.ShutdownTimeout <= 0 {
+		add("shutdownTimeout", "%s: must be > 0", s.ShutdownTimeout)
+	}
+	if s.MaxPending < 0 {
+		add("maxPending", "%d: must be ≥ 0 (0: ten times batchEvents)", s.MaxPending)
+	}
+	if s.StateCacheSize < 0 {
+		add("stateCacheSize", "%d: must be ≥ 0", s.StateCacheSize)
+	}
+	if s.FenceCheckInterval < 0 {
+		add("fenceCheckInterval", "%s: must be ≥ 0 (0: after every batch)", s.FenceCheckInterval)
+	}
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+// WithSettings applies every setting of s (a config file's projector
+// section).
+func WithSettings(s Settings) Opt { return func(c *cfg) { c.Settings = s } }
 
 func defaultCfg() cfg {
 	return cfg{
-		generation:      1,
-		batchEvents:     5000,
-		flushInterval:   200 * time.Millisecond,
-		insertTimeout:   30 * time.Second,
-		retryMin:        100 * time.Millisecond,
-		retryMax:        10 * time.Second,
-		shutdownTimeout: 30 * time.Second,
-		maxPollRecords:  10000,
-		stateCacheSize:  200000,
-		fenceCheck:      5 * time.Second,
-		views:           true,
-		logger:          slog.Default(),
+		Settings:       DefaultSettings(),
+		generation:     1,
+		maxPollRecords: 10000,
+		views:          true,
+		logger:         slog.Default(),
 	}
 }
 
@@ -64,20 +146,11 @@ func (c *cfg) validate() error {
 	if c.generation < 1 {
 		errs = append(errs, fmt.Errorf("generation %d: must be ≥ 1", c.generation))
 	}
-	if c.batchEvents < 1 {
-		errs = append(errs, fmt.Errorf("batch size %d: must be ≥ 1", c.batchEvents))
+	if err := c.Settings.Validate(); err != nil {
+		errs = append(errs, err)
 	}
-	if c.maxPending == 0 {
-		c.maxPending = 10 * c.batchEvents
-	}
-	if c.maxPending < 1 {
-		errs = append(errs, fmt.Errorf("max pending %d: must be ≥ 1", c.maxPending))
-	}
-	if c.flushInterval < time.Millisecond {
-		errs = append(errs, fmt.Errorf("flush interval %s: must be ≥ 1ms", c.flushInterval))
-	}
-	if c.retryMin <= 0 || c.retryMax < c.retryMin {
-		errs = append(errs, fmt.Errorf("retry backoff %s..%s: need 0 < min ≤ max", c.retryMin, c.retryMax))
+	if c.MaxPending == 0 {
+		c.MaxPending = 10 * c.BatchEvents
 	}
 	return errors.Join(errs...)
 }
@@ -100,36 +173,36 @@ func Brokers(b ...string) Opt { return func(c *cfg) { c.brokers = b } }
 func Generation(g int) Opt { return func(c *cfg) { c.generation = g } }
 
 // BatchEvents flushes a partition's batch at this many events. Default 5000.
-func BatchEvents(n int) Opt { return func(c *cfg) { c.batchEvents = n } }
+func BatchEvents(n int) Opt { return func(c *cfg) { c.BatchEvents = n } }
 
 // FlushInterval flushes a partition's batch this long after its first
 // event. Default 200ms.
-func FlushInterval(d time.Duration) Opt { return func(c *cfg) { c.flushInterval = d } }
+func FlushInterval(d time.Duration) Opt { return func(c *cfg) { c.FlushInterval = d } }
 
 // InsertTimeout bounds one ClickHouse insert. Default 30s.
-func InsertTimeout(d time.Duration) Opt { return func(c *cfg) { c.insertTimeout = d } }
+func InsertTimeout(d time.Duration) Opt { return func(c *cfg) { c.InsertTimeout = d } }
 
 // RetryBackoff sets the capped exponential backoff of ClickHouse retries.
 // Default 100ms to 10s.
 func RetryBackoff(minD, maxD time.Duration) Opt {
-	return func(c *cfg) { c.retryMin, c.retryMax = minD, maxD }
+	return func(c *cfg) { c.RetryMin, c.RetryMax = minD, maxD }
 }
 
 // ShutdownTimeout bounds the final flush of revoked partitions. Default 30s.
-func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.shutdownTimeout = d } }
+func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.ShutdownTimeout = d } }
 
 // MaxPending pauses fetching a partition while this many of its records wait
 // for its worker. Default: ten times BatchEvents (pausing is costly: the
 // partition's fetching restarts on resume).
-func MaxPending(n int) Opt { return func(c *cfg) { c.maxPending = n } }
+func MaxPending(n int) Opt { return func(c *cfg) { c.MaxPending = n } }
 
 // StateCacheSize caps the cached aggregate states per partition. Default 200000.
-func StateCacheSize(n int) Opt { return func(c *cfg) { c.stateCacheSize = n } }
+func StateCacheSize(n int) Opt { return func(c *cfg) { c.StateCacheSize = n } }
 
 // Pipeline lets a partition's worker apply the next batch while the previous
 // one is being inserted. Default false: on a machine shared with
 // ClickHouse it adds latency and no throughput (see flush.go).
-func Pipeline(on bool) Opt { return func(c *cfg) { c.pipeline = on } }
+func Pipeline(on bool) Opt { return func(c *cfg) { c.Pipeline = on } }
 
 // Durable makes every insert of the generation fsync its part and the
 // part's directory before it returns (the tables' fsync_after_insert and
@@ -137,7 +210,7 @@ func Pipeline(on bool) Opt { return func(c *cfg) { c.pipeline = on } }
 // the ClickHouse host, at the cost of an fsync per insert. Default false:
 // ClickHouse acknowledges an insert once the part is written to the page
 // cache, and replicas or backups are the usual protection.
-func Durable(on bool) Opt { return func(c *cfg) { c.durable = on } }
+func Durable(on bool) Opt { return func(c *cfg) { c.Durable = on } }
 
 // Replay marks the runner as replaying history (a rebuild): Tx.Replaying
 // is true and side effects are not run. Default false.
@@ -168,7 +241,7 @@ func StartAt(o kgo.Offset) Opt { return func(c *cfg) { c.startAt = &o } }
 // batch with side effects). Correctness does not depend on it: the
 // ClickHouse guard drops a stale member's rows; the check makes a stale
 // member stop and rejoin sooner.
-func FenceCheckInterval(d time.Duration) Opt { return func(c *cfg) { c.fenceCheck = d } }
+func FenceCheckInterval(d time.Duration) Opt { return func(c *cfg) { c.FenceCheckInterval = d } }
 
 // Logger sets the logger. Default slog.Default().
 func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.logger = l } }

@@ -76,7 +76,7 @@ func NewRunner(p *Projection, conn driver.Conn, dec Decoder, opts ...Opt) (*Runn
 	if r.metrics == nil {
 		r.metrics = NewMetrics(nil)
 	}
-	r.retry = retry.New(c.retryMin, c.retryMax, r.metrics.clickhouse)
+	r.retry = retry.New(c.RetryMin, c.RetryMax, r.metrics.clickhouse)
 	return r, nil
 }
 
@@ -140,12 +140,12 @@ func (r *Runner) prepare(ctx context.Context) error {
 	if len(m.Changes) > 0 {
 		r.log.Info("migrated the generation to the projection's definition", "changes", fmt.Sprint(m.Changes), "backfill", m.Backfill, "statements", len(m.Statements))
 	}
-	if r.cfg.durable {
+	if r.cfg.Durable {
 		if err := makeDurable(ctx, r.conn, r.layout); err != nil {
 			return err
 		}
 	}
-	if err := CheckSettings(ctx, r.conn, r.layout, r.cfg.durable, r.log); err != nil {
+	if err := CheckSettings(ctx, r.conn, r.layout, r.cfg.Durable, r.log); err != nil {
 		return err
 	}
 	if !r.cfg.views {
@@ -183,7 +183,7 @@ func (r *Runner) consume(ctx context.Context) error {
 		// franz-go commits the marks (one committer, no racing commits).
 		kgo.AutoCommitMarks(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.RebalanceTimeout(r.cfg.shutdownTimeout + 10*time.Second),
+		kgo.RebalanceTimeout(r.cfg.ShutdownTimeout + 10*time.Second),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.AdjustFetchOffsetsFn(r.onAssigned),
@@ -486,7 +486,7 @@ func (r *Runner) stop(ws []*worker, graceful bool) {
 			w.abandon()
 		}
 	}
-	timer := time.NewTimer(r.cfg.shutdownTimeout)
+	timer := time.NewTimer(r.cfg.ShutdownTimeout)
 	defer timer.Stop()
 	for _, w := range ws {
 		select {

@@ -135,7 +135,7 @@ func (w *worker) run() {
 		w.abandon()
 		w.fl.stop()
 	}()
-	tick := time.NewTicker(w.r.cfg.flushInterval / 2)
+	tick := time.NewTicker(w.r.cfg.FlushInterval / 2)
 	defer tick.Stop()
 	for {
 		select {
@@ -168,7 +168,7 @@ func (w *worker) run() {
 				default:
 				}
 			}
-			if w.b.events >= w.r.cfg.batchEvents {
+			if w.b.events >= w.r.cfg.BatchEvents {
 				if w.commitBatch(ctx) != nil {
 					return
 				}
@@ -178,7 +178,7 @@ func (w *worker) run() {
 			// While a batch already waits for the flusher, keep growing this
 			// one: batches adapt to how fast ClickHouse takes them, instead of
 			// queueing many small ones that each pay the per-insert cost.
-			if w.b.events > 0 && time.Since(w.b.started) >= w.r.cfg.flushInterval && len(w.fl.q) == 0 {
+			if w.b.events > 0 && time.Since(w.b.started) >= w.r.cfg.FlushInterval && len(w.fl.q) == 0 {
 				if w.commitBatch(ctx) != nil {
 					return
 				}
@@ -194,7 +194,7 @@ func (w *worker) enqueue(recs []*kgo.Record) {
 	w.pendMu.Lock()
 	w.pending = append(w.pending, recs)
 	w.npend += len(recs)
-	if w.npend >= w.r.cfg.maxPending && !w.paused {
+	if w.npend >= w.r.cfg.MaxPending && !w.paused {
 		w.paused = true
 		// Under pendMu, so that a concurrent take cannot resume first and
 		// leave the partition paused for good.
@@ -228,7 +228,7 @@ func (w *worker) process(ctx context.Context, recs []*kgo.Record) {
 	w.applyRejects()
 	for _, rec := range recs {
 		w.processOne(ctx, rec)
-		if w.b.events >= w.r.cfg.batchEvents {
+		if w.b.events >= w.r.cfg.BatchEvents {
 			if w.commitBatch(ctx) != nil {
 				return
 			}

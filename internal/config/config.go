@@ -17,8 +17,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 
@@ -129,20 +131,18 @@ type ClickHouse struct {
 	MaxOpenConns int `yaml:"maxOpenConns"`
 }
 
-// Projector tunes the runtime; the defaults are the runtime's.
+// Projector tunes the runtime. Its runner settings are the runtime's own
+// (projectors.Settings, inline: projector.batchEvents, …): their defaults
+// and checks are written once there, and app.RunnerOptions hands them to
+// every runner whole. Every setting also has an environment variable,
+// REEL_PROJECTOR_<KEY> (REEL_PROJECTOR_BATCH_EVENTS=2000; durations as
+// 300ms, booleans as true/false).
 type Projector struct {
-	Projections    []string      `yaml:"projections"` // empty: every declared one (projections.dir), else every Go one; env REEL_PROJECTIONS (comma-separated)
-	BatchEvents    int           `yaml:"batchEvents"`
-	FlushInterval  time.Duration `yaml:"flushInterval"`
-	InsertTimeout  time.Duration `yaml:"insertTimeout"`
-	RetryMin       time.Duration `yaml:"retryMin"`
-	RetryMax       time.Duration `yaml:"retryMax"`
-	StateCacheSize int           `yaml:"stateCacheSize"`
-	GenerationPoll time.Duration `yaml:"generationPoll"`
-	// Durable makes every insert fsync its part and the part's directory
-	// (the tables' fsync_after_insert, fsync_part_directory) before it is
-	// acknowledged. Default false. Env REEL_DURABLE=1.
-	Durable bool `yaml:"durable"`
+	Projections []string `yaml:"projections"` // empty: every declared one (projections.dir), else every Go one; env REEL_PROJECTIONS (comma-separated)
+	// GenerationPoll is how often the supervisor reads the generation
+	// registry (default 5s, at least 100ms).
+	GenerationPoll      time.Duration `yaml:"generationPoll"`
+	projectors.Settings `yaml:",inline"`
 }
 
 // HTTP is the operations endpoint: /metrics, /healthz, /readyz, /admin/….
@@ -162,17 +162,9 @@ func Default() Config {
 	return Config{
 		Kafka:      Kafka{Brokers: []string{"kafka:9092"}, ClientID: "reel"},
 		ClickHouse: ClickHouse{DSN: "http://clickhouse:8123/reel"},
-		Projector: Projector{
-			BatchEvents:    5000,
-			FlushInterval:  200 * time.Millisecond,
-			InsertTimeout:  30 * time.Second,
-			RetryMin:       100 * time.Millisecond,
-			RetryMax:       10 * time.Second,
-			StateCacheSize: 200000,
-			GenerationPoll: 5 * time.Second,
-		},
-		HTTP: HTTP{Listen: ":9464"},
-		Log:  Log{Level: "info", Format: "json"},
+		Projector:  Projector{GenerationPoll: 5 * time.Second, Settings: projectors.DefaultSettings()},
+		HTTP:       HTTP{Listen: ":9464"},
+		Log:        Log{Level: "info", Format: "json"},
 	}
 }
 
@@ -191,7 +183,9 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
-	c.applyEnv(getenv)
+	if err := c.applyEnv(getenv); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	return &c, nil
 }
 
@@ -201,7 +195,9 @@ func Parse(b []byte, getenv func(string) string) (*Config, error) {
 	if err := c.parse(b); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c.applyEnv(getenv)
+	if err := c.applyEnv(getenv); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	return &c, nil
 }
 
@@ -214,7 +210,7 @@ func (c *Config) parse(b []byte) error {
 	return nil
 }
 
-func (c *Config) applyEnv(getenv func(string) string) {
+func (c *Config) applyEnv(getenv func(string) string) error {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
@@ -261,6 +257,40 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	c.registryPassword = getenv("REEL_SCHEMA_REGISTRY_PASSWORD")
 	c.clickhousePassword = getenv("REEL_CLICKHOUSE_PASSWORD")
 	c.adminToken = getenv("REEL_ADMIN_TOKEN")
+	return c.applySettingsEnv(getenv)
+}
+
+// applySettingsEnv sets each runner setting from its variable
+// (SettingEnv), parsed as its YAML value would be.
+func (c *Config) applySettingsEnv(getenv func(string) string) error {
+	v := reflect.ValueOf(&c.Projector.Settings).Elem()
+	for i := range v.NumField() {
+		key := v.Type().Field(i).Tag.Get("yaml")
+		env := SettingEnv(key)
+		s := getenv(env)
+		if s == "" {
+			continue
+		}
+		if err := yaml.Unmarshal([]byte(s), v.Field(i).Addr().Interface()); err != nil {
+			return fmt.Errorf("%s (projector.%s): %q is not a %s", env, key, s, v.Field(i).Type())
+		}
+	}
+	return nil
+}
+
+// SettingEnv is the environment variable of the runner setting at YAML key
+// projector.<key>: REEL_PROJECTOR_ and the key in upper snake case
+// (batchEvents: REEL_PROJECTOR_BATCH_EVENTS).
+func SettingEnv(key string) string {
+	var b strings.Builder
+	b.WriteString("REEL_PROJECTOR_")
+	for i, r := range key {
+		if unicode.IsUpper(r) && i > 0 {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToUpper(r))
+	}
+	return b.String()
 }
 
 // secret returns the env value if set, else the trimmed content of file.

@@ -178,23 +178,11 @@ func (c *Config) Validate() error {
 		}
 		seen[n] = true
 	}
-	if p.BatchEvents < 1 {
-		add("projector.batchEvents", "%d: must be ≥ 1", p.BatchEvents)
-	}
-	if p.FlushInterval < time.Millisecond {
-		add("projector.flushInterval", "%s: must be ≥ 1ms", p.FlushInterval)
-	}
-	if p.InsertTimeout <= 0 {
-		add("projector.insertTimeout", "%s: must be > 0", p.InsertTimeout)
-	}
-	if p.RetryMin <= 0 {
-		add("projector.retryMin", "%s: must be > 0", p.RetryMin)
-	}
-	if p.RetryMax < p.RetryMin {
-		add("projector.retryMax", "%s: must be ≥ retryMin (%s)", p.RetryMax, p.RetryMin)
-	}
-	if p.StateCacheSize < 0 {
-		add("projector.stateCacheSize", "%d: must be ≥ 0", p.StateCacheSize)
+	var ses projectors.SettingErrors
+	if errors.As(p.Settings.Validate(), &ses) {
+		for _, e := range ses {
+			add("projector."+e.Key, "%s", e.Msg)
+		}
 	}
 	if p.GenerationPoll < 100*time.Millisecond {
 		add("projector.generationPoll", "%s: must be ≥ 100ms", p.GenerationPoll)
