@@ -231,11 +231,7 @@ type devQuery struct{ title, sql string }
 func (pr *program) devSetup(catDir, projDir string) (*schemas.Catalog, []*projectors.Projection, []devQuery, error) {
 	var cat *schemas.Catalog
 	var err error
-	if catDir != "" {
-		cat, err = schemas.LoadDir(catDir)
-	} else {
-		cat, err = schemas.Load()
-	}
+	cat, err = pr.loadCatalog(catDir)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("catalog: %w", err)
 	}

@@ -57,11 +57,7 @@ func (pr *program) cmdSchemas(ctx context.Context, args []string) error {
 	}
 	var cat *schemas.Catalog
 	var err error
-	if *dir != "" {
-		cat, err = schemas.LoadDir(*dir)
-	} else {
-		cat, err = schemas.Load()
-	}
+	cat, err = pr.loadCatalog(*dir)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -90,7 +91,7 @@ func wantConflict(t *testing.T, what string, err error) {
 func TestSchemasRegisterRefusesWeakLevels(t *testing.T) {
 	ctx := context.Background()
 	cl, url := testenv.RegistryClient(t)
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func TestSchemasRegisterRefusesWeakLevels(t *testing.T) {
 func TestSchemasRegisterBreakingChange(t *testing.T) {
 	ctx := context.Background()
 	cl, url := testenv.RegistryClient(t)
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

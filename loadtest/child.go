@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/projectors"
@@ -182,16 +183,16 @@ func projection(name, prefix string) (*projectors.Projection, error) {
 // newCodec builds the codec: Confluent framing through the registry at
 // url, or single-object encoding when url is empty.
 func newCodec(url string) (*schemas.Codec, error) {
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		return nil, err
 	}
 	if url == "" {
-		return schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+		return schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	}
 	cl, err := sr.NewClient(sr.URLs(url))
 	if err != nil {
 		return nil, err
 	}
-	return schemas.NewCodec(cat, schemas.WithRegistry(cl), schemas.WithBindings(schemas.DemoBindings()...))
+	return schemas.NewCodec(cat, schemas.WithRegistry(cl), schemas.WithBindings(events.Bindings()...))
 }

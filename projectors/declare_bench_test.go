@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
@@ -97,7 +98,7 @@ func benchDeclared(b *testing.B, run func(*testing.B, *projectors.Projection, pr
 }
 
 func genericCodec(b *testing.B) *schemas.Codec {
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func genericCodec(b *testing.B) *schemas.Codec {
 }
 
 func declaredDemo(b *testing.B) []*projectors.Projection {
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/cli"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -19,7 +20,7 @@ func TestChannelsAgainstTheCatalog(t *testing.T) {
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

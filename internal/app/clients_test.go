@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/internal/testenv"
@@ -65,7 +66,7 @@ func TestKafkaSASL(t *testing.T) {
 func TestCodecWithRegistry(t *testing.T) {
 	ctx := context.Background()
 	cl, url := testenv.RegistryClient(t)
-	cat, _ := schemas.Load()
+	cat, _ := events.Load()
 	if _, err := schemas.Register(ctx, cl, cat, schemas.RegisterOptions{SetCompatibility: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestCodecWithRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := codec.Encode(ctx, schemas.NewEvent(&schemas.OrderPlaced{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"}))
+	rec, err := codec.Encode(ctx, schemas.NewEvent(&events.OrderPlaced{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +89,7 @@ func TestCodecWithRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, _ = plain.Encode(ctx, schemas.NewEvent(&schemas.OrderPlaced{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"}))
+	rec, _ = plain.Encode(ctx, schemas.NewEvent(&events.OrderPlaced{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"}))
 	if rec.Value[0] != 0xC3 {
 		t.Fatalf("without a registry want single-object encoding, got %#x", rec.Value[0])
 	}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"reflect"
 	"strings"
@@ -46,6 +47,10 @@ type Config struct {
 	// knows only projections.dir.
 	GoProjections []*projectors.Projection `yaml:"-"`
 	Bindings      []schemas.Binding        `yaml:"-"`
+	// ProgramCatalog is the program's own catalog (cli.WithCatalog), used
+	// when catalog.dir and catalog.registry are unset. The engine ships
+	// none: without it a config must name its catalog.
+	ProgramCatalog fs.FS `yaml:"-"`
 
 	// Secrets taken from the environment (never from the file). They are
 	// unexported so that printing or marshaling a Config cannot leak them.
@@ -100,7 +105,7 @@ type SchemaRegistry struct {
 // Catalog is where the event types come from: a directory of .avsc files
 // with an optional catalog.yaml (see docs/events.md).
 type Catalog struct {
-	Dir string `yaml:"dir"` // env REEL_CATALOG; "": the embedded demo catalog
+	Dir string `yaml:"dir"` // env REEL_CATALOG; "": the program's catalog (cli.WithCatalog; the stock reel's is the demo's), else required
 	// Registry adds the types registered under the schema registry's
 	// subjects that dir does not define (every version, read at start);
 	// without dir they are the whole catalog. Env REEL_CATALOG_REGISTRY.

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -95,7 +96,7 @@ func bare(t *testing.T) *env {
 	e := &env{brokers: testenv.Kafka(t), python: testenv.Python(t), ids: map[string]int{}}
 	e.reg, e.regURL = testenv.RegistryClient(t)
 	var err error
-	if e.cat, err = schemas.Load(); err != nil {
+	if e.cat, err = events.Load(); err != nil {
 		t.Fatal(err)
 	}
 	return e

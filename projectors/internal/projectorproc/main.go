@@ -23,6 +23,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/projectors"
@@ -68,11 +69,11 @@ func run() error {
 		return err
 	}
 	defer conn.Close()
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		return err
 	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		return err
 	}
