@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,12 +20,17 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
+// demoCatalog is a catalog for configs that name none (the engine has no
+// default).
+const demoCatalog = "../../examples/demo/events/catalog"
+
 func parse(t *testing.T, y string, env map[string]string) *config.Config {
 	t.Helper()
 	c, err := config.Parse([]byte(y), func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.ProgramCatalog = os.DirFS(demoCatalog)
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
