@@ -142,13 +142,12 @@ func (pr *program) configure(c *config.Config) {
 
 // loadCatalog loads dir, else the program's catalog (WithCatalog).
 func (pr *program) loadCatalog(dir string) (*schemas.Catalog, error) {
-	if dir != "" {
-		return schemas.LoadDir(dir)
+	c := config.Config{Catalog: config.Catalog{Dir: dir}, ProgramCatalog: pr.catalog}
+	cat, err := c.LoadCatalog()
+	if errors.Is(err, config.ErrNoCatalog) {
+		return nil, fmt.Errorf("%w: no event catalog: give a directory of .avsc files (-catalog, or -dir for reel schemas)", errUsage)
 	}
-	if pr.catalog == nil {
-		return nil, fmt.Errorf("%w: no event catalog: give a directory of .avsc files (-catalog/-dir, catalog.dir or REEL_CATALOG)", errUsage)
-	}
-	return schemas.LoadFS(pr.catalog)
+	return cat, err
 }
 
 // command is one subcommand; run gets the arguments after its name.

@@ -41,7 +41,7 @@ func TestProjectionsCheck(t *testing.T) {
 	}
 	for _, want := range []string{
 		filepath.Join(dir, "p.yaml") + ":6:14: set n: the expression is string, want int",
-		filepath.Join(dir, "p.yaml") + `:7:3: on shop.Nope: the catalog (embedded demo catalog) has no event type "shop.Nope"`,
+		filepath.Join(dir, "p.yaml") + `:7:3: on shop.Nope: the catalog (embedded catalog) has no event type "shop.Nope"`,
 	} {
 		if !strings.Contains(errw.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errw.String())

@@ -44,7 +44,7 @@ func (c *Config) LoadCatalog() (*schemas.Catalog, error) {
 		return schemas.LoadDir(c.Catalog.Dir)
 	}
 	if c.ProgramCatalog != nil {
-		return schemas.LoadFS(c.ProgramCatalog)
+		return schemas.LoadNamedFS(c.ProgramCatalog, "embedded catalog")
 	}
 	return nil, ErrNoCatalog
 }

@@ -76,7 +76,7 @@ func setup(t *testing.T) *env {
 
 // catalogShop is the catalog's shop directory, the .avsc files the Python
 // service uses as its own.
-var catalogShop = filepath.Join("..", "..", "schemas", "demo", "shop")
+var catalogShop = filepath.Join("..", "..", "examples", "demo", "events", "catalog", "shop")
 
 // run runs produce_shop.py with the schemas in dir.
 func (e *env) run(dir, envelope, prefix string, orders int) (stdout, stderr *bytes.Buffer, err error) {
