@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/cli"
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/schemas"
 )
 
