@@ -72,37 +72,21 @@ func ChildMain(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	conn, err := app.OpenClickHouse(ctx, &cfg)
+	parts, err := app.Open(ctx, &cfg)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	codec, err := app.Codec(ctx, &cfg)
-	if err != nil {
-		return err
-	}
-	kopts, err := app.KafkaOpts(&cfg)
-	if err != nil {
-		return err
-	}
-	cat, err := cfg.LoadCatalog()
-	if err != nil {
-		return err
-	}
-	selected, err := cfg.SelectProjections(cat)
-	if err != nil {
-		return err
-	}
+	defer parts.Conn.Close()
 	promReg := prometheus.NewRegistry()
 	metrics := projectors.NewMetrics(promReg)
 	var runners []*projectors.Runner
-	for _, p := range selected {
+	for _, p := range parts.Projections {
 		prefixTopics(p, *prefix)
-		opts := app.RunnerOptions(&cfg, *gen, kopts, log, metrics)
+		opts := app.RunnerOptions(&cfg, *gen, parts.Kafka, log, metrics)
 		if *replay {
 			opts = append(opts, projectors.Replay(true), projectors.WithoutViews())
 		}
-		r, err := projectors.NewRunner(p, conn, codec, opts...)
+		r, err := projectors.NewRunner(p, parts.Conn, parts.Codec, opts...)
 		if err != nil {
 			return err
 		}

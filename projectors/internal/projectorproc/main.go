@@ -3,10 +3,10 @@
 // test plumbing, not a product command (that is `reel project`), but it
 // goes through the same composition root: its flags fill a config.Config
 // (the demo's catalog, Go projections and bindings as the program's, like
-// the stock binary), which is validated, opened (app.OpenClickHouse,
-// app.Codec, app.KafkaOpts) and turned into runner options by
-// app.RunnerOptions. Only the test isolation (topic and group suffixes,
-// session timeout, client ID) is its own.
+// the stock binary), which is validated, opened (app.Open: ClickHouse,
+// codec, Kafka options, the selected projections) and turned into runner
+// options by app.RunnerOptions. Only the test isolation (topic and group
+// suffixes, session timeout, client ID) is its own.
 //
 //	projectorproc -brokers 127.0.0.1:9092 -dsn http://127.0.0.1:8123/db \
 //	    -projections orders,order_saga,sales,seats,event_log -batch 2000 -flush 300ms
@@ -83,37 +83,21 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	conn, err := app.OpenClickHouse(ctx, cfg)
+	parts, err := app.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	codec, err := app.Codec(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	kopts, err := app.KafkaOpts(cfg)
-	if err != nil {
-		return err
-	}
-	cat, err := cfg.LoadCatalog()
-	if err != nil {
-		return err
-	}
-	projs, err := cfg.SelectProjections(cat)
-	if err != nil {
-		return err
-	}
+	defer parts.Conn.Close()
 	var runners []*projectors.Runner
-	for _, pr := range projs {
+	for _, pr := range parts.Projections {
 		for i := range pr.Topics {
 			pr.Topics[i] += *topicSuffix
 		}
-		ko := append(kopts[:len(kopts):len(kopts)],
+		ko := append(parts.Kafka[:len(parts.Kafka):len(parts.Kafka)],
 			kgo.ConsumerGroup(projectors.Group(pr.Name, *gen)+*groupSuffix),
 			kgo.SessionTimeout(*session),
 			kgo.HeartbeatInterval(*session/6))
-		r, err := projectors.NewRunner(pr, conn, codec, app.RunnerOptions(cfg, *gen, ko, log, nil)...)
+		r, err := projectors.NewRunner(pr, parts.Conn, parts.Codec, app.RunnerOptions(cfg, *gen, ko, log, nil)...)
 		if err != nil {
 			return err
 		}
