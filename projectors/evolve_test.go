@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
+	"github.com/reel-dev/reel/examples/demo/projectors/shop"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/schemas"
@@ -352,4 +355,55 @@ func TestAddedColumnStallsWithoutMigration(t *testing.T) {
 		t.Fatalf("Evolve over the adopted generation: %+v %v", m, err)
 	}
 	must(t, ch.Conn.Exec(ctx, "INSERT INTO bookings__booking_lines__g1__in (conference_id, reservation_id, quantity, seat_type, _topic, _partition, _offset, _event_ts, _epoch) VALUES ('c', 'r', 1, 'vip', 't', 0, 0, now(), 0)"))
+}
+
+// killedConn is a connection whose process dies at the first statement
+// containing marker: that statement and every later one fail.
+type killedConn struct {
+	driver.Conn
+	marker string
+	dead   bool
+}
+
+func (c *killedConn) Exec(ctx context.Context, q string, args ...any) error {
+	if c.dead = c.dead || strings.Contains(q, c.marker); c.dead {
+		return errors.New("killed")
+	}
+	return c.Conn.Exec(ctx, q, args...)
+}
+
+// A process killed while it creates a fresh generation's tables (the
+// SIGKILL test's first replica, killed early) leaves some tables behind;
+// the next start must create the rest and run, not adopt the tables that
+// exist and refuse the State table as a destructive addition.
+func TestFreshGenerationKilledMidCreation(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	ctx := context.Background()
+	p := shop.Sales()
+	l := projectors.NewLayout(p, 1)
+	tables := l.Tables()
+	last := tables[len(tables)-1] // the State table: created after the others
+	if !last.State {
+		t.Fatalf("%s is not the State table; the test needs one created last", last.Name)
+	}
+	kc := &killedConn{Conn: ch.Conn, marker: "CREATE TABLE IF NOT EXISTS " + last.Name + " "}
+	if _, err := projectors.Evolve(ctx, kc, l, true); err == nil {
+		t.Fatal("Evolve did not reach the State table's DDL")
+	}
+	var n uint64
+	must(t, ch.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = ?", tables[0].Name).Scan(&n))
+	if n != 1 {
+		t.Fatalf("%s was not created before the kill: the test does not reproduce a half-created generation", tables[0].Name)
+	}
+	m, err := projectors.Evolve(ctx, ch.Conn, projectors.NewLayout(shop.Sales(), 1), true)
+	if err != nil {
+		t.Fatalf("the next start refused the half-created generation: %v", err)
+	}
+	if len(m.Changes) != 0 {
+		t.Errorf("changes %v, want none", m.Changes)
+	}
+	must(t, ch.Conn.QueryRow(ctx, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = ?", last.Name).Scan(&n))
+	if n != 1 {
+		t.Errorf("%s was not created by the next start", last.Name)
+	}
 }
