@@ -23,7 +23,7 @@ func (pr *program) cmdProjections(_ context.Context, args []string) error {
 		return fmt.Errorf("%w: reel projections check|list DIR [-catalog DIR] [-config reel.yaml]", errUsage)
 	}
 	fs := flag.NewFlagSet("projections "+args[0], flag.ContinueOnError)
-	catDir := fs.String("catalog", os.Getenv("REEL_CATALOG"), "catalog directory (env REEL_CATALOG; default: catalog.dir of -config, else the embedded demo catalog)")
+	catDir := fs.String("catalog", os.Getenv("REEL_CATALOG"), "catalog directory (env REEL_CATALOG; default: catalog.dir of -config, else the catalog the binary embeds)")
 	cfgPath := fs.String("config", "", "YAML config file: its catalog.dir and projections.dir are used when arguments leave them out")
 	// Flags may come after DIR.
 	rest := args[1:]

@@ -129,7 +129,8 @@ func OpenClickHouse(ctx context.Context, c *config.Config) (driver.Conn, error) 
 }
 
 // Catalog loads the configured catalog (catalog.dir / REEL_CATALOG), else
-// the embedded demo catalog.
+// the program's (config.Config.ProgramCatalog), else fails
+// (config.ErrNoCatalog).
 func Catalog(c *config.Config) (*schemas.Catalog, error) {
 	return c.LoadCatalog()
 }
