@@ -15,8 +15,8 @@ import (
 type Opt func(*cfg)
 
 type cfg struct {
-	// Settings are the tunables the config file sets (projector.*).
-	Settings
+	// Tuning is what the config file sets (projector.*).
+	Tuning
 	brokers        []string
 	generation     int
 	maxPollRecords int
@@ -31,13 +31,13 @@ type cfg struct {
 	kgoOpts        []kgo.Opt
 }
 
-// Settings are a runner's tunables as plain values: the config file's
+// Tuning is a runner's tunables as plain values: the config file's
 // projector section holds them under the YAML keys beside each field
-// (projector.batchEvents, …), WithSettings applies them, and
-// DefaultSettings and Validate are the only defaults and checks of these
+// (projector.batchEvents, …), WithTuning applies them, and
+// DefaultTuning and Validate are the only defaults and checks of these
 // values, so `reel project -validate` and NewRunner agree. Each field has
 // an option of its name (BatchEvents, FlushInterval, …) for programs.
-type Settings struct {
+type Tuning struct {
 	BatchEvents        int           `yaml:"batchEvents"`        // default 5000
 	FlushInterval      time.Duration `yaml:"flushInterval"`      // default 200ms
 	InsertTimeout      time.Duration `yaml:"insertTimeout"`      // default 30s
@@ -51,10 +51,10 @@ type Settings struct {
 	Durable            bool          `yaml:"durable"`            // default false
 }
 
-// DefaultSettings are the runtime's defaults, the values a config file
+// DefaultTuning is the runtime's defaults, the values a config file
 // leaves out.
-func DefaultSettings() Settings {
-	return Settings{
+func DefaultTuning() Tuning {
+	return Tuning{
 		BatchEvents:        5000,
 		FlushInterval:      200 * time.Millisecond,
 		InsertTimeout:      30 * time.Second,
@@ -66,17 +66,17 @@ func DefaultSettings() Settings {
 	}
 }
 
-// SettingError is one invalid setting; Key is its YAML key (batchEvents).
-type SettingError struct {
+// TuningError is one invalid setting; Key is its YAML key (batchEvents).
+type TuningError struct {
 	Key, Msg string
 }
 
-func (e SettingError) Error() string { return e.Key + ": " + e.Msg }
+func (e TuningError) Error() string { return e.Key + ": " + e.Msg }
 
-// SettingErrors lists every invalid setting.
-type SettingErrors []SettingError
+// TuningErrors lists every invalid setting.
+type TuningErrors []TuningError
 
-func (es SettingErrors) Error() string {
+func (es TuningErrors) Error() string {
 	lines := make([]string, len(es))
 	for i, e := range es {
 		lines[i] = e.Error()
@@ -84,12 +84,12 @@ func (es SettingErrors) Error() string {
 	return strings.Join(lines, "\n")
 }
 
-// Validate returns SettingErrors naming each invalid value by its key, or
+// Validate returns TuningErrors naming each invalid value by its key, or
 // nil.
-func (s Settings) Validate() error {
-	var es SettingErrors
+func (s Tuning) Validate() error {
+	var es TuningErrors
 	add := func(key, format string, args ...any) {
-		es = append(es, SettingError{key, fmt.Sprintf(format, args...)})
+		es = append(es, TuningError{key, fmt.Sprintf(format, args...)})
 	}
 	if s.BatchEvents < 1 {
 		add("batchEvents", "%d: must be ≥ 1", s.BatchEvents)
@@ -124,13 +124,13 @@ func (s Settings) Validate() error {
 	return es
 }
 
-// WithSettings applies every setting of s (a config file's projector
+// WithTuning applies every setting of s (a config file's projector
 // section).
-func WithSettings(s Settings) Opt { return func(c *cfg) { c.Settings = s } }
+func WithTuning(s Tuning) Opt { return func(c *cfg) { c.Tuning = s } }
 
 func defaultCfg() cfg {
 	return cfg{
-		Settings:       DefaultSettings(),
+		Tuning:         DefaultTuning(),
 		generation:     1,
 		maxPollRecords: 10000,
 		views:          true,
@@ -146,7 +146,7 @@ func (c *cfg) validate() error {
 	if c.generation < 1 {
 		errs = append(errs, fmt.Errorf("generation %d: must be ≥ 1", c.generation))
 	}
-	if err := c.Settings.Validate(); err != nil {
+	if err := c.Tuning.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.MaxPending == 0 {

@@ -100,7 +100,7 @@ func NewSupervisor(cfg *config.Config, conn driver.Conn, dec projectors.Decoder,
 
 // RunnerOptions is where a configuration becomes a runner's options: the
 // brokers, the generation, every runner setting of the projector section
-// (projectors.WithSettings: its YAML keys are the runtime's), the logger,
+// (projectors.WithTuning: its YAML keys are the runtime's), the logger,
 // the metrics and the Kafka client options (KafkaOpts). Every entry point
 // that runs projections builds its runners' options here — the
 // Supervisor (`reel project`, `reel dev`), the load test's projector and
@@ -110,7 +110,7 @@ func RunnerOptions(cfg *config.Config, gen int, kopts []kgo.Opt, log *slog.Logge
 	return []projectors.Opt{
 		projectors.Brokers(cfg.Kafka.Brokers...),
 		projectors.Generation(gen),
-		projectors.WithSettings(cfg.Projector.Settings),
+		projectors.WithTuning(cfg.Projector.Tuning),
 		projectors.Logger(log),
 		projectors.WithMetrics(m),
 		projectors.KafkaOpts(kopts...),

@@ -137,7 +137,7 @@ type ClickHouse struct {
 }
 
 // Projector tunes the runtime. Its runner settings are the runtime's own
-// (projectors.Settings, inline: projector.batchEvents, …): their defaults
+// (projectors.Tuning, inline: projector.batchEvents, …): their defaults
 // and checks are written once there, and app.RunnerOptions hands them to
 // every runner whole. Every setting also has an environment variable,
 // REEL_PROJECTOR_<KEY> (REEL_PROJECTOR_BATCH_EVENTS=2000; durations as
@@ -146,8 +146,8 @@ type Projector struct {
 	Projections []string `yaml:"projections"` // empty: every declared one (projections.dir), else every Go one; env REEL_PROJECTIONS (comma-separated)
 	// GenerationPoll is how often the supervisor reads the generation
 	// registry (default 5s, at least 100ms).
-	GenerationPoll      time.Duration `yaml:"generationPoll"`
-	projectors.Settings `yaml:",inline"`
+	GenerationPoll    time.Duration `yaml:"generationPoll"`
+	projectors.Tuning `yaml:",inline"`
 }
 
 // HTTP is the operations endpoint: /metrics, /healthz, /readyz, /admin/….
@@ -167,7 +167,7 @@ func Default() Config {
 	return Config{
 		Kafka:      Kafka{Brokers: []string{"kafka:9092"}, ClientID: "reel"},
 		ClickHouse: ClickHouse{DSN: "http://clickhouse:8123/reel"},
-		Projector:  Projector{GenerationPoll: 5 * time.Second, Settings: projectors.DefaultSettings()},
+		Projector:  Projector{GenerationPoll: 5 * time.Second, Tuning: projectors.DefaultTuning()},
 		HTTP:       HTTP{Listen: ":9464"},
 		Log:        Log{Level: "info", Format: "json"},
 	}
@@ -262,16 +262,16 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	c.registryPassword = getenv("REEL_SCHEMA_REGISTRY_PASSWORD")
 	c.clickhousePassword = getenv("REEL_CLICKHOUSE_PASSWORD")
 	c.adminToken = getenv("REEL_ADMIN_TOKEN")
-	return c.applySettingsEnv(getenv)
+	return c.applyTuningEnv(getenv)
 }
 
-// applySettingsEnv sets each runner setting from its variable
-// (SettingEnv), parsed as its YAML value would be.
-func (c *Config) applySettingsEnv(getenv func(string) string) error {
-	v := reflect.ValueOf(&c.Projector.Settings).Elem()
+// applyTuningEnv sets each runner setting from its variable
+// (TuningEnv), parsed as its YAML value would be.
+func (c *Config) applyTuningEnv(getenv func(string) string) error {
+	v := reflect.ValueOf(&c.Projector.Tuning).Elem()
 	for i := range v.NumField() {
 		key := v.Type().Field(i).Tag.Get("yaml")
-		env := SettingEnv(key)
+		env := TuningEnv(key)
 		s := getenv(env)
 		if s == "" {
 			continue
@@ -283,10 +283,10 @@ func (c *Config) applySettingsEnv(getenv func(string) string) error {
 	return nil
 }
 
-// SettingEnv is the environment variable of the runner setting at YAML key
+// TuningEnv is the environment variable of the runner setting at YAML key
 // projector.<key>: REEL_PROJECTOR_ and the key in upper snake case
 // (batchEvents: REEL_PROJECTOR_BATCH_EVENTS).
-func SettingEnv(key string) string {
+func TuningEnv(key string) string {
 	var b strings.Builder
 	b.WriteString("REEL_PROJECTOR_")
 	for i, r := range key {

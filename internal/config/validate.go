@@ -178,8 +178,8 @@ func (c *Config) Validate() error {
 		}
 		seen[n] = true
 	}
-	var ses projectors.SettingErrors
-	if errors.As(p.Settings.Validate(), &ses) {
+	var ses projectors.TuningErrors
+	if errors.As(p.Tuning.Validate(), &ses) {
 		for _, e := range ses {
 			add("projector."+e.Key, "%s", e.Msg)
 		}

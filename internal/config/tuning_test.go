@@ -31,19 +31,19 @@ var programOpts = map[string]string{
 	"WithoutViews":        "a standby or rebuild's role",
 	"StartOffsets":        "a rebuild's -from",
 	"StartAt":             "a rebuild's -from",
-	"WithSettings":        "the whole projector section",
+	"WithTuning":          "the whole projector section",
 	"RetryBackoff":        "projector.retryMin and projector.retryMax",
 }
 
-// settingKeys returns the YAML key of every field of projectors.Settings.
+// settingKeys returns the YAML key of every field of projectors.Tuning.
 func settingKeys(t *testing.T) map[string]reflect.StructField {
 	keys := map[string]reflect.StructField{}
-	st := reflect.TypeFor[projectors.Settings]()
+	st := reflect.TypeFor[projectors.Tuning]()
 	for i := range st.NumField() {
 		f := st.Field(i)
 		key := f.Tag.Get("yaml")
 		if key == "" || key == "-" {
-			t.Errorf("projectors.Settings.%s has no YAML key", f.Name)
+			t.Errorf("projectors.Tuning.%s has no YAML key", f.Name)
 		}
 		keys[key] = f
 	}
@@ -89,7 +89,7 @@ func TestEveryRunnerOptionHasAKey(t *testing.T) {
 	}
 	for _, o := range opts {
 		if !fields[o] && programOpts[o] == "" {
-			t.Errorf("runner option projectors.%s has no projector.* key: add a field to projectors.Settings (or list it in programOpts with why not)", o)
+			t.Errorf("runner option projectors.%s has no projector.* key: add a field to projectors.Tuning (or list it in programOpts with why not)", o)
 		}
 	}
 	for f := range fields {
@@ -99,7 +99,7 @@ func TestEveryRunnerOptionHasAKey(t *testing.T) {
 	}
 
 	// Each key and each variable reaches the runtime's value.
-	def := projectors.DefaultSettings()
+	def := projectors.DefaultTuning()
 	for key, f := range keys {
 		var yv, ev string
 		var want any
@@ -120,20 +120,20 @@ func TestEveryRunnerOptionHasAKey(t *testing.T) {
 		if err != nil {
 			t.Fatalf("projector.%s: %v", key, err)
 		}
-		if got := reflect.ValueOf(c.Projector.Settings).FieldByIndex(f.Index).Interface(); got != want {
+		if got := reflect.ValueOf(c.Projector.Tuning).FieldByIndex(f.Index).Interface(); got != want {
 			t.Errorf("projector.%s: %s gave %v", key, yv, got)
 		}
-		envName := config.SettingEnv(key)
+		envName := config.TuningEnv(key)
 		c, err = parse(nil, env(map[string]string{envName: ev}))
 		if err != nil {
 			t.Fatalf("%s: %v", envName, err)
 		}
-		if got := reflect.ValueOf(c.Projector.Settings).FieldByIndex(f.Index).Interface(); got != want {
+		if got := reflect.ValueOf(c.Projector.Tuning).FieldByIndex(f.Index).Interface(); got != want {
 			t.Errorf("%s=%s gave %v", envName, ev, got)
 		}
 	}
-	if got := config.SettingEnv("batchEvents"); got != "REEL_PROJECTOR_BATCH_EVENTS" {
-		t.Errorf("SettingEnv(batchEvents) = %s", got)
+	if got := config.TuningEnv("batchEvents"); got != "REEL_PROJECTOR_BATCH_EVENTS" {
+		t.Errorf("TuningEnv(batchEvents) = %s", got)
 	}
 }
 
@@ -162,10 +162,10 @@ func TestBadSettingNamesItsKey(t *testing.T) {
 		t.Errorf("bad variable: %v", err)
 	}
 	// The runtime refuses the same values with the same keys.
-	s := projectors.DefaultSettings()
+	s := projectors.DefaultTuning()
 	s.BatchEvents = 0
 	if err := s.Validate(); err == nil || !strings.HasPrefix(err.Error(), "batchEvents: ") {
-		t.Errorf("Settings.Validate: %v", err)
+		t.Errorf("Tuning.Validate: %v", err)
 	}
 }
 
