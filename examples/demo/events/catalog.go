@@ -23,4 +23,4 @@ func FS() fs.FS {
 }
 
 // Load returns the demo catalog.
-func Load() (*schemas.Catalog, error) { return schemas.LoadNamedFS(FS(), "demo catalog") }
+func Load() (*schemas.Catalog, error) { return schemas.LoadNamedFS(FS(), "embedded demo catalog") }
