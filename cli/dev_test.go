@@ -58,3 +58,17 @@ func TestDevSetup(t *testing.T) {
 		t.Fatalf("mismatched catalog: %v", err)
 	}
 }
+
+// `reel project` of a program without a catalog, given a config that names
+// none, stops at validation and says where a catalog goes.
+func TestProjectWithoutCatalog(t *testing.T) {
+	t.Setenv("REEL_CATALOG", "")
+	var w strings.Builder
+	if _, err := newProgram().loadConfig("", &w); err == nil || !strings.Contains(w.String(), "catalog.dir: no event catalog: set catalog.dir (env REEL_CATALOG)") {
+		t.Fatalf("no catalog: %v\n%s", err, w.String())
+	}
+	w.Reset()
+	if _, err := newProgram(WithCatalog(events.FS())).loadConfig("", &w); err != nil {
+		t.Fatalf("with the program's catalog: %v\n%s", err, w.String())
+	}
+}
