@@ -40,9 +40,9 @@
 //     ExpectChanges (a logic change) or Force.
 //  7. Cut-over: a barrier waits for N+1 to reach N's positions, side
 //     effects are handed over at a precise offset per partition
-//     (projectors.HandOverEffects), the registry records N+1 live and N
+//     (store.HandOverEffects), the registry records N+1 live and N
 //     standby in one insert, and every view switches at once
-//     (projectors.SwitchViews: unions gated by _reel_live, one insert).
+//     (store.SwitchViews: unions gated by _reel_live, one insert).
 //     The runner keeps going until `reel project` joins N+1's group
 //     (Handover) and then leaves it; exactly-once positions make the
 //     hand-over safe.
