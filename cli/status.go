@@ -192,7 +192,7 @@ func statusOf(ctx context.Context, conn driver.Conn, adm *kadm.Client, projs []*
 							}
 						}
 					}
-					pst.Lag = max(o.Offset-(pst.Applied+1), 0)
+					pst.Lag = store.Lag(o.Offset, pst.Applied, 0)
 					gs.Lag += pst.Lag
 					gs.Partitions = append(gs.Partitions, pst)
 				}

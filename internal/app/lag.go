@@ -117,11 +117,10 @@ func (c *lagCollector) refresh(ctx context.Context, s *Supervisor, src *lagSourc
 			}
 			end.Each(func(o kadm.ListedOffset) {
 				pp, ok := applied[topic][o.Partition]
-				next := int64(0)
+				lag := store.Lag(o.Offset, -1, 0)
 				if ok {
-					next = pp.Applied + 1
+					lag = pp.Lag(o.Offset)
 				}
-				lag := max(o.Offset-next, 0)
 				part := strconv.Itoa(int(o.Partition))
 				out = append(out, prometheus.MustNewConstMetric(c.offsets, prometheus.GaugeValue, float64(lag), gr.p.Name, g, topic, part))
 				switch {
