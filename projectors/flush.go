@@ -179,7 +179,7 @@ func (w *worker) persist(ctx context.Context, b *batch) error {
 	}
 	for _, e := range b.effects {
 		if e.off <= lo || e.off > hi {
-			continue // another generation's (see effects.go)
+			continue // another generation's (see store/effects.go)
 		}
 		if err := e.fn(ctx); err != nil {
 			w.log.Warn("side effect failed", "err", err)

@@ -239,7 +239,7 @@ func (s *Supervisor) ensure(ctx context.Context, p *projection.Projection, gen i
 		projectors.WithMetrics(gr.metrics),
 		projectors.KafkaOpts(s.kopts...),
 		// A standby generation runs no side effects; the live one runs
-		// them up to where a cut-over handed them over (effects.go).
+		// them up to where a cut-over handed them over (projectors/store/effects.go).
 		projectors.EffectsByGeneration(),
 	}
 	if s.reg != nil {
