@@ -240,10 +240,8 @@ func dropGeneration(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *
 	if err := dropTables(ctx, conn, l); err != nil {
 		return err
 	}
-	for _, tbl := range []string{store.CheckpointsTable, store.ResolvedTable, store.OwnersTable, store.DefinitionsTable} {
-		if err := conn.Exec(ctx, "DELETE FROM "+tbl+" WHERE proj = ? AND generation = ?", p.Name, uint32(g.Generation)); err != nil {
-			return fmt.Errorf("forget %s of g%d: %w", tbl, g.Generation, err)
-		}
+	if err := store.ForgetGeneration(ctx, conn, p.Name, g.Generation); err != nil {
+		return err
 	}
 	resp, err := adm.DeleteGroups(ctx, grp)
 	if err == nil {

@@ -96,7 +96,7 @@ func Snapshot(ctx context.Context, conn driver.Conn, p *projection.Projection, f
 	if err != nil {
 		return nil, err
 	}
-	ck, err := conn.PrepareBatch(chclient.WriteContext(ctx, nil), "INSERT INTO "+store.CheckpointsTable+" (proj, generation, tbl, topic, part, off, updated_at)")
+	ck, err := store.PrepareCheckpoints(ctx, conn)
 	if err != nil {
 		return nil, err
 	}
@@ -202,12 +202,5 @@ func truncate(ctx context.Context, conn driver.Conn, p *projection.Projection, g
 			return fmt.Errorf("truncate %s: %w", t.Name, err)
 		}
 	}
-	// Lightweight deletes: the rows disappear for every later read at once
-	// (an ALTER … DELETE mutation would run in the background).
-	for _, tbl := range []string{store.CheckpointsTable, store.ResolvedTable} {
-		if err := conn.Exec(ctx, "DELETE FROM "+tbl+" WHERE proj = ? AND generation = ?", p.Name, uint32(gen)); err != nil {
-			return fmt.Errorf("forget %s of %s g%d: %w", tbl, p.Name, gen, err)
-		}
-	}
-	return nil
+	return store.ForgetPositions(ctx, conn, p.Name, gen)
 }
