@@ -98,7 +98,7 @@ func (pr *program) cmdGenerations(ctx context.Context, args []string) error {
 			if err != nil {
 				return err
 			}
-			sts, err := rebuild.Statuses(ctx, conn, p.Name)
+			sts, err := store.RebuildStatuses(ctx, conn, p.Name)
 			if err != nil {
 				return err
 			}

@@ -28,7 +28,7 @@
 //     off), WithoutViews and bigger batches. Progress — per partition
 //     replayed/total from N+1's ClickHouse positions against kadm's end
 //     offsets, refreshed every interval — goes to the Reporter, the
-//     Prometheus metrics and the _reel_rebuilds status table (Statuses).
+//     Prometheus metrics and the _reel_rebuilds status table (store.RebuildStatuses).
 //     Canceling stops the runner after its in-flight batches; the next Run
 //     resumes the same generation from its ClickHouse positions.
 //  6. Compare (Compare): when the lag is under MaxLag, N and N+1 are

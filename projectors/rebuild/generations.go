@@ -146,7 +146,7 @@ func GC(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *projection.P
 	if err != nil {
 		return nil, err
 	}
-	sts, err := Statuses(ctx, conn, p.Name)
+	sts, err := store.RebuildStatuses(ctx, conn, p.Name)
 	if err != nil {
 		return nil, err
 	}

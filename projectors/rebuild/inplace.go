@@ -38,7 +38,7 @@ func (j *job) inPlace(ctx context.Context, live int) error {
 	if !resume {
 		prev = nil
 	}
-	j.st = Status{Projection: j.p.Name, Generation: live, Mode: "in-place", State: StateStarting, Host: j.cfg.host, StartedAt: time.Now().UTC()}
+	j.st = store.RebuildStatus{Projection: j.p.Name, Generation: live, Mode: "in-place", State: StateStarting, Host: j.cfg.host, StartedAt: time.Now().UTC()}
 	if prev != nil {
 		j.st.StartedAt = prev.StartedAt
 	}

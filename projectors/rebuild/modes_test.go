@@ -78,7 +78,7 @@ func TestRebuildResumes(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("first run: want canceled, got %v (%+v)", err, res1)
 	}
-	sts, _ := rebuild.Statuses(ctx, e.ch.Conn, p.Name)
+	sts, _ := store.RebuildStatuses(ctx, e.ch.Conn, p.Name)
 	if len(sts) == 0 || sts[0].State != rebuild.StateCanceled || sts[0].Generation != 2 {
 		t.Fatalf("status after cancel: %+v", sts)
 	}
@@ -280,7 +280,7 @@ func TestLockAndCap(t *testing.T) {
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		sts, _ := rebuild.Statuses(ctx, e.ch.Conn, "seats")
+		sts, _ := store.RebuildStatuses(ctx, e.ch.Conn, "seats")
 		if len(sts) > 0 && sts[0].State == rebuild.StateReplaying {
 			break
 		}

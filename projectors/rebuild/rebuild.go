@@ -70,7 +70,7 @@ type job struct {
 	codec *schemas.Codec
 	adm   *kadm.Client
 	kcl   *kgo.Client
-	st    Status
+	st    store.RebuildStatus
 	res   Result
 	run0  *runner
 }
@@ -98,7 +98,7 @@ func Run(ctx context.Context, conn driver.Conn, codec *schemas.Codec, p *project
 	if err := store.EnsureSystemTables(ctx, conn); err != nil {
 		return res, err
 	}
-	if err := EnsureTables(ctx, conn); err != nil {
+	if err := store.EnsureRebuildTables(ctx, conn); err != nil {
 		return res, err
 	}
 	kcl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.brokers...)}, c.kgoOpts...)...)
@@ -121,7 +121,7 @@ func Run(ctx context.Context, conn driver.Conn, codec *schemas.Codec, p *project
 		if ctx.Err() != nil {
 			j.st.State, j.st.Error = StateCanceled, "canceled: "+err.Error()
 		}
-		if werr := writeStatus(context.WithoutCancel(ctx), conn, j.st); werr != nil {
+		if werr := store.WriteRebuildStatus(context.WithoutCancel(ctx), conn, j.st); werr != nil {
 			c.logger.Warn("could not record the rebuild's failure", "err", werr)
 		}
 	}
@@ -166,7 +166,7 @@ func (j *job) run(ctx context.Context) error {
 	if j.cfg.snapshot {
 		mode = "snapshot"
 	}
-	j.st = Status{Projection: p.Name, Generation: target, Replaces: live, Mode: mode, State: StateStarting,
+	j.st = store.RebuildStatus{Projection: p.Name, Generation: target, Replaces: live, Mode: mode, State: StateStarting,
 		Host: j.cfg.host, StartedAt: time.Now().UTC()}
 	if prev != nil {
 		j.st.Mode, j.st.StartedAt, j.st.Start = prev.Mode, prev.StartedAt, prev.Start
@@ -380,7 +380,7 @@ func (j *job) offsets(ctx context.Context) (startOffs, endOffs map[string]map[in
 
 // startOffsets resolves the replay's first offset per partition (recorded
 // in the status row, so a resumed run keeps the first run's choice).
-func (j *job) startOffsets(ctx context.Context, prev *Status) (map[string]map[int32]int64, error) {
+func (j *job) startOffsets(ctx context.Context, prev *store.RebuildStatus) (map[string]map[int32]int64, error) {
 	logStart, _, err := j.offsets(ctx)
 	if err != nil {
 		return nil, err
@@ -522,7 +522,7 @@ func (j *job) rewindGroup(ctx context.Context, gen int, start map[string]map[int
 
 func (j *job) setState(ctx context.Context, state string) {
 	j.st.State = state
-	if err := writeStatus(ctx, j.conn, j.st); err != nil {
+	if err := store.WriteRebuildStatus(ctx, j.conn, j.st); err != nil {
 		j.cfg.logger.Warn("could not record rebuild status", "state", state, "err", err)
 	}
 }

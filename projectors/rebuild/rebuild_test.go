@@ -193,7 +193,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 	if probs, err := promlint.NewWithMetricFamilies(mfs).Lint(); err != nil || len(probs) > 0 {
 		t.Errorf("promlint: %v %v", probs, err)
 	}
-	sts, err := rebuild.Statuses(ctx, e.ch.Conn, p.Name)
+	sts, err := store.RebuildStatuses(ctx, e.ch.Conn, p.Name)
 	if err != nil || len(sts) == 0 || sts[0].Generation != 2 || sts[0].State != rebuild.StateDone || sts[0].Total == 0 {
 		t.Fatalf("status rows %+v, %v", sts, err)
 	}
