@@ -25,7 +25,9 @@ func TestBoundaries(t *testing.T) {
 	const demo = "github.com/reel-dev/reel/examples/demo"
 	store := filepath.Join("projectors", "store")
 	programs := []string{"examples", "cmd", "loadtest", filepath.Join("projectors", "internal", "projectorproc")}
-	in := func(rel, dir string) bool { return rel == dir || strings.HasPrefix(rel, dir+string(filepath.Separator)) }
+	in := func(rel, dir string) bool {
+		return rel == dir || strings.HasPrefix(rel, dir+string(filepath.Separator))
+	}
 	root := ".."
 	checked, runtime := 0, 0
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
