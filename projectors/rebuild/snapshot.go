@@ -73,23 +73,12 @@ func Snapshot(ctx context.Context, conn driver.Conn, p *projection.Projection, f
 		if err := conn.Exec(chclient.WriteContext(ctx, nil), fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s FINAL", tb[state].Name, cols, cols, ta[state].Name)); err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", ta[state].Name, err)
 		}
-		rows, err := conn.Query(ctx, "SELECT _topic, _partition, max(_offset) FROM "+tb[state].Name+" GROUP BY _topic, _partition")
+		offs, err := store.MaxOffsets(ctx, conn, tb[state].Name)
 		if err != nil {
 			return nil, err
 		}
-		for rows.Next() {
-			var topic string
-			var part uint32
-			var off uint64
-			if err := rows.Scan(&topic, &part, &off); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			setPos(copied, topic, int32(part), int64(off))
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
+		for k, off := range offs {
+			setPos(copied, k.Topic, k.Partition, off)
 		}
 	}
 	posA, err := store.TablePositions(ctx, conn, la)

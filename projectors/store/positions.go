@@ -22,6 +22,27 @@ func positionsSQL(table string) string {
 	return "SELECT _topic, _partition, max(_offset) FROM " + table + " GROUP BY _topic, _partition"
 }
 
+// MaxOffsets returns the highest _offset a generation table holds per
+// partition (its rows only, not its checkpoint).
+func MaxOffsets(ctx context.Context, conn driver.Conn, table string) (map[TopicPartition]int64, error) {
+	rows, err := conn.Query(ctx, positionsSQL(table))
+	if err != nil {
+		return nil, fmt.Errorf("read positions of %s: %w", table, err)
+	}
+	defer rows.Close()
+	out := map[TopicPartition]int64{}
+	for rows.Next() {
+		var topic string
+		var part uint32
+		var off uint64
+		if err := rows.Scan(&topic, &part, &off); err != nil {
+			return nil, err
+		}
+		out[TopicPartition{topic, int32(part)}] = int64(off)
+	}
+	return out, rows.Err()
+}
+
 // ReadPositions returns, per topic partition and per physical table, the
 // highest offset that table holds: max(_offset) of its rows, or the
 // checkpoint written after a batch, whichever is higher. Missing means none.
@@ -39,24 +60,13 @@ func ReadPositions(ctx context.Context, conn driver.Conn, l *Layout) (map[TopicP
 		return v
 	}
 	for i, t := range l.Tables {
-		rows, err := conn.Query(ctx, positionsSQL(t.Name))
+		offs, err := MaxOffsets(ctx, conn, t.Name)
 		if err != nil {
-			return nil, fmt.Errorf("read positions of %s: %w", t.Name, err)
-		}
-		for rows.Next() {
-			var topic string
-			var part uint32
-			var off uint64
-			if err := rows.Scan(&topic, &part, &off); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			v := get(TopicPartition{topic, int32(part)})
-			v[i] = max(v[i], int64(off))
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return nil, err
+		}
+		for k, off := range offs {
+			v := get(k)
+			v[i] = max(v[i], off)
 		}
 	}
 	idx := map[string]int{}
