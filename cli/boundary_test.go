@@ -15,7 +15,8 @@ import (
 func TestEngineDoesNotImportTheDemo(t *testing.T) {
 	const mod = "github.com/reel-dev/reel/"
 	engine := []string{
-		"cli", "schemas", "producers", "projectors", "projectors/declare", "projectors/rebuild",
+		"cli", "schemas", "producers", "projectors", "projectors/projection", "projectors/projection/projectiontest",
+		"projectors/store", "projectors/declare", "projectors/rebuild",
 		"projectors/conformance", "internal/config", "internal/app", "internal/httpapi",
 	}
 	type pkg struct {

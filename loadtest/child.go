@@ -22,6 +22,7 @@ import (
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 )
 
 // ChildArg is the first argument that makes `reel loadtest` run as the
@@ -168,9 +169,9 @@ func ChildMain(ctx context.Context, args []string) error {
 	return errors.Join(all...)
 }
 
-// projection returns a fresh value of the named projection reading the
+// demoProjection returns a fresh value of the named projection reading the
 // run's topics.
-func projection(name, prefix string) (*projectors.Projection, error) {
+func demoProjection(name, prefix string) (*projection.Projection, error) {
 	p, err := registry.Get(name)
 	if err != nil {
 		return nil, err
@@ -180,7 +181,7 @@ func projection(name, prefix string) (*projectors.Projection, error) {
 }
 
 // prefixTopics makes the fresh projection p read the run's topics.
-func prefixTopics(p *projectors.Projection, prefix string) {
+func prefixTopics(p *projection.Projection, prefix string) {
 	topics := make([]string, len(p.Topics))
 	for i, t := range p.Topics {
 		topics[i] = prefix + t

@@ -34,7 +34,7 @@ import (
 
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/config"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -161,7 +161,7 @@ type Parts struct {
 	Conn        driver.Conn
 	Codec       *schemas.Codec
 	Kafka       []kgo.Opt                // KafkaOpts
-	Projections []*projectors.Projection // config.SelectProjections
+	Projections []*projection.Projection // config.SelectProjections
 }
 
 // Open opens cfg's ClickHouse, codec and Kafka client options and selects

@@ -26,6 +26,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -45,7 +46,7 @@ type Config struct {
 	// its Go payload types (cli.WithBindings). The program sets both after
 	// loading the file; the engine ships none, so a config without them
 	// knows only projections.dir.
-	GoProjections []*projectors.Projection `yaml:"-"`
+	GoProjections []*projection.Projection `yaml:"-"`
 	Bindings      []schemas.Binding        `yaml:"-"`
 	// ProgramCatalog is the program's own catalog (cli.WithCatalog), used
 	// when catalog.dir and catalog.registry are unset. The engine ships

@@ -35,6 +35,7 @@ import (
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 func main() {
@@ -94,7 +95,7 @@ func run() error {
 			pr.Topics[i] += *topicSuffix
 		}
 		ko := append(parts.Kafka[:len(parts.Kafka):len(parts.Kafka)],
-			kgo.ConsumerGroup(projectors.Group(pr.Name, *gen)+*groupSuffix),
+			kgo.ConsumerGroup(store.Group(pr.Name, *gen)+*groupSuffix),
 			kgo.SessionTimeout(*session),
 			kgo.HeartbeatInterval(*session/6))
 		r, err := projectors.NewRunner(pr, parts.Conn, parts.Codec, app.RunnerOptions(cfg, *gen, ko, log, nil)...)

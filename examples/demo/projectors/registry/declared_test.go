@@ -5,17 +5,17 @@ import (
 	"testing"
 
 	"github.com/reel-dev/reel/examples/demo/events"
-	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/conformance"
 	"github.com/reel-dev/reel/projectors/declare"
+	"github.com/reel-dev/reel/projectors/projection"
 )
 
 // declaredDir is the declared demo: the same projections as files.
 const declaredDir = "../../../projections"
 
 // declared returns a fresh value of a declared demo projection.
-func declared(t *testing.T, name string) func() *projectors.Projection {
-	return func() *projectors.Projection {
+func declared(t *testing.T, name string) func() *projection.Projection {
+	return func() *projection.Projection {
 		cat, err := events.Load()
 		if err != nil {
 			t.Fatal(err)
