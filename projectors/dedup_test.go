@@ -40,12 +40,12 @@ func TestRetriedInsertIsDeduplicated(t *testing.T) {
 	defer r.cancel()
 	w := newWorker(r, testClaim(t, r, tp{"t", 0}), []int64{-1, -1}, nil)
 	pt := r.layout.tables[r.layout.byUser[0]]
-	b := &batch{rows: make([][]pendingRow, len(r.layout.tables)), epoch: w.claim.epoch}
+	b := &batch{rows: make([][]pendingRow, len(r.layout.tables))}
 	for i := range 100 {
-		b.add(r.layout.byUser[0], w.k, int64(i), "k", time.Unix(int64(i), 0).UTC(), []any{"row"})
+		b.add(r.layout.byUser[0], int64(i), "k", []any{"row"}, []any{w.k.topic, uint32(w.k.partition), uint64(i), time.Unix(int64(i), 0).UTC(), w.claim.epoch})
 	}
 	send := func(rows []pendingRow) {
-		pb, err := w.prepare(ctx, pt, rows)
+		pb, err := w.c.prepare(ctx, pt, rows)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,8 +24,10 @@ type cfg struct {
 	shutdownTimeout time.Duration
 	maxPollRecords  int
 	maxPending      int
+	maxPendingBytes int64
 	fenceCheck      time.Duration
 	stateCacheSize  int
+	stateCacheBytes int64
 	replay          bool
 	effectsByGen    bool
 	pipeline        bool
@@ -49,7 +51,8 @@ func defaultCfg() cfg {
 		retryMax:        10 * time.Second,
 		shutdownTimeout: 30 * time.Second,
 		maxPollRecords:  10000,
-		stateCacheSize:  200000,
+		maxPendingBytes: DefaultMaxPendingBytes,
+		stateCacheBytes: DefaultStateCacheBytes,
 		fenceCheck:      5 * time.Second,
 		views:           true,
 		logger:          slog.Default(),
@@ -67,11 +70,17 @@ func (c *cfg) validate() error {
 	if c.batchEvents < 1 {
 		errs = append(errs, fmt.Errorf("batch size %d: must be ≥ 1", c.batchEvents))
 	}
-	if c.maxPending == 0 {
-		c.maxPending = 10 * c.batchEvents
+	if c.maxPending < 0 {
+		errs = append(errs, fmt.Errorf("max pending %d records: must be ≥ 0 (0: no bound by count)", c.maxPending))
 	}
-	if c.maxPending < 1 {
-		errs = append(errs, fmt.Errorf("max pending %d: must be ≥ 1", c.maxPending))
+	if c.maxPendingBytes < 1 {
+		errs = append(errs, fmt.Errorf("max pending %d bytes: must be ≥ 1", c.maxPendingBytes))
+	}
+	if c.stateCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("state cache size %d entries: must be ≥ 0 (0: no bound by count)", c.stateCacheSize))
+	}
+	if c.stateCacheBytes < 1 {
+		errs = append(errs, fmt.Errorf("state cache %d bytes: must be ≥ 1", c.stateCacheBytes))
 	}
 	if c.flushInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("flush interval %s: must be ≥ 1ms", c.flushInterval))
@@ -118,17 +127,42 @@ func RetryBackoff(minD, maxD time.Duration) Opt {
 // ShutdownTimeout bounds the final flush of revoked partitions. Default 30s.
 func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.shutdownTimeout = d } }
 
-// MaxPending pauses fetching a partition while this many of its records wait
-// for its worker. Default: ten times BatchEvents (pausing is costly: the
-// partition's fetching restarts on resume).
+// Memory bounds per partition worker, by default. The load test's five
+// demo projections over two topics of 4 partitions run 24 workers, 16 of
+// them with a State table: at most 48 MiB of fetched records wait and
+// 64 MiB of state is cached (its 10 000 aggregates need ~1.5 MiB per
+// partition), which leaves room under a 256 MiB pod for batches in flight
+// and the Kafka client's fetch buffers.
+const (
+	DefaultMaxPendingBytes = 2 << 20
+	DefaultStateCacheBytes = 4 << 20
+)
+
+// MaxPendingBytes pauses fetching a partition while this many bytes of its
+// records (key, value and headers, plus a record's own size) wait for its
+// worker. Default DefaultMaxPendingBytes (2 MiB). Pausing is costly (the
+// partition's fetching restarts on resume), so not much smaller than a
+// fetch.
+func MaxPendingBytes(n int64) Opt { return func(c *cfg) { c.maxPendingBytes = n } }
+
+// MaxPending also pauses fetching a partition while this many of its
+// records wait for its worker. Default 0: bounded by MaxPendingBytes only.
 func MaxPending(n int) Opt { return func(c *cfg) { c.maxPending = n } }
 
-// StateCacheSize caps the cached aggregate states per partition. Default 200000.
+// StateCacheBytes bounds the cached aggregate states of a partition, by an
+// estimate of their keys and values; past it, states already durable are
+// forgotten (and read back from the State table when needed). States of
+// batches not yet durable are kept, so the cache can exceed the bound by
+// those of two batches. Default DefaultStateCacheBytes (4 MiB).
+func StateCacheBytes(n int64) Opt { return func(c *cfg) { c.stateCacheBytes = n } }
+
+// StateCacheSize also bounds the cached aggregate states of a partition by
+// count. Default 0: bounded by StateCacheBytes only.
 func StateCacheSize(n int) Opt { return func(c *cfg) { c.stateCacheSize = n } }
 
 // Pipeline lets a partition's worker apply the next batch while the previous
 // one is being inserted. Default false: on a machine shared with
-// ClickHouse it adds latency and no throughput (see flush.go).
+// ClickHouse it adds latency and no throughput (see commit.go).
 func Pipeline(on bool) Opt { return func(c *cfg) { c.pipeline = on } }
 
 // Durable makes every insert of the generation fsync its part and the

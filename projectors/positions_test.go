@@ -15,8 +15,8 @@ func TestPositionsReadFromProjection(t *testing.T) {
 	r, recs := handRunner(t, "positions", 50)
 	w := newWorker(r, testClaim(t, r, tp{handTopic, 0}), noPositions(r), nil)
 	for i := 0; i < len(recs); i += 10 {
-		w.process(ctx, recs[i:i+10])
-		if err := w.flush(ctx); err != nil {
+		w.a.process(ctx, recs[i:i+10])
+		if err := w.a.flush(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -19,7 +19,7 @@ func (p Position) String() string { return fmt.Sprintf("%s/%d@%d", p.Topic, p.Pa
 // ClickHouse unless Apply returns nil; the rows then join the partition's
 // batch and are inserted with the event's position.
 type Tx struct {
-	w      *worker
+	a      *applier
 	pos    Position
 	key    string
 	ts     time.Time
@@ -50,16 +50,16 @@ func (tx *Tx) Replaying() bool { return tx.replay }
 // Emit adds a row to a table; values are in the table's column order.
 // For the State table the row becomes the aggregate's new current state.
 func (tx *Tx) Emit(table string, values ...any) error {
-	i, t := tx.w.proj.table(table)
+	i, t := tx.a.proj.table(table)
 	if t == nil {
-		return fmt.Errorf("emit: projection %q has no table %q", tx.w.proj.Name, table)
+		return fmt.Errorf("emit: projection %q has no table %q", tx.a.proj.Name, table)
 	}
 	if len(values) != len(t.Columns) {
 		return fmt.Errorf("emit %s: %d values for %d columns", table, len(values), len(t.Columns))
 	}
 	if t.State {
-		if k, _ := values[tx.w.keyCol].(string); k != tx.key {
-			return fmt.Errorf("emit %s: key column %q is %v, but the event's aggregate is %q", table, t.Key, values[tx.w.keyCol], tx.key)
+		if k, _ := values[tx.a.keyCol].(string); k != tx.key {
+			return fmt.Errorf("emit %s: key column %q is %v, but the event's aggregate is %q", table, t.Key, values[tx.a.keyCol], tx.key)
 		}
 		tx.state = values
 	}
@@ -71,13 +71,13 @@ func (tx *Tx) Emit(table string, values ...any) error {
 // table (with this event's earlier Emits applied), or ok=false when the
 // aggregate has no row yet. The slice is a copy; change it and Emit it.
 func (tx *Tx) State() (values []any, ok bool, err error) {
-	if tx.w.stateIdx < 0 {
-		return nil, false, fmt.Errorf("projection %q has no State table", tx.w.proj.Name)
+	if tx.a.stateIdx < 0 {
+		return nil, false, fmt.Errorf("projection %q has no State table", tx.a.proj.Name)
 	}
 	if tx.state != nil {
 		return append([]any(nil), tx.state...), true, nil
 	}
-	row, ok, err := tx.w.loadState(tx.key)
+	row, ok, err := tx.a.loadState(tx.key)
 	if err != nil || !ok {
 		return nil, false, err
 	}
