@@ -188,8 +188,9 @@ func (a *applier) endBatch(ctx context.Context) error {
 		return err
 	}
 	a.applyRejects()
-	if a.cache.shrink() > 0 {
+	if n := a.cache.shrink(); n > 0 {
 		a.authorit = false
+		a.r.metrics.evicted.WithLabelValues(a.proj.Name).Add(float64(n))
 	}
 	return nil
 }

@@ -197,7 +197,7 @@ func StartOffsets(m map[string]map[int32]kgo.Offset) Opt { return func(c *cfg) {
 // (e.g. kgo.NewOffset().AfterMilli(ts)). Default: the earliest offset.
 func StartAt(o kgo.Offset) Opt { return func(c *cfg) { c.startAt = &o } }
 
-// FenceCheckInterval is how often a partition's flusher checks that no
+// FenceCheckInterval is how often a partition's committer checks that no
 // other member claimed the partition since (default 5s; also before every
 // batch with side effects). Correctness does not depend on it: the
 // ClickHouse guard drops a stale member's rows; the check makes a stale
