@@ -79,15 +79,19 @@ func (c *committer) put(ctx context.Context, b *batch) error {
 func (c *committer) sync(ctx context.Context) error {
 	if c.started {
 		// Holding every slot means no batch is in flight.
-		for range cap(c.slots) {
+		held := 0
+		defer func() {
+			for range held {
+				<-c.slots
+			}
+		}()
+		for held < cap(c.slots) {
 			select {
 			case c.slots <- struct{}{}:
+				held++
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-		}
-		for range cap(c.slots) {
-			<-c.slots
 		}
 	}
 	return c.failure()

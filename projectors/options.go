@@ -67,20 +67,19 @@ func (c *cfg) validate() error {
 	if c.generation < 1 {
 		errs = append(errs, fmt.Errorf("generation %d: must be ≥ 1", c.generation))
 	}
-	if c.batchEvents < 1 {
-		errs = append(errs, fmt.Errorf("batch size %d: must be ≥ 1", c.batchEvents))
-	}
-	if c.maxPending < 0 {
-		errs = append(errs, fmt.Errorf("max pending %d records: must be ≥ 0 (0: no bound by count)", c.maxPending))
-	}
-	if c.maxPendingBytes < 1 {
-		errs = append(errs, fmt.Errorf("max pending %d bytes: must be ≥ 1", c.maxPendingBytes))
-	}
-	if c.stateCacheSize < 0 {
-		errs = append(errs, fmt.Errorf("state cache size %d entries: must be ≥ 0 (0: no bound by count)", c.stateCacheSize))
-	}
-	if c.stateCacheBytes < 1 {
-		errs = append(errs, fmt.Errorf("state cache %d bytes: must be ≥ 1", c.stateCacheBytes))
+	for _, n := range []struct {
+		what   string
+		v, min int64
+	}{
+		{"batch size (BatchEvents)", int64(c.batchEvents), 1},
+		{"pending bytes (MaxPendingBytes)", c.maxPendingBytes, 1},
+		{"pending records (MaxPending; 0: no bound by count)", int64(c.maxPending), 0},
+		{"state cache bytes (StateCacheBytes)", c.stateCacheBytes, 1},
+		{"state cache entries (StateCacheSize; 0: no bound by count)", int64(c.stateCacheSize), 0},
+	} {
+		if n.v < n.min {
+			errs = append(errs, fmt.Errorf("%s %d: must be ≥ %d", n.what, n.v, n.min))
+		}
 	}
 	if c.flushInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("flush interval %s: must be ≥ 1ms", c.flushInterval))
