@@ -261,6 +261,7 @@ func (a *applier) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, 
 	held := off <= maxOf(ck)
 	tx := &Tx{a: a, pos: Position{rec.Topic, rec.Partition, off}, key: key, ts: ev.OccurredAt, replay: a.r.cfg.replay || held,
 		noEffects: held || (a.r.cfg.replay && !a.r.cfg.effectsByGen)}
+	tx.rows = tx.rowBuf[:0]
 	if err := a.proj.Apply(ctx, tx, ev); err != nil {
 		if !replaying {
 			a.park(rec, key, ReasonApply, err, ev)

@@ -28,7 +28,8 @@ type Tx struct {
 	// windows, or an event some table already holds).
 	noEffects bool
 	rows      []txRow
-	state     []any // pending new state of the aggregate (State table), nil if untouched
+	rowBuf    [2]txRow // rows' first backing array: most events emit one or two rows, and the Tx is allocated anyway
+	state     []any    // pending new state of the aggregate (State table), nil if untouched
 	effects   []effect
 }
 
