@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"sort"
 	"time"
+	"unsafe"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -68,6 +69,7 @@ type batch struct {
 	effects []effect
 	maxTs   time.Time
 	vals    []any // the rows' values are cut from this arena: one allocation for many rows
+	bytes   int64 // estimated memory of the rows
 }
 
 type pendingRow struct {
@@ -138,7 +140,7 @@ func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
 		}
 		a.seen = rec.Offset
 		_ = a.applyRecord(ctx, rec, a.ckpt, false) // failures park the record
-		if a.b.events >= a.r.cfg.batchEvents {
+		if a.b.events >= a.r.cfg.batchEvents || a.b.bytes >= a.r.cfg.batchBytes {
 			if err := a.endBatch(ctx); err != nil {
 				return err
 			}
@@ -343,6 +345,11 @@ func (a *applier) addRow(pi int, off int64, key string, user []any, ck []int64) 
 // arenaValues is how many values one allocation of a batch's arena holds.
 const arenaValues = 4096
 
+// rowOverhead is what a queued row costs beyond its user values: its
+// pendingRow, the system values' interface words and the boxed offset and
+// time.
+const rowOverhead = int64(unsafe.Sizeof(pendingRow{})) + 5*16 + 8 + 24
+
 // add queues a row of table pi: its user values, then sys (the system
 // columns' values).
 func (b *batch) add(pi int, off int64, key string, user, sys []any) {
@@ -354,6 +361,7 @@ func (b *batch) add(pi int, off int64, key string, user, sys []any) {
 	b.vals = append(b.vals, user...)
 	b.vals = append(b.vals, sys...)
 	b.rows[pi] = append(b.rows[pi], pendingRow{off: off, key: key, values: b.vals[start:len(b.vals):len(b.vals)]})
+	b.bytes += rowOverhead + rowSize(user)
 }
 
 // advance records that rec belongs to the current batch.

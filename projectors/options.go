@@ -17,6 +17,7 @@ type cfg struct {
 	brokers         []string
 	generation      int
 	batchEvents     int
+	batchBytes      int64
 	flushInterval   time.Duration
 	insertTimeout   time.Duration
 	retryMin        time.Duration
@@ -45,6 +46,7 @@ func defaultCfg() cfg {
 	return cfg{
 		generation:      1,
 		batchEvents:     5000,
+		batchBytes:      DefaultBatchBytes,
 		flushInterval:   200 * time.Millisecond,
 		insertTimeout:   30 * time.Second,
 		retryMin:        100 * time.Millisecond,
@@ -72,6 +74,7 @@ func (c *cfg) validate() error {
 		v, min int64
 	}{
 		{"batch size (BatchEvents)", int64(c.batchEvents), 1},
+		{"batch bytes (BatchBytes)", c.batchBytes, 1},
 		{"pending bytes (MaxPendingBytes)", c.maxPendingBytes, 1},
 		{"pending records (MaxPending; 0: no bound by count)", int64(c.maxPending), 0},
 		{"state cache bytes (StateCacheBytes)", c.stateCacheBytes, 1},
@@ -110,6 +113,10 @@ func Generation(g int) Opt { return func(c *cfg) { c.generation = g } }
 // BatchEvents flushes a partition's batch at this many events. Default 5000.
 func BatchEvents(n int) Opt { return func(c *cfg) { c.batchEvents = n } }
 
+// BatchBytes also flushes a partition's batch once its rows hold this many
+// bytes (estimated from their values). Default DefaultBatchBytes (4 MiB).
+func BatchBytes(n int64) Opt { return func(c *cfg) { c.batchBytes = n } }
+
 // FlushInterval flushes a partition's batch this long after its first
 // event. Default 200ms.
 func FlushInterval(d time.Duration) Opt { return func(c *cfg) { c.flushInterval = d } }
@@ -133,6 +140,7 @@ func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.shutdownTime
 // partition), which leaves room under a 256 MiB pod for batches in flight
 // and the Kafka client's fetch buffers.
 const (
+	DefaultBatchBytes      = 4 << 20
 	DefaultMaxPendingBytes = 2 << 20
 	DefaultStateCacheBytes = 4 << 20
 )

@@ -231,6 +231,7 @@ func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen i
 		projectors.FlushInterval(s.cfg.Projector.FlushInterval),
 		projectors.InsertTimeout(s.cfg.Projector.InsertTimeout),
 		projectors.RetryBackoff(s.cfg.Projector.RetryMin, s.cfg.Projector.RetryMax),
+		projectors.BatchBytes(s.cfg.Projector.BatchBytes),
 		projectors.StateCacheBytes(s.cfg.Projector.StateCacheBytes),
 		projectors.StateCacheSize(s.cfg.Projector.StateCacheSize),
 		projectors.MaxPendingBytes(s.cfg.Projector.MaxPendingBytes),

@@ -137,6 +137,9 @@ type Projector struct {
 	InsertTimeout time.Duration `yaml:"insertTimeout"`
 	RetryMin      time.Duration `yaml:"retryMin"`
 	RetryMax      time.Duration `yaml:"retryMax"`
+	// BatchBytes also ends a partition's batch once its rows hold this
+	// many bytes (estimated from their values; default 4 MiB).
+	BatchBytes int64 `yaml:"batchBytes"`
 	// StateCacheBytes bounds each partition's cache of aggregate states
 	// (estimated bytes of keys and values; default 4 MiB); past it, states
 	// already in ClickHouse are forgotten and read back when needed.
@@ -177,6 +180,7 @@ func Default() Config {
 			InsertTimeout:   30 * time.Second,
 			RetryMin:        100 * time.Millisecond,
 			RetryMax:        10 * time.Second,
+			BatchBytes:      projectors.DefaultBatchBytes,
 			StateCacheBytes: projectors.DefaultStateCacheBytes,
 			MaxPendingBytes: projectors.DefaultMaxPendingBytes,
 			GenerationPoll:  5 * time.Second,

@@ -196,6 +196,9 @@ func (c *Config) Validate() error {
 	if p.StateCacheSize < 0 {
 		add("projector.stateCacheSize", "%d: must be ≥ 0 (0: bounded by stateCacheBytes only)", p.StateCacheSize)
 	}
+	if p.BatchBytes < 1<<10 {
+		add("projector.batchBytes", "%d: must be ≥ 1024 (bytes per batch)", p.BatchBytes)
+	}
 	if p.StateCacheBytes < 1<<10 {
 		add("projector.stateCacheBytes", "%d: must be ≥ 1024 (bytes per partition)", p.StateCacheBytes)
 	}

@@ -1,6 +1,7 @@
 package projectors
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -88,5 +89,37 @@ func TestStateCacheShrinks(t *testing.T) {
 	}
 	if sum != c.bytes {
 		t.Fatalf("after put/drop the cache counts %d bytes, its entries make %d", c.bytes, sum)
+	}
+}
+
+// recorder is a sink that keeps the batches put.
+type recorder struct{ got []*batch }
+
+func (r *recorder) put(_ context.Context, b *batch) error { r.got = append(r.got, b); return nil }
+func (r *recorder) sync(context.Context) error            { return nil }
+func (r *recorder) waiting() bool                         { return false }
+func (r *recorder) rejects() []reject                     { return nil }
+
+// TestBatchEndsAtBytes: a batch ends once its rows' estimated bytes reach
+// BatchBytes, long before BatchEvents.
+func TestBatchEndsAtBytes(t *testing.T) {
+	r, recs := handRunner(t, "batchbytes", 20)
+	r.cfg.batchEvents = 1000
+	r.cfg.batchBytes = 1000
+	k := tp{handTopic, 0}
+	sink := &recorder{}
+	a := newApplier(&partition{r: r, proj: r.proj, layout: r.layout, k: k, claim: claim{k: k}, log: r.log}, sink, noPositions(r), nil)
+	if err := a.process(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.got) < 3 {
+		t.Fatalf("%d batches of 20 events with a 1000-byte bound; want several", len(sink.got))
+	}
+	for _, b := range sink.got {
+		// The bound is checked after each event: a batch is at most one
+		// event's rows past it.
+		if b.bytes < r.cfg.batchBytes || b.bytes > r.cfg.batchBytes+400 {
+			t.Errorf("batch of %d events holds %d bytes; want the bound %d reached by at most one event", b.events, b.bytes, r.cfg.batchBytes)
+		}
 	}
 }
