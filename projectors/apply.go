@@ -12,6 +12,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -88,13 +90,13 @@ func newApplier(p *partition, s sink, ckpt []int64, parked map[string]int64) *ap
 		stateIdx:   -1,
 		cache:      newStateCache(cfg.stateCacheBytes, cfg.stateCacheSize),
 		seen:       minOf(ckpt),
-		prev:       make([]int, len(p.layout.tables)),
+		prev:       make([]int, len(p.layout.Tables)),
 	}
 	if a.parkedFrom == nil {
 		a.parkedFrom = map[string]int64{}
 	}
 	// Boxed once: every row carries them.
-	a.sys[0], a.sys[1], a.sys[4] = p.k.topic, uint32(p.k.partition), p.claim.epoch
+	a.sys[0], a.sys[1], a.sys[4] = p.k.Topic, uint32(p.k.Partition), p.claim.epoch
 	for i, t := range p.proj.Tables {
 		if t.State {
 			a.stateIdx = i
@@ -105,7 +107,7 @@ func newApplier(p *partition, s sink, ckpt []int64, parked map[string]int64) *ap
 			}
 			// Nothing of this partition in the state table: every aggregate
 			// will be seen from its first event, so misses mean "absent".
-			a.authorit = ckpt[p.layout.byUser[i]] < 0
+			a.authorit = ckpt[p.layout.ByUser[i]] < 0
 		}
 	}
 	a.resetBatch()
@@ -113,7 +115,7 @@ func newApplier(p *partition, s sink, ckpt []int64, parked map[string]int64) *ap
 }
 
 func (a *applier) resetBatch() {
-	rows := make([][]pendingRow, len(a.layout.tables))
+	rows := make([][]pendingRow, len(a.layout.Tables))
 	for i, n := range a.prev {
 		if n > 0 {
 			rows[i] = make([]pendingRow, 0, n)
@@ -221,7 +223,7 @@ func (a *applier) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, 
 	}
 	// Entirely applied already (only within the recovery window after a
 	// crash): the State table is written last, so every table has it.
-	if a.stateIdx >= 0 && off <= ck[a.layout.byUser[a.stateIdx]] {
+	if a.stateIdx >= 0 && off <= ck[a.layout.ByUser[a.stateIdx]] {
 		advance()
 		return nil
 	}
@@ -253,7 +255,7 @@ func (a *applier) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, 
 			return nil
 		}
 	}
-	if !a.proj.wants(ev.Type) {
+	if !a.proj.Wants(ev.Type) {
 		advance()
 		return nil
 	}
@@ -261,7 +263,7 @@ func (a *applier) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, 
 	// recovery window, or history re-read for a table added by a
 	// migration): its side effects are not run again.
 	held := off <= maxOf(ck)
-	tx := &Tx{a: a, pos: Position{rec.Topic, rec.Partition, off}, key: key, ts: ev.OccurredAt, replay: a.r.cfg.replay || held,
+	tx := &eventTx{a: a, pos: projection.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: off}, key: key, ts: ev.OccurredAt, replay: a.r.cfg.replay || held,
 		noEffects: held || (a.r.cfg.replay && !a.r.cfg.effectsByGen)}
 	tx.rows = tx.rowBuf[:0]
 	if err := a.proj.Apply(ctx, tx, ev); err != nil {
@@ -273,8 +275,8 @@ func (a *applier) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, 
 	if len(tx.rows) > 0 {
 		a.sys[2], a.sys[3] = uint64(off), recordTime(rec, ev)
 		for _, row := range tx.rows {
-			a.addRow(a.layout.byUser[row.table], off, key, row.values, ck)
-			if h := a.layout.history[row.table]; h >= 0 {
+			a.addRow(a.layout.ByUser[row.table], off, key, row.values, ck)
+			if h := a.layout.HistoryOf[row.table]; h >= 0 {
 				a.addRow(h, off, key, row.values, ck)
 			}
 		}
@@ -385,7 +387,7 @@ func (a *applier) park(rec *kgo.Record, key, reason string, cause error, ev sche
 		a.log.Warn("parked aggregate", "aggregate", key, "offset", rec.Offset, "reason", reason, "err", cause)
 	}
 	a.sys[2], a.sys[3] = uint64(rec.Offset), rec.Timestamp.UTC()
-	a.addRow(a.layout.parked, rec.Offset, key, parkedRow(rec, key, ev, reason, cause), a.ckpt)
+	a.addRow(a.layout.Parked, rec.Offset, key, parkedRow(rec, key, ev, reason, cause), a.ckpt)
 	a.advance(rec)
 	a.r.metrics.parked.WithLabelValues(a.proj.Name, reason).Inc()
 }
@@ -437,7 +439,7 @@ func (a *applier) applyRejects() {
 func (p *partition) purge(b *batch, key string, from int64, cause error) {
 	found := false
 	for i := range b.rows {
-		if i == p.layout.parked {
+		if i == p.layout.Parked {
 			continue
 		}
 		kept := b.rows[i][:0]
@@ -451,10 +453,10 @@ func (p *partition) purge(b *batch, key string, from int64, cause error) {
 		b.rows[i] = kept
 	}
 	parked := map[int64]bool{}
-	for _, r := range b.rows[p.layout.parked] {
+	for _, r := range b.rows[p.layout.Parked] {
 		parked[r.off] = true
 	}
-	sys := []any{p.k.topic, uint32(p.k.partition), nil, nil, p.claim.epoch}
+	sys := []any{p.k.Topic, uint32(p.k.Partition), nil, nil, p.claim.epoch}
 	for _, rec := range b.recs {
 		if string(rec.Key) != key || rec.Offset < from || parked[rec.Offset] {
 			continue
@@ -465,11 +467,11 @@ func (p *partition) purge(b *batch, key string, from int64, cause error) {
 			reason, err = ReasonInsert, cause
 		}
 		sys[2], sys[3] = uint64(rec.Offset), rec.Timestamp.UTC()
-		b.add(p.layout.parked, rec.Offset, key, parkedRow(rec, key, schemas.Event{}, reason, err), sys)
+		b.add(p.layout.Parked, rec.Offset, key, parkedRow(rec, key, schemas.Event{}, reason, err), sys)
 		p.r.metrics.parked.WithLabelValues(p.proj.Name, reason).Inc()
 	}
 	if found {
-		pr := b.rows[p.layout.parked]
+		pr := b.rows[p.layout.Parked]
 		sort.Slice(pr, func(i, j int) bool { return pr[i].off < pr[j].off })
 	}
 }
@@ -513,12 +515,12 @@ func (a *applier) prefetch(ctx context.Context, recs []*kgo.Record) {
 
 func (a *applier) fetchStates(ctx context.Context, keys []string) error {
 	t := a.proj.Tables[a.stateIdx]
-	pt := a.layout.tables[a.layout.byUser[a.stateIdx]]
-	q := fmt.Sprintf("SELECT %s FROM %s FINAL WHERE _topic = ? AND _partition = ? AND %s IN (?)", columnList(t.Columns), pt.name, t.Key)
+	pt := a.layout.Tables[a.layout.ByUser[a.stateIdx]]
+	q := fmt.Sprintf("SELECT %s FROM %s FINAL WHERE _topic = ? AND _partition = ? AND %s IN (?)", store.ColumnList(t.Columns), pt.Name, t.Key)
 	var rows driver.Rows
 	var err error
 	for attempt := 0; ; attempt++ {
-		rows, err = a.r.conn.Query(ctx, q, a.k.topic, uint32(a.k.partition), keys)
+		rows, err = a.r.conn.Query(ctx, q, a.k.Topic, uint32(a.k.Partition), keys)
 		if err == nil || ctx.Err() != nil || attempt >= 5 {
 			break
 		}
@@ -528,7 +530,7 @@ func (a *applier) fetchStates(ctx context.Context, keys []string) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("load state of %d aggregates from %s: %w", len(keys), pt.name, err)
+		return fmt.Errorf("load state of %d aggregates from %s: %w", len(keys), pt.Name, err)
 	}
 	defer rows.Close()
 	for _, k := range keys {
@@ -546,7 +548,7 @@ func (a *applier) fetchStates(ctx context.Context, keys []string) error {
 			ptrs[i] = reflect.New(typ).Interface()
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return fmt.Errorf("scan state row of %s: %w", pt.name, err)
+			return fmt.Errorf("scan state row of %s: %w", pt.Name, err)
 		}
 		dst := make([]any, len(types))
 		for i := range dst {

@@ -106,7 +106,7 @@ func TestBatchEndsAtBytes(t *testing.T) {
 	r, recs := handRunner(t, "batchbytes", 20)
 	r.cfg.batchEvents = 1000
 	r.cfg.batchBytes = 1000
-	k := tp{handTopic, 0}
+	k := tp{Topic: handTopic, Partition: 0}
 	sink := &recorder{}
 	a := newApplier(&partition{r: r, proj: r.proj, layout: r.layout, k: k, claim: claim{k: k}, log: r.log}, sink, noPositions(r), nil)
 	if err := a.process(context.Background(), recs); err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/reel-dev/reel/internal/chclient"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // committer is a partition's sink: it makes the applier's batches durable
@@ -177,16 +177,16 @@ func (c *committer) persist(ctx context.Context, b *batch) error {
 		}
 	}
 	c.r.commit(c.k, b.last)
-	lo, hi := int64(-1), int64(openEnd)
+	lo, hi := int64(-1), int64(store.OpenEnd)
 	if len(b.effects) > 0 && c.r.cfg.effectsByGen {
 		var err error
-		if lo, hi, err = effectsWindow(ctx, c.r.conn, c.proj.Name, c.r.cfg.generation, c.k); err != nil {
+		if lo, hi, err = store.EffectsWindow(ctx, c.r.conn, c.proj.Name, c.r.cfg.generation, c.k); err != nil {
 			return err
 		}
 	}
 	for _, e := range b.effects {
 		if e.off <= lo || e.off > hi {
-			continue // another generation's (see effects.go)
+			continue // another generation's (see store/effects.go)
 		}
 		if err := e.fn(ctx); err != nil {
 			c.log.Warn("side effect failed", "err", err)
@@ -197,10 +197,10 @@ func (c *committer) persist(ctx context.Context, b *batch) error {
 	m.batches.WithLabelValues(c.proj.Name).Inc()
 	m.batchEvents.WithLabelValues(c.proj.Name).Observe(float64(b.events))
 	m.flushSeconds.WithLabelValues(c.proj.Name).Observe(time.Since(start).Seconds())
-	part := fmt.Sprint(c.k.partition)
-	m.position.WithLabelValues(c.proj.Name, c.k.topic, part).Set(float64(b.last))
+	part := fmt.Sprint(c.k.Partition)
+	m.position.WithLabelValues(c.proj.Name, c.k.Topic, part).Set(float64(b.last))
 	if !b.maxTs.IsZero() {
-		m.lastEventTs.WithLabelValues(c.proj.Name, c.k.topic, part).Set(float64(b.maxTs.UnixMilli()) / 1000)
+		m.lastEventTs.WithLabelValues(c.proj.Name, c.k.Topic, part).Set(float64(b.maxTs.UnixMilli()) / 1000)
 	}
 	return nil
 }
@@ -233,7 +233,7 @@ func (c *committer) persistRows(ctx context.Context, b *batch) error {
 			}
 			ictx, cancel := context.WithTimeout(ctx, c.r.cfg.insertTimeout)
 			cancels[i] = cancel
-			pb, err := c.prepare(ictx, c.layout.tables[i], rows)
+			pb, err := c.prepare(ictx, c.layout.Tables[i], rows)
 			if errors.As(err, &rej) {
 				break
 			}
@@ -256,7 +256,7 @@ func (c *committer) persistRows(ctx context.Context, b *batch) error {
 		if len(b.rows[i]) == 0 {
 			continue
 		}
-		if c.layout.tables[i].state {
+		if c.layout.Tables[i].State {
 			state = i
 			continue
 		}
@@ -279,11 +279,11 @@ func (c *committer) persistRows(ctx context.Context, b *batch) error {
 // prepare encodes rows into a clickhouse-go batch without sending it. The
 // insert carries a deduplication token naming exactly these rows, so every
 // retry of them is the same insert to ClickHouse.
-func (c *committer) prepare(ctx context.Context, pt physTable, rows []pendingRow) (driver.Batch, error) {
+func (c *committer) prepare(ctx context.Context, pt store.PhysTable, rows []pendingRow) (driver.Batch, error) {
 	ctx = c.fenced(ctx, clickhouse.Settings{
-		"insert_deduplication_token": dedupToken(c.proj.Name, c.layout.Generation, pt.logical, c.k, rows),
+		"insert_deduplication_token": dedupToken(c.proj.Name, c.layout.Generation, pt.Logical, c.k, rows),
 	})
-	pb, err := c.r.conn.PrepareBatch(ctx, pt.insert)
+	pb, err := c.r.conn.PrepareBatch(ctx, pt.Insert)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +307,7 @@ func dedupToken(proj string, gen int, table string, k tp, rows []pendingRow) str
 		binary.LittleEndian.PutUint64(buf[:], uint64(r.off))
 		h.Write(buf[:])
 	}
-	return fmt.Sprintf("reel/%s/g%d/%s/%s/%d/%d-%d/%d/%x", proj, gen, table, k.topic, k.partition,
+	return fmt.Sprintf("reel/%s/g%d/%s/%s/%d/%d-%d/%d/%x", proj, gen, table, k.Topic, k.Partition,
 		rows[0].off, rows[len(rows)-1].off, len(rows), h.Sum64())
 }
 
@@ -325,7 +325,7 @@ func (e *rowError) Unwrap() error { return e.err }
 // previous attempt landed after all (the rows' last offset is present), so
 // an ambiguous failure never duplicates rows.
 func (c *committer) send(ctx context.Context, i int, rows []pendingRow, pb driver.Batch) error {
-	pt := c.layout.tables[i]
+	pt := c.layout.Tables[i]
 	for attempt := 0; ; attempt++ {
 		var err error
 		t0 := time.Now()
@@ -337,8 +337,8 @@ func (c *committer) send(ctx context.Context, i int, rows []pendingRow, pb drive
 			pb = nil
 		}
 		if err == nil {
-			c.r.metrics.insertSeconds.WithLabelValues(c.proj.Name, pt.logical).Observe(time.Since(t0).Seconds())
-			c.r.metrics.rows.WithLabelValues(c.proj.Name, pt.logical).Add(float64(len(rows)))
+			c.r.metrics.insertSeconds.WithLabelValues(c.proj.Name, pt.Logical).Observe(time.Since(t0).Seconds())
+			c.r.metrics.rows.WithLabelValues(c.proj.Name, pt.Logical).Add(float64(len(rows)))
 			c.r.setHealthy(true, nil)
 			return nil
 		}
@@ -347,16 +347,16 @@ func (c *committer) send(ctx context.Context, i int, rows []pendingRow, pb drive
 		}
 		retry, err := c.r.retry.Observe("insert", err)
 		if !retry {
-			return fmt.Errorf("insert into %s: %w", pt.name, err)
+			return fmt.Errorf("insert into %s: %w", pt.Name, err)
 		}
 		c.r.metrics.retries.WithLabelValues(c.proj.Name).Inc()
-		c.r.setHealthy(false, fmt.Errorf("insert into %s: %w", pt.name, err))
-		c.log.Warn("insert failed; retrying", "table", pt.name, "rows", len(rows), "attempt", attempt+1, "err", err)
+		c.r.setHealthy(false, fmt.Errorf("insert into %s: %w", pt.Name, err))
+		c.log.Warn("insert failed; retrying", "table", pt.Name, "rows", len(rows), "attempt", attempt+1, "err", err)
 		if c.r.retry.Sleep(ctx, attempt) != nil {
 			return ctx.Err()
 		}
 		if ok, err := c.landed(ctx, pt, rows); err == nil && ok {
-			c.log.Info("previous insert attempt had landed", "table", pt.name)
+			c.log.Info("previous insert attempt had landed", "table", pt.Name)
 			c.r.setHealthy(true, nil)
 			return nil
 		}
@@ -392,20 +392,9 @@ func (c *committer) purgeRejected(b *batch) {
 }
 
 // writeCheckpoints records, for every table of the generation, that the
-// partition is applied up to last. One statement with bound values (no
-// DESCRIBE round trip, unlike a prepared batch): it runs once per batch.
+// partition is applied up to last (store.CheckpointsInsert).
 func (c *committer) writeCheckpoints(ctx context.Context, last int64) error {
-	var q strings.Builder
-	q.WriteString("INSERT INTO " + checkpointsTable + inboxSuffix + " (proj, generation, tbl, topic, part, off, updated_at, _epoch) VALUES ")
-	args := make([]any, 0, 7*len(c.layout.tables))
-	for i, t := range c.layout.tables {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString("(?, ?, ?, ?, ?, ?, now64(3), ?)")
-		args = append(args, c.proj.Name, uint32(c.layout.Generation), t.logical, c.k.topic, uint32(c.k.partition), uint64(last), c.claim.epoch)
-	}
-	stmt := q.String()
+	stmt, args := store.CheckpointsInsert(c.layout, c.k, last, c.claim.epoch)
 	fctx := c.fenced(ctx, nil)
 	err := c.r.retry.Do(ctx, "checkpoint", func(context.Context) error { return c.r.conn.Exec(fctx, stmt, args...) },
 		func(attempt int, err error) {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -27,16 +29,16 @@ func (discard) rejects() []reject                 { return nil }
 
 // NewBenchWorker returns an applier of generation 1, partition 0 of p's
 // first topic, with nothing in ClickHouse (so state misses mean "new").
-func NewBenchWorker(p *Projection, dec Decoder, batch int) *BenchWorker {
+func NewBenchWorker(p *projection.Projection, dec Decoder, batch int) *BenchWorker {
 	c := defaultCfg()
 	c.batchEvents = batch
-	r := &Runner{proj: p, layout: NewLayout(p, 1), dec: dec, cfg: c, log: slog.New(slog.DiscardHandler),
+	r := &Runner{proj: p, layout: store.NewLayout(p, 1), dec: dec, cfg: c, log: slog.New(slog.DiscardHandler),
 		metrics: NewMetrics(nil), ctx: context.Background(), workers: map[tp]*worker{}}
-	ck := make([]int64, len(r.layout.tables))
+	ck := make([]int64, len(r.layout.Tables))
 	for i := range ck {
 		ck[i] = -1
 	}
-	k := tp{p.Topics[0], 0}
+	k := tp{Topic: p.Topics[0], Partition: 0}
 	return &BenchWorker{a: newApplier(&partition{r: r, proj: p, layout: r.layout, k: k, claim: claim{k: k}, log: r.log}, discard{}, ck, nil)}
 }
 
@@ -56,7 +58,7 @@ func (b *BenchWorker) Process(ctx context.Context, rec *kgo.Record) error {
 // Apply runs only the projection's Apply with a Tx as the applier builds
 // it (state from the applier's cache), keeping the new state.
 func (b *BenchWorker) Apply(ctx context.Context, off int64, ev schemas.Event) error {
-	tx := &Tx{a: b.a, pos: Position{b.a.k.topic, 0, off}, key: ev.AggregateID, ts: ev.OccurredAt}
+	tx := &eventTx{a: b.a, pos: projection.Position{Topic: b.a.k.Topic, Offset: off}, key: ev.AggregateID, ts: ev.OccurredAt}
 	if err := b.a.proj.Apply(ctx, tx, ev); err != nil {
 		return err
 	}

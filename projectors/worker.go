@@ -4,6 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // Park reasons, stored in the parked table's reason column.
@@ -19,8 +22,8 @@ const (
 // carries its epoch).
 type partition struct {
 	r      *Runner
-	proj   *Projection
-	layout *Layout
+	proj   *projection.Projection
+	layout *store.Layout
 	k      tp
 	claim  claim
 	log    *slog.Logger
@@ -50,7 +53,7 @@ type worker struct {
 func newWorker(r *Runner, c claim, ckpt []int64, parked map[string]int64) *worker {
 	k := c.k
 	p := &partition{r: r, proj: r.proj, layout: r.layout, k: k, claim: c,
-		log: r.log.With("topic", k.topic, "partition", k.partition, "epoch", c.epoch)}
+		log: r.log.With("topic", k.Topic, "partition", k.Partition, "epoch", c.epoch)}
 	w := &worker{
 		partition: p,
 		ctl:       make(chan func(context.Context)),
@@ -59,10 +62,10 @@ func newWorker(r *Runner, c claim, ckpt []int64, parked map[string]int64) *worke
 	}
 	w.ctx, w.abandon = context.WithCancel(r.ctx)
 	w.q = newQueue(r.cfg.maxPendingBytes, r.cfg.maxPending, func() {
-		r.cl.PauseFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+		r.cl.PauseFetchPartitions(map[string][]int32{k.Topic: {k.Partition}})
 		r.metrics.paused.WithLabelValues(r.proj.Name).Inc()
 	}, func() {
-		r.cl.ResumeFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+		r.cl.ResumeFetchPartitions(map[string][]int32{k.Topic: {k.Partition}})
 	})
 	w.c = newCommitter(p, r.cfg.pipeline, w.ctx, w.abandon)
 	w.a = newApplier(p, w.c, ckpt, parked)
