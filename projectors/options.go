@@ -39,13 +39,16 @@ type cfg struct {
 // an option of its name (BatchEvents, FlushInterval, …) for programs.
 type Tuning struct {
 	BatchEvents        int           `yaml:"batchEvents"`        // default 5000
+	BatchBytes         int64         `yaml:"batchBytes"`         // default DefaultBatchBytes (4 MiB)
 	FlushInterval      time.Duration `yaml:"flushInterval"`      // default 200ms
 	InsertTimeout      time.Duration `yaml:"insertTimeout"`      // default 30s
 	RetryMin           time.Duration `yaml:"retryMin"`           // default 100ms
 	RetryMax           time.Duration `yaml:"retryMax"`           // default 10s
 	ShutdownTimeout    time.Duration `yaml:"shutdownTimeout"`    // default 30s
-	MaxPending         int           `yaml:"maxPending"`         // default 0: ten times batchEvents
-	StateCacheSize     int           `yaml:"stateCacheSize"`     // default 200000
+	MaxPendingBytes    int64         `yaml:"maxPendingBytes"`    // default DefaultMaxPendingBytes (2 MiB)
+	MaxPending         int           `yaml:"maxPending"`         // default 0: by bytes only
+	StateCacheBytes    int64         `yaml:"stateCacheBytes"`    // default DefaultStateCacheBytes (4 MiB)
+	StateCacheSize     int           `yaml:"stateCacheSize"`     // default 0: by bytes only
 	FenceCheckInterval time.Duration `yaml:"fenceCheckInterval"` // default 5s
 	Pipeline           bool          `yaml:"pipeline"`           // default false
 	Durable            bool          `yaml:"durable"`            // default false
@@ -56,12 +59,14 @@ type Tuning struct {
 func DefaultTuning() Tuning {
 	return Tuning{
 		BatchEvents:        5000,
+		BatchBytes:         DefaultBatchBytes,
 		FlushInterval:      200 * time.Millisecond,
 		InsertTimeout:      30 * time.Second,
 		RetryMin:           100 * time.Millisecond,
 		RetryMax:           10 * time.Second,
 		ShutdownTimeout:    30 * time.Second,
-		StateCacheSize:     200000,
+		MaxPendingBytes:    DefaultMaxPendingBytes,
+		StateCacheBytes:    DefaultStateCacheBytes,
 		FenceCheckInterval: 5 * time.Second,
 	}
 }
@@ -94,6 +99,9 @@ func (s Tuning) Validate() error {
 	if s.BatchEvents < 1 {
 		add("batchEvents", "%d: must be ≥ 1", s.BatchEvents)
 	}
+	if s.BatchBytes < 1024 {
+		add("batchBytes", "%d: must be ≥ 1024 (bytes per batch)", s.BatchBytes)
+	}
 	if s.FlushInterval < time.Millisecond {
 		add("flushInterval", "%s: must be ≥ 1ms", s.FlushInterval)
 	}
@@ -109,11 +117,17 @@ func (s Tuning) Validate() error {
 	if s.ShutdownTimeout <= 0 {
 		add("shutdownTimeout", "%s: must be > 0", s.ShutdownTimeout)
 	}
+	if s.MaxPendingBytes < 1024 {
+		add("maxPendingBytes", "%d: must be ≥ 1024 (bytes per partition)", s.MaxPendingBytes)
+	}
 	if s.MaxPending < 0 {
-		add("maxPending", "%d: must be ≥ 0 (0: ten times batchEvents)", s.MaxPending)
+		add("maxPending", "%d: must be ≥ 0 (0: bounded by maxPendingBytes only)", s.MaxPending)
+	}
+	if s.StateCacheBytes < 1024 {
+		add("stateCacheBytes", "%d: must be ≥ 1024 (bytes per partition)", s.StateCacheBytes)
 	}
 	if s.StateCacheSize < 0 {
-		add("stateCacheSize", "%d: must be ≥ 0", s.StateCacheSize)
+		add("stateCacheSize", "%d: must be ≥ 0 (0: bounded by stateCacheBytes only)", s.StateCacheSize)
 	}
 	if s.FenceCheckInterval < 0 {
 		add("fenceCheckInterval", "%s: must be ≥ 0 (0: after every batch)", s.FenceCheckInterval)
@@ -149,9 +163,6 @@ func (c *cfg) validate() error {
 	if err := c.Tuning.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.MaxPending == 0 {
-		c.MaxPending = 10 * c.BatchEvents
-	}
 	return errors.Join(errs...)
 }
 
@@ -175,6 +186,10 @@ func Generation(g int) Opt { return func(c *cfg) { c.generation = g } }
 // BatchEvents flushes a partition's batch at this many events. Default 5000.
 func BatchEvents(n int) Opt { return func(c *cfg) { c.BatchEvents = n } }
 
+// BatchBytes also flushes a partition's batch once its rows hold this many
+// bytes (estimated from their values). Default DefaultBatchBytes (4 MiB).
+func BatchBytes(n int64) Opt { return func(c *cfg) { c.BatchBytes = n } }
+
 // FlushInterval flushes a partition's batch this long after its first
 // event. Default 200ms.
 func FlushInterval(d time.Duration) Opt { return func(c *cfg) { c.FlushInterval = d } }
@@ -191,17 +206,43 @@ func RetryBackoff(minD, maxD time.Duration) Opt {
 // ShutdownTimeout bounds the final flush of revoked partitions. Default 30s.
 func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.ShutdownTimeout = d } }
 
-// MaxPending pauses fetching a partition while this many of its records wait
-// for its worker. Default: ten times BatchEvents (pausing is costly: the
-// partition's fetching restarts on resume).
+// Memory bounds per partition worker, by default. The load test's five
+// demo projections over two topics of 4 partitions run 24 workers, 16 of
+// them with a State table: at most 48 MiB of fetched records wait and
+// 64 MiB of state is cached (its 10 000 aggregates need ~1.5 MiB per
+// partition), which leaves room under a 256 MiB pod for batches in flight
+// and the Kafka client's fetch buffers.
+const (
+	DefaultBatchBytes      = 4 << 20
+	DefaultMaxPendingBytes = 2 << 20
+	DefaultStateCacheBytes = 4 << 20
+)
+
+// MaxPendingBytes pauses fetching a partition while this many bytes of its
+// records (key, value and headers, plus a record's own size) wait for its
+// worker. Default DefaultMaxPendingBytes (2 MiB). Pausing is costly (the
+// partition's fetching restarts on resume), so not much smaller than a
+// fetch.
+func MaxPendingBytes(n int64) Opt { return func(c *cfg) { c.MaxPendingBytes = n } }
+
+// MaxPending also pauses fetching a partition while this many of its
+// records wait for its worker. Default 0: bounded by MaxPendingBytes only.
 func MaxPending(n int) Opt { return func(c *cfg) { c.MaxPending = n } }
 
-// StateCacheSize caps the cached aggregate states per partition. Default 200000.
+// StateCacheBytes bounds the cached aggregate states of a partition, by an
+// estimate of their keys and values; past it, states already durable are
+// forgotten (and read back from the State table when needed). States of
+// batches not yet durable are kept, so the cache can exceed the bound by
+// those of two batches. Default DefaultStateCacheBytes (4 MiB).
+func StateCacheBytes(n int64) Opt { return func(c *cfg) { c.StateCacheBytes = n } }
+
+// StateCacheSize also bounds the cached aggregate states of a partition by
+// count. Default 0: bounded by StateCacheBytes only.
 func StateCacheSize(n int) Opt { return func(c *cfg) { c.StateCacheSize = n } }
 
 // Pipeline lets a partition's worker apply the next batch while the previous
 // one is being inserted. Default false: on a machine shared with
-// ClickHouse it adds latency and no throughput (see flush.go).
+// ClickHouse it adds latency and no throughput (see commit.go).
 func Pipeline(on bool) Opt { return func(c *cfg) { c.Pipeline = on } }
 
 // Durable makes every insert of the generation fsync its part and the
@@ -236,7 +277,7 @@ func StartOffsets(m map[string]map[int32]kgo.Offset) Opt { return func(c *cfg) {
 // (e.g. kgo.NewOffset().AfterMilli(ts)). Default: the earliest offset.
 func StartAt(o kgo.Offset) Opt { return func(c *cfg) { c.startAt = &o } }
 
-// FenceCheckInterval is how often a partition's flusher checks that no
+// FenceCheckInterval is how often a partition's committer checks that no
 // other member claimed the partition since (default 5s; also before every
 // batch with side effects). Correctness does not depend on it: the
 // ClickHouse guard drops a stale member's rows; the check makes a stale

@@ -107,6 +107,9 @@ func TestEveryRunnerOptionHasAKey(t *testing.T) {
 		case reflect.TypeFor[int]():
 			n := reflect.ValueOf(def).FieldByIndex(f.Index).Int() + 7
 			yv, ev, want = fmt.Sprint(n), fmt.Sprint(n), int(n)
+		case reflect.TypeFor[int64]():
+			n := reflect.ValueOf(def).FieldByIndex(f.Index).Int() + 4096
+			yv, ev, want = fmt.Sprint(n), fmt.Sprint(n), n
 		case reflect.TypeFor[time.Duration]():
 			d := time.Duration(reflect.ValueOf(def).FieldByIndex(f.Index).Int()) + 3*time.Second
 			yv, ev, want = d.String(), d.String(), d
