@@ -283,6 +283,8 @@ func (c *committer) prepare(ctx context.Context, pt store.PhysTable, rows []pend
 	ctx = c.fenced(ctx, clickhouse.Settings{
 		"insert_deduplication_token": dedupToken(c.proj.Name, c.layout.Generation, pt.Logical, c.k, rows),
 	})
+	// The layout knows the inbox's columns: no DESCRIBE TABLE per batch.
+	ctx = clickhouse.Context(ctx, clickhouse.WithColumnNamesAndTypes(pt.InsertColumns))
 	pb, err := c.r.conn.PrepareBatch(ctx, pt.Insert)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/reel-dev/reel/projectors/projection"
@@ -67,6 +68,10 @@ type PhysTable struct {
 	Inbox   string              // the Null-engine table the runtime inserts into
 	Guard   string              // the materialized view that forwards the current owner's rows from Inbox
 	Insert  string              // the runtime's INSERT INTO Inbox with the column list (user, system, _epoch)
+	// InsertColumns are Insert's columns with their types. Given to
+	// clickhouse-go with every batch (clickhouse.WithColumnNamesAndTypes),
+	// they spare an HTTP insert its DESCRIBE TABLE round trip.
+	InsertColumns []clickhouse.ColumnNameAndType
 }
 
 // Layout is the physical shape of one generation of a projection.
@@ -109,6 +114,10 @@ func NewLayout(p *projection.Projection, gen int) *Layout {
 		// view forwards them only while that epoch owns the partition.
 		cols := append(append(append([]projection.Column(nil), pt.Columns...), systemColumns...), epochColumn)
 		pt.Insert = fmt.Sprintf("INSERT INTO %s (%s)", pt.Inbox, ColumnList(cols))
+		pt.InsertColumns = make([]clickhouse.ColumnNameAndType, len(cols))
+		for i, c := range cols {
+			pt.InsertColumns[i] = clickhouse.ColumnNameAndType{Name: c.Name, Type: c.Type}
+		}
 		l.Tables = append(l.Tables, pt)
 		return len(l.Tables) - 1
 	}
