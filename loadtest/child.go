@@ -34,7 +34,8 @@ const ChildArg = "projector-child"
 type childStats struct {
 	Applied   int64            `json:"applied"` // Σ over partitions of applied offset + 1
 	PerProj   map[string]int64 `json:"per_projection"`
-	Rows      map[string]int64 `json:"rows"` // rows inserted per projection/table
+	Rows      map[string]int64 `json:"rows"`       // rows inserted per projection/table
+	Parts     map[string]int64 `json:"partitions"` // applied offset + 1 per projection/topic/partition
 	HeapAlloc uint64           `json:"heap_alloc"`
 	HeapSys   uint64           `json:"heap_sys"`
 	NumGC     uint32           `json:"num_gc"`
@@ -92,8 +93,9 @@ func ChildMain(ctx context.Context, args []string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	serveProfiling(mux)
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
-		st := childStats{PerProj: map[string]int64{}, Rows: map[string]int64{}, Ready: true}
+		st := childStats{PerProj: map[string]int64{}, Rows: map[string]int64{}, Parts: map[string]int64{}, Ready: true}
 		mfs, _ := promReg.Gather()
 		for _, mf := range mfs {
 			if mf.GetName() == "reel_projector_rows_inserted_total" {
@@ -114,15 +116,17 @@ func ChildMain(ctx context.Context, args []string) error {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
-				var proj string
+				var proj, part string
 				for _, l := range m.GetLabel() {
 					if l.GetName() == "projection" {
 						proj = l.GetValue()
 					}
+					part += "/" + l.GetValue()
 				}
 				n := int64(m.GetGauge().GetValue()) + 1
 				st.Applied += n
 				st.PerProj[proj] += n
+				st.Parts[part[1:]] = n
 			}
 		}
 		for _, r := range runners {
@@ -167,6 +171,9 @@ func ChildMain(ctx context.Context, args []string) error {
 // projection returns a fresh value of the named projection reading the
 // run's topics.
 func projection(name, prefix string) (*projectors.Projection, error) {
+	if name == appendName {
+		return appendProjection(prefix), nil
+	}
 	p, err := registry.Get(name)
 	if err != nil {
 		return nil, err
