@@ -314,7 +314,7 @@ func writeProfiles(f printf, pps []PhaseProfile) {
 			}
 			f("%s:\n\n| function | flat | flat %% | cum | cum %% |\n|---|---:|---:|---:|---:|\n", t.title)
 			for _, c := range t.rows {
-				f("| `%s` | %s | %.1f | %s | %.1f |\n", c.Func, c.Flat, c.FlatPct, c.Cum, c.CumPct)
+				f("| `%s` | %s | %.1f | %s | %.1f |\n", shortFunc(c.Func), c.Flat, c.FlatPct, c.Cum, c.CumPct)
 			}
 			f("\n")
 		}
@@ -326,4 +326,14 @@ func orNone(s string) string {
 		return "n/a"
 	}
 	return s
+}
+
+// shortFunc drops the type arguments of a generic function's shape
+// ("ensureLen[go.shape.[]…, go.shape.struct {…}]"), which can run to
+// hundreds of characters.
+func shortFunc(name string) string {
+	if i := strings.Index(name, "[go.shape."); i >= 0 {
+		return name[:i] + "[…]"
+	}
+	return name
 }

@@ -99,6 +99,19 @@ func TestPhaseMemoryAndTargets(t *testing.T) {
 	}
 }
 
+func TestPoolDSNAndShortFunc(t *testing.T) {
+	got := poolDSN("http://127.0.0.1:8123/db?dial_timeout=1s")
+	if !strings.Contains(got, "max_open_conns=64") || !strings.Contains(got, "max_idle_conns=64") || !strings.Contains(got, "dial_timeout=1s") {
+		t.Errorf("poolDSN = %q", got)
+	}
+	if got := poolDSN("http://h/db?max_open_conns=5"); got != "http://h/db?max_open_conns=5" {
+		t.Errorf("poolDSN overrode the DSN's bound: %q", got)
+	}
+	if got := shortFunc("kgo.ensureLen[go.shape.[]kgo.Record,go.shape.struct { Key []uint8 }]"); got != "kgo.ensureLen[…]" {
+		t.Errorf("shortFunc = %q", got)
+	}
+}
+
 func TestMergeParts(t *testing.T) {
 	// Partition 1 moved from the first replica to the second: counted once, at its newest position.
 	n := mergeParts([]map[string]int64{{"orders/t/0": 10, "orders/t/1": 5}, {"orders/t/1": 8, "seats/s/0": 3}})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -235,7 +236,10 @@ func (r *run) startChildOf(ctx context.Context, projs []string, gen int, replay 
 	}
 	r.mu.Lock()
 	r.child, r.gen = c, gen
-	r.cprojs, r.cphases = projs, []string{r.phase}
+	r.cprojs, r.cphases = projs, nil
+	if r.phase != "" {
+		r.cphases = []string{r.phase}
+	}
 	r.lastCPU, r.lastT = procUsage{}, time.Now()
 	r.mu.Unlock()
 	// Ready: assigned and the tables exist.
@@ -256,13 +260,31 @@ func (r *run) startChildOf(ctx context.Context, projs []string, gen int, replay 
 // childArgs are the projector process's arguments: projs as generation
 // gen in the database of dsn on the topics under prefix.
 func (r *run) childArgs(dsn, prefix string, projs []string, gen int, replay bool) []string {
-	args := []string{"-brokers", strings.Join(r.cfg.Brokers, ","), "-dsn", dsn, "-registry", r.regURL,
+	args := []string{"-brokers", strings.Join(r.cfg.Brokers, ","), "-dsn", poolDSN(dsn), "-registry", r.regURL,
 		"-projections", strings.Join(projs, ","), "-topic-prefix", prefix, "-gen", fmt.Sprint(gen),
 		"-batch", fmt.Sprint(r.cfg.Batch)}
 	if replay {
 		args = append(args, "-replay")
 	}
 	return args
+}
+
+// childPool is the projector process's ClickHouse connection bound, the
+// default of `reel project` (clickhouse.maxOpenConns): clickhouse-go's
+// own default of 10 starves 12 partitions × 2 projections of workers.
+const childPool = 64
+
+// poolDSN sets the connection pool bound on dsn unless it has one.
+func poolDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Query().Has("max_open_conns") {
+		return dsn
+	}
+	q := u.Query()
+	q.Set("max_open_conns", fmt.Sprint(childPool))
+	q.Set("max_idle_conns", fmt.Sprint(childPool))
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // stopChild stops the projector process and records its peak RSS.
