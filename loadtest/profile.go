@@ -61,6 +61,7 @@ type PhaseProfile struct {
 	AllocFile  string     `json:"allocs_file"`           // allocations up to its end (-base AllocBase: the phase's)
 	CPUTotal   string     `json:"cpu_total,omitempty"`   // CPU time sampled
 	AllocTotal string     `json:"alloc_total,omitempty"` // bytes allocated in the phase
+	Stages     []Stage    `json:"stages"`
 	CPUFlat    []FuncCost `json:"cpu_flat"`
 	CPUCum     []FuncCost `json:"cpu_cum"`
 	AllocFlat  []FuncCost `json:"alloc_space_flat"`
@@ -75,6 +76,30 @@ type FuncCost struct {
 	FlatPct float64 `json:"flat_pct"`
 	Cum     string  `json:"cum"`
 	CumPct  float64 `json:"cum_pct"`
+}
+
+// Stage is the share of a phase's CPU time and allocated bytes whose
+// call stacks pass through one part of the pipeline.
+type Stage struct {
+	Name     string  `json:"name"`
+	Focus    string  `json:"focus"` // pprof -focus regexp
+	CPU      string  `json:"cpu"`
+	CPUPct   float64 `json:"cpu_pct"`
+	Alloc    string  `json:"alloc"`
+	AllocPct float64 `json:"alloc_pct"`
+}
+
+// stages are the parts of the pipeline the report breaks a profile into,
+// as pprof -focus regexps over function names: every sample whose stack
+// holds a matching function counts. They overlap (allocation and GC
+// happen inside the others).
+var stages = []struct{ name, focus string }{
+	{"Kafka fetch and decompression (franz-go sources)", `franz-go/pkg/kgo\.\(\*source\)`},
+	{"Avro decoding (schemas.Codec.Decode)", `reel/schemas\.\(\*Codec\)\.Decode`},
+	{"the projections' Apply code", `examples/demo/projectors/|loadtest\.appendProjection`},
+	{"ClickHouse batch building and insert (clickhouse-go)", `clickhouse-go/v2`},
+	{"GC background marking", `runtime\.gcBgMarkWorker`},
+	{"allocation (runtime.mallocgc, inside the above too)", `runtime\.mallocgc`},
 }
 
 // profileTop is how many functions each top list keeps.
@@ -163,7 +188,47 @@ func (pp *PhaseProfile) summarize() {
 	alloc := []string{"-sample_index=alloc_space", "-base", pp.AllocBase, pp.AllocFile}
 	pp.AllocFlat = run(&pp.AllocTotal, alloc...)
 	pp.AllocCum = run(nil, append([]string{"-cum"}, alloc...)...)
+	// With every node shown, "Showing nodes accounting for X, Y%" is the
+	// focused samples' total.
+	share := func(focus string, args ...string) (string, float64) {
+		args = append([]string{"tool", "pprof", "-top", "-nodecount=1000000", "-nodefraction=0", "-focus=" + focus}, args...)
+		out, err := exec.Command("go", args...).CombinedOutput()
+		if err != nil {
+			if bytes.Contains(out, []byte("matched no samples")) {
+				return "0", 0
+			}
+			errs = append(errs, fmt.Sprintf("go tool pprof -focus=%s: %v", focus, err))
+			return "", 0
+		}
+		return parseShown(out)
+	}
+	for _, st := range stages {
+		g := Stage{Name: st.name, Focus: st.focus}
+		g.CPU, g.CPUPct = share(st.focus, pp.CPUFile)
+		if !strings.HasPrefix(st.focus, `runtime\.`) { // allocation stacks end above the runtime
+			g.Alloc, g.AllocPct = share(st.focus, alloc...)
+		}
+		pp.Stages = append(pp.Stages, g)
+	}
 	pp.Error = strings.Join(errs, "; ")
+}
+
+// parseShown reads "Showing nodes accounting for X, Y% of T total".
+func parseShown(out []byte) (string, float64) {
+	for line := range strings.Lines(string(out)) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "Showing nodes accounting for ")
+		if !ok {
+			continue
+		}
+		v, pct, ok := strings.Cut(rest, ", ")
+		if !ok {
+			return "", 0
+		}
+		pct, _, _ = strings.Cut(pct, "%")
+		f, _ := strconv.ParseFloat(pct, 64)
+		return v, f
+	}
+	return "", 0
 }
 
 // parseTop reads the output of `go tool pprof -top`: the total from the

@@ -303,6 +303,17 @@ func writeProfiles(f printf, pps []PhaseProfile) {
 		if pp.Error != "" {
 			f("Profile errors: %s\n\n", pp.Error)
 		}
+		if len(pp.Stages) > 0 {
+			f("By part of the pipeline (samples whose stack passes through it; the parts overlap — allocation and GC happen inside the others):\n\n| part | CPU | CPU %% | allocated | alloc %% |\n|---|---:|---:|---:|---:|\n")
+			for _, g := range pp.Stages {
+				alloc := "— | —"
+				if g.Alloc != "" {
+					alloc = fmt.Sprintf("%s | %.1f", g.Alloc, g.AllocPct)
+				}
+				f("| %s | %s | %.1f | %s |\n", g.Name, g.CPU, g.CPUPct, alloc)
+			}
+			f("\n")
+		}
 		for _, t := range []struct {
 			title string
 			rows  []FuncCost

@@ -163,8 +163,19 @@ func TestProfiles(t *testing.T) {
 	if !anyFunc(pp.CPUFlat, "busyProfiled") || !anyFunc(pp.AllocFlat, "allocProfiled") || len(pp.CPUCum) == 0 || len(pp.AllocCum) == 0 {
 		t.Errorf("cpu flat %+v\nalloc flat %+v", pp.CPUFlat, pp.AllocFlat)
 	}
+	if len(pp.Stages) != len(stages) {
+		t.Fatalf("stages = %+v", pp.Stages)
+	}
+	for _, g := range pp.Stages {
+		if g.CPUPct < 0 || g.CPUPct > 100 || g.AllocPct < 0 || g.AllocPct > 100 {
+			t.Errorf("stage %+v: share out of range", g)
+		}
+	}
+	if v, pct := parseShown([]byte("Active filters:\n   focus=x\nShowing nodes accounting for 1.42s, 20.17% of 7.04s total\n")); v != "1.42s" || pct != 20.17 {
+		t.Errorf("parseShown = %q, %v", v, pct)
+	}
 	md := markdown(r.res, nil)
-	if !strings.Contains(md, "### test phase") || !strings.Contains(md, "busyProfiled") {
+	if !strings.Contains(md, "### test phase") || !strings.Contains(md, "busyProfiled") || !strings.Contains(md, "| GC background marking |") {
 		t.Errorf("report lacks the profile tables:\n%s", md)
 	}
 }
