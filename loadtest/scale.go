@@ -214,7 +214,7 @@ func (r *run) startReplicas(ctx context.Context, e *scaleEnv, n, gen int, replay
 	for _, name := range projections {
 		groups = append(groups, projectors.Group(name, gen))
 	}
-	for t0 := time.Now(); time.Since(t0) < 60*time.Second; time.Sleep(200 * time.Millisecond) {
+	for t0 := time.Now(); time.Since(t0) < 60*time.Second && ctx.Err() == nil; time.Sleep(200 * time.Millisecond) {
 		described, err := adm.DescribeGroups(ctx, groups...)
 		if err != nil {
 			continue
