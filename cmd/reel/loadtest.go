@@ -45,7 +45,7 @@ func cmdLoadtest(ctx context.Context, args []string) error {
 	scaleLevel := fs.Duration("scale-level-duration", 10*time.Second, "-scale: freshness level (half the step's rate) of each step")
 	scaleHistory := fs.String("scale-history", "1e6,5e6,10e6", "-scale: history sizes replayed in full, ascending (events)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: reel loadtest [flags]\n\nProduces the demo event mix into fresh topics, runs the projector as a child\nprocess and measures produce rate, projector throughput, freshness, full\nreplay and cut-over, the raw Kafka and ClickHouse limits and a peer; writes\n<out>/<timestamp>/report.md, results.json and plots.")
+		fmt.Fprintln(fs.Output(), "usage: reel loadtest [flags]\n\nProduces the demo event mix into fresh topics, runs the projector as a child\nprocess and measures produce rate, projector throughput, freshness, full\nreplay and cut-over, the raw Kafka and ClickHouse limits, a peer (also on\nequal work: an append-only projection), the projector's memory per phase and\nits CPU and allocation profiles; -scale adds the scale curve. Writes\n<out>/<timestamp>/report.md, results.json, plots and profiles (docs/loadtest.md).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
