@@ -36,7 +36,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/reel-dev/reel/internal/config"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -56,7 +56,7 @@ type Option func(*program)
 // projector.projections), `reel dev` runs them when given no
 // -projections, and rebuild, rollback, dlq, wait and status find them by
 // name. Default: none, so only declared projections exist.
-func WithProjections(ps ...*projectors.Projection) Option {
+func WithProjections(ps ...*projection.Projection) Option {
 	return func(pr *program) { pr.projections = append(pr.projections, ps...) }
 }
 
@@ -105,7 +105,7 @@ func WithName(name string) Option {
 // program is the private config: what Option values set, with defaults.
 type program struct {
 	name        string
-	projections []*projectors.Projection
+	projections []*projection.Projection
 	bindings    []schemas.Binding
 	producers   []DevProducer
 	queries     []devQuery

@@ -28,8 +28,8 @@ import (
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/chproc"
 	"github.com/reel-dev/reel/internal/config"
-	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -228,7 +228,7 @@ type devQuery struct{ title, sql string }
 // the embedded catalog (queried with its dev queries, else through their
 // views and tables), or the user's catalog and declared projections,
 // queried through their views and tables.
-func (pr *program) devSetup(catDir, projDir string) (*schemas.Catalog, []*projectors.Projection, []devQuery, error) {
+func (pr *program) devSetup(catDir, projDir string) (*schemas.Catalog, []*projection.Projection, []devQuery, error) {
 	var cat *schemas.Catalog
 	var err error
 	if catDir != "" {
@@ -265,7 +265,7 @@ func (pr *program) devSetup(catDir, projDir string) (*schemas.Catalog, []*projec
 
 // projectionQueries reads every view and table of projs: state tables
 // as they are, others newest rows first.
-func projectionQueries(projs []*projectors.Projection) []devQuery {
+func projectionQueries(projs []*projection.Projection) []devQuery {
 	var qs []devQuery
 	for _, p := range projs {
 		for _, v := range p.Views {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // cmdDLQ inspects and resolves parked aggregates:
@@ -93,7 +94,7 @@ func (pr *program) cmdDLQ(ctx context.Context, args []string) error {
 	}
 	switch action {
 	case "list":
-		aggs, err := projectors.QueryParkedAggregates(ctx, conn, p.Name, g)
+		aggs, err := store.QueryParkedAggregates(ctx, conn, p.Name, g)
 		if err != nil {
 			return err
 		}
@@ -102,7 +103,7 @@ func (pr *program) cmdDLQ(ctx context.Context, args []string) error {
 		}
 		return writeParkedList(os.Stdout, p.Name, g, aggs)
 	case "show":
-		evs, err := projectors.QueryParkedEvents(ctx, conn, p.Name, g, *agg)
+		evs, err := store.QueryParkedEvents(ctx, conn, p.Name, g, *agg)
 		if err != nil {
 			return err
 		}
@@ -123,12 +124,12 @@ func (pr *program) cmdDLQ(ctx context.Context, args []string) error {
 			return err
 		}
 		defer cl.Close()
-		if n, err := groupMembers(ctx, kadm.NewClient(cl), projectors.Group(p.Name, g)); err != nil {
+		if n, err := groupMembers(ctx, kadm.NewClient(cl), store.Group(p.Name, g)); err != nil {
 			return fmt.Errorf("cannot tell whether a projector runs %s g%d (%v); pass -admin to discard through it", p.Name, g, err)
 		} else if n > 0 {
 			return fmt.Errorf("a projector runs %s g%d (%d group members): discard through it with -admin http://host:9464 -token-file …, so it unparks the aggregate", p.Name, g, n)
 		}
-		n, err := projectors.MarkParkedResolved(ctx, conn, p.Name, g, *agg, projectors.ResolutionDiscarded)
+		n, err := store.MarkParkedResolved(ctx, conn, p.Name, g, *agg, projectors.ResolutionDiscarded)
 		if err != nil {
 			return err
 		}
@@ -142,12 +143,12 @@ func (pr *program) cmdDLQ(ctx context.Context, args []string) error {
 
 // pickGeneration returns gen, or the live generation when gen is 0.
 func pickGeneration(ctx context.Context, conn driver.Conn, projection string, gen int) (int, error) {
-	gens, err := projectors.Generations(ctx, conn, projection)
+	gens, err := store.Generations(ctx, conn, projection)
 	if err != nil {
 		return 0, err
 	}
 	for _, g := range gens {
-		if (gen == 0 && g.Status == projectors.StatusLive) || (gen != 0 && g.Generation == gen) {
+		if (gen == 0 && g.Status == store.StatusLive) || (gen != 0 && g.Generation == gen) {
 			return g.Generation, nil
 		}
 	}
@@ -219,7 +220,7 @@ func writeJSONOut(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func writeParkedList(w io.Writer, proj string, gen int, aggs []projectors.ParkedAggregate) error {
+func writeParkedList(w io.Writer, proj string, gen int, aggs []store.ParkedAggregate) error {
 	if len(aggs) == 0 {
 		fmt.Fprintf(w, "%s g%d: no parked aggregates\n", proj, gen)
 		return nil
@@ -233,7 +234,7 @@ func writeParkedList(w io.Writer, proj string, gen int, aggs []projectors.Parked
 	return tw.Flush()
 }
 
-func writeParkedEvents(w io.Writer, evs []projectors.ParkedEvent) error {
+func writeParkedEvents(w io.Writer, evs []store.ParkedEvent) error {
 	for i, e := range evs {
 		if i > 0 {
 			fmt.Fprintln(w)

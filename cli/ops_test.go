@@ -23,6 +23,8 @@ import (
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -291,7 +293,7 @@ func TestProjectStatusDLQ(t *testing.T) {
 		t.Fatalf("/healthz: %d %v", code, err)
 	}
 	waitFor(t, "projection applied every produced offset", 90*time.Second, func() error {
-		return projectors.WaitApplied(ctx, ch.Conn, "seats", 1, map[string]map[int32]int64{seats.Topic: last}, 0)
+		return store.WaitApplied(ctx, ch.Conn, "seats", 1, map[string]map[int32]int64{seats.Topic: last}, 0)
 	})
 	waitFor(t, "/readyz", 30*time.Second, func() error {
 		code, body, err := httpGet(base + "/readyz")
@@ -377,7 +379,7 @@ func TestProjectStatusDLQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	st, err := statusOf(ctx, ch.Conn, kadm.NewClient(cl), []*projectors.Projection{seats.Availability()})
+	st, err := statusOf(ctx, ch.Conn, kadm.NewClient(cl), []*projection.Projection{seats.Availability()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +387,7 @@ func TestProjectStatusDLQ(t *testing.T) {
 		t.Fatalf("status: %+v", st)
 	}
 	g := st.Projections[0].Generations[0]
-	if g.Generation != 1 || g.Status != projectors.StatusLive || g.Group != "reel.seats.g1" || g.Lag != 0 || g.ParkedAggregates != 1 || g.ParkedEvents != 2 || g.LastEventTime == nil || g.Error != "" {
+	if g.Generation != 1 || g.Status != store.StatusLive || g.Group != "reel.seats.g1" || g.Lag != 0 || g.ParkedAggregates != 1 || g.ParkedEvents != 2 || g.LastEventTime == nil || g.Error != "" {
 		t.Fatalf("status of g1: %+v", g)
 	}
 	if len(g.Partitions) != 3 {
@@ -408,14 +410,14 @@ func TestProjectStatusDLQ(t *testing.T) {
 	t.Logf("reel status:\n%s", out.String())
 
 	// reel dlq list / show.
-	aggs, err := projectors.QueryParkedAggregates(ctx, ch.Conn, "seats", 1)
+	aggs, err := store.QueryParkedAggregates(ctx, ch.Conn, "seats", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(aggs) != 1 || aggs[0].Aggregate != poisonID || aggs[0].Events != 2 || fmt.Sprint(aggs[0].Reasons) != "[aggregate decode]" || aggs[0].FirstError == "" {
 		t.Fatalf("dlq list: %+v", aggs)
 	}
-	pevs, err := projectors.QueryParkedEvents(ctx, ch.Conn, "seats", 1, poisonID)
+	pevs, err := store.QueryParkedEvents(ctx, ch.Conn, "seats", 1, poisonID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +446,7 @@ func TestProjectStatusDLQ(t *testing.T) {
 			t.Fatalf("token %q: status %d, want 401", tok, resp.StatusCode)
 		}
 	}
-	if n, _, _ := projectors.ParkedCounts(ctx, ch.Conn, "seats", 1); n != 1 {
+	if n, _, _ := store.ParkedCounts(ctx, ch.Conn, "seats", 1); n != 1 {
 		t.Fatalf("a refused request changed the parked table: %d aggregates", n)
 	}
 	// Discard through the running projector; the aggregate flows again.
@@ -455,7 +457,7 @@ func TestProjectStatusDLQ(t *testing.T) {
 	if !strings.Contains(out.String(), `"resolved":2`) {
 		t.Fatalf("discard answer: %s", out.String())
 	}
-	if a, e, err := projectors.ParkedCounts(ctx, ch.Conn, "seats", 1); err != nil || a != 0 || e != 0 {
+	if a, e, err := store.ParkedCounts(ctx, ch.Conn, "seats", 1); err != nil || a != 0 || e != 0 {
 		t.Fatalf("after discard: %d aggregates, %d events parked (%v)", a, e, err)
 	}
 	if err := callAdmin(ctx, io.Discard, base, testToken, "replay", "seats", 0, poisonID); err == nil || !strings.Contains(err.Error(), "404") {
@@ -463,7 +465,7 @@ func TestProjectStatusDLQ(t *testing.T) {
 	}
 	more := produceRecords(t, brokers, encodeAll(t, []schemas.Event{schemas.NewEvent(&schemas.SeatsAdded{ConferenceID: poisonID, SeatType: "general", Quantity: 11, PriceCents: 1, Currency: "EUR"}, schemas.At(at))}))
 	waitFor(t, "the discarded aggregate's next event applied", 60*time.Second, func() error {
-		return projectors.WaitApplied(ctx, ch.Conn, "seats", 1, map[string]map[int32]int64{seats.Topic: more}, 0)
+		return store.WaitApplied(ctx, ch.Conn, "seats", 1, map[string]map[int32]int64{seats.Topic: more}, 0)
 	})
 	var total int64
 	if err := ch.Conn.QueryRow(ctx, "SELECT seats_total['general'] FROM seat_availability WHERE conference_id = ?", poisonID).Scan(&total); err != nil {
@@ -472,7 +474,7 @@ func TestProjectStatusDLQ(t *testing.T) {
 	if total != 11 {
 		t.Fatalf("after discard, %s general seats = %d, want 11 (only the event after the discard)", poisonID, total)
 	}
-	if a, _, _ := projectors.ParkedCounts(ctx, ch.Conn, "seats", 1); a != 0 {
+	if a, _, _ := store.ParkedCounts(ctx, ch.Conn, "seats", 1); a != 0 {
 		t.Fatalf("the aggregate was parked again after discard")
 	}
 
@@ -620,7 +622,7 @@ func TestSupervisorFollowsGenerations(t *testing.T) {
 	last := produceRecords(t, brokers, encodeAll(t, evs))
 	base, stop := startProject(t, testConfig(t, brokers, ch.DSN, nil), &syncBuffer{})
 	waitFor(t, "g1 applied", 60*time.Second, func() error {
-		return projectors.WaitApplied(ctx, ch.Conn, "seats", 1, map[string]map[int32]int64{seats.Topic: last}, 0)
+		return store.WaitApplied(ctx, ch.Conn, "seats", 1, map[string]map[int32]int64{seats.Topic: last}, 0)
 	})
 	gens := func(want map[string]string) func() error {
 		return func() error {
@@ -644,18 +646,18 @@ func TestSupervisorFollowsGenerations(t *testing.T) {
 	}
 	p := seats.Availability()
 	// Cut-over: g2 live, g1 standby.
-	if err := projectors.SetGeneration(ctx, ch.Conn, p, 2, projectors.StatusLive, "test cut-over"); err != nil {
+	if err := store.SetGeneration(ctx, ch.Conn, p, 2, store.StatusLive, "test cut-over"); err != nil {
 		t.Fatal(err)
 	}
-	if err := projectors.SetGeneration(ctx, ch.Conn, p, 1, projectors.StatusStandby, "test cut-over"); err != nil {
+	if err := store.SetGeneration(ctx, ch.Conn, p, 1, store.StatusStandby, "test cut-over"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "g2 started, g1 kept as standby", 30*time.Second, gens(map[string]string{"1": "standby", "2": "live"}))
 	waitFor(t, "g2 applied", 60*time.Second, func() error {
-		return projectors.WaitApplied(ctx, ch.Conn, "seats", 2, map[string]map[int32]int64{seats.Topic: last}, 0)
+		return store.WaitApplied(ctx, ch.Conn, "seats", 2, map[string]map[int32]int64{seats.Topic: last}, 0)
 	})
 	// Retire g1: its runner stops and its series disappear.
-	if err := projectors.SetGeneration(ctx, ch.Conn, p, 1, projectors.StatusRetired, "test retire"); err != nil {
+	if err := store.SetGeneration(ctx, ch.Conn, p, 1, store.StatusRetired, "test retire"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "g1 stopped", 30*time.Second, gens(map[string]string{"2": "live"}))

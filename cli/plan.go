@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/reel-dev/reel/internal/app"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // cmdPlan: reel plan <projection> — what the current code would do to the
@@ -33,7 +33,7 @@ func (pr *program) cmdPlan(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	pl, err := projectors.PlanChanges(ctx, conn, p)
+	pl, err := store.PlanChanges(ctx, conn, p)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/rebuild"
 )
 
@@ -156,7 +156,7 @@ func (pr *program) clientFlags(fs *flag.FlagSet) clientFlagSet {
 
 // loadProjection loads the config and finds the projection a command is
 // about (an unknown name is a usage error).
-func (c clientFlagSet) loadProjection(name string) (*config.Config, *projectors.Projection, error) {
+func (c clientFlagSet) loadProjection(name string) (*config.Config, *projection.Projection, error) {
 	cfg, err := c.load()
 	if err != nil {
 		return nil, nil, err

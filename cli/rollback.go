@@ -14,8 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/reel-dev/reel/internal/app"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/rebuild"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // cmdRollback: reel rollback <projection> [-to N] — point the views back at
@@ -81,7 +82,7 @@ func (pr *program) cmdGenerations(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
-		projs = []*projectors.Projection{p}
+		projs = []*projection.Projection{p}
 	}
 	conn, err := app.OpenClickHouse(ctx, cfg)
 	if err != nil {
@@ -93,11 +94,11 @@ func (pr *program) cmdGenerations(ctx context.Context, args []string) error {
 	if action == "list" {
 		fmt.Fprintln(tw, "PROJECTION\tGEN\tSTATUS\tUPDATED\tREBUILD\tPROGRESS\tNOTE")
 		for _, p := range projs {
-			gens, err := projectors.Generations(ctx, conn, p.Name)
+			gens, err := store.Generations(ctx, conn, p.Name)
 			if err != nil {
 				return err
 			}
-			sts, err := rebuild.Statuses(ctx, conn, p.Name)
+			sts, err := store.RebuildStatuses(ctx, conn, p.Name)
 			if err != nil {
 				return err
 			}

@@ -18,7 +18,8 @@ import (
 
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // cmdStatus prints, per projection and generation: status, consumer group,
@@ -113,13 +114,13 @@ func collectStatus(ctx context.Context, cfg *config.Config, only string) (*Statu
 
 // projectionsOf returns the configured projections (built-in and
 // declared, config.SelectProjections), or only the named one.
-func projectionsOf(cfg *config.Config, only string) ([]*projectors.Projection, error) {
+func projectionsOf(cfg *config.Config, only string) ([]*projection.Projection, error) {
 	if only != "" {
 		p, err := cfg.Projection(only)
 		if err != nil {
 			return nil, err
 		}
-		return []*projectors.Projection{p}, nil
+		return []*projection.Projection{p}, nil
 	}
 	cat, err := cfg.LoadCatalog()
 	if err != nil {
@@ -128,21 +129,21 @@ func projectionsOf(cfg *config.Config, only string) ([]*projectors.Projection, e
 	return cfg.SelectProjections(cat)
 }
 
-func statusOf(ctx context.Context, conn driver.Conn, adm *kadm.Client, projs []*projectors.Projection) (*Status, error) {
-	if err := projectors.EnsureSystemTables(ctx, conn); err != nil {
+func statusOf(ctx context.Context, conn driver.Conn, adm *kadm.Client, projs []*projection.Projection) (*Status, error) {
+	if err := store.EnsureSystemTables(ctx, conn); err != nil {
 		return nil, err
 	}
 	st := &Status{Projections: []ProjectionStatus{}}
 	ends := map[string]kadm.ListedOffsets{}
 	for _, p := range projs {
 		ps := ProjectionStatus{Name: p.Name, Description: p.Description, Version: p.Version, Generations: []GenerationStatus{}}
-		gens, err := projectors.Generations(ctx, conn, p.Name)
+		gens, err := store.Generations(ctx, conn, p.Name)
 		if err != nil {
 			return nil, err
 		}
 		for _, g := range gens {
 			gs := GenerationStatus{Generation: g.Generation, Status: g.Status, Group: g.Group, LogicVersion: g.LogicVersion, Partitions: []PartitionStatus{}}
-			if g.Status == projectors.StatusDropped {
+			if g.Status == store.StatusDropped {
 				ps.Generations = append(ps.Generations, gs)
 				continue
 			}
@@ -152,14 +153,14 @@ func statusOf(ctx context.Context, conn driver.Conn, adm *kadm.Client, projs []*
 					gs.GroupState, gs.Members = d.State, len(d.Members)
 				}
 			}
-			gs.ParkedAggregates, gs.ParkedEvents, err = projectors.ParkedCounts(ctx, conn, p.Name, g.Generation)
+			gs.ParkedAggregates, gs.ParkedEvents, err = store.ParkedCounts(ctx, conn, p.Name, g.Generation)
 			errs = append(errs, err)
-			prog, err := projectors.QueryProgress(ctx, conn, p, g.Generation)
+			prog, err := store.QueryProgress(ctx, conn, p, g.Generation)
 			errs = append(errs, err)
-			applied := map[string]map[int32]projectors.PartitionProgress{}
+			applied := map[string]map[int32]store.PartitionProgress{}
 			for _, pp := range prog {
 				if applied[pp.Topic] == nil {
-					applied[pp.Topic] = map[int32]projectors.PartitionProgress{}
+					applied[pp.Topic] = map[int32]store.PartitionProgress{}
 				}
 				applied[pp.Topic][pp.Partition] = pp
 			}
@@ -191,7 +192,7 @@ func statusOf(ctx context.Context, conn driver.Conn, adm *kadm.Client, projs []*
 							}
 						}
 					}
-					pst.Lag = max(o.Offset-(pst.Applied+1), 0)
+					pst.Lag = store.Lag(o.Offset, pst.Applied, 0)
 					gs.Lag += pst.Lag
 					gs.Partitions = append(gs.Partitions, pst)
 				}

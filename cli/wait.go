@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/reel-dev/reel/internal/app"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // cmdWait is read-your-writes from the shell: it returns once the live
@@ -47,14 +47,14 @@ func (pr *program) cmdWait(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	gen, err := projectors.LiveGeneration(ctx, conn, p)
+	gen, err := store.LiveGeneration(ctx, conn, p)
 	if err != nil {
 		return err
 	}
 	wctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	start := time.Now()
-	if err := projectors.WaitApplied(wctx, conn, p.Name, gen, offsets, 20*time.Millisecond); err != nil {
+	if err := store.WaitApplied(wctx, conn, p.Name, gen, offsets, 20*time.Millisecond); err != nil {
 		return err
 	}
 	fmt.Printf("applied by %s g%d after %s\n", p.Name, gen, time.Since(start).Round(time.Millisecond))

@@ -8,7 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/reel-dev/reel/examples/demo/projectors/shop"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -20,15 +20,15 @@ const appendName = "orders_append"
 // event of the run's shop topic becomes one row (order_id and Reel's
 // position columns) of one MergeTree table ordered like the peer's
 // (order_id, _offset). No State table, no history, no views.
-func appendProjection(prefix string) *projectors.Projection {
-	return &projectors.Projection{
+func appendProjection(prefix string) *projection.Projection {
+	return &projection.Projection{
 		Name:        appendName,
 		Version:     1,
 		Description: "load test: the shop topic copied row for row (the Kafka engine peer's work)",
 		Topics:      []string{prefix + shop.Topic},
-		Tables: []projectors.Table{{Name: appendName, Columns: []projectors.Column{{Name: "order_id", Type: "String"}},
+		Tables: []projection.Table{{Name: appendName, Columns: []projection.Column{{Name: "order_id", Type: "String"}},
 			OrderBy: "order_id, _offset"}},
-		Apply: func(_ context.Context, tx *projectors.Tx, ev schemas.Event) error {
+		Apply: func(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 			return tx.Emit(appendName, ev.AggregateID)
 		},
 	}

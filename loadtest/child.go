@@ -21,6 +21,7 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -74,7 +75,7 @@ func ChildMain(ctx context.Context, args []string) error {
 	metrics := projectors.NewMetrics(promReg)
 	var runners []*projectors.Runner
 	for _, name := range strings.Split(*projs, ",") {
-		p, err := projection(name, *prefix)
+		p, err := demoProjection(name, *prefix)
 		if err != nil {
 			return err
 		}
@@ -168,9 +169,9 @@ func ChildMain(ctx context.Context, args []string) error {
 	return errors.Join(all...)
 }
 
-// projection returns a fresh value of the named projection reading the
+// demoProjection returns a fresh value of the named projection reading the
 // run's topics.
-func projection(name, prefix string) (*projectors.Projection, error) {
+func demoProjection(name, prefix string) (*projection.Projection, error) {
 	if name == appendName {
 		return appendProjection(prefix), nil
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // rawConsume is the Kafka limit: a franz-go group consumer of the run's
@@ -22,7 +22,7 @@ func (r *run) rawConsume(ctx context.Context) error {
 	total := r.pd.produced.Load()
 	var topics []string
 	for _, p := range projections {
-		pr, err := projection(p, r.prefix)
+		pr, err := demoProjection(p, r.prefix)
 		if err != nil {
 			return err
 		}
@@ -74,11 +74,11 @@ func (r *run) rawInsert(ctx context.Context, st childStats) error {
 	}
 	var secPerEvent float64
 	for _, name := range projections {
-		p, err := projection(name, r.prefix)
+		p, err := demoProjection(name, r.prefix)
 		if err != nil {
 			return err
 		}
-		tables := projectors.NewLayout(p, 1).Tables()
+		tables := store.NewLayout(p, 1).Tables
 		for _, pt := range tables {
 			rows := st.Rows[name+"/"+pt.Logical]
 			if pt.Parked || rows == 0 {
@@ -108,14 +108,14 @@ func (r *run) rawInsert(ctx context.Context, st childStats) error {
 	return nil
 }
 
-func (r *run) rawInsertTable(ctx context.Context, pt projectors.PhysTable, src string) (TableInsert, error) {
+func (r *run) rawInsertTable(ctx context.Context, pt store.PhysTable, src string) (TableInsert, error) {
 	ti := TableInsert{Table: pt.Name}
 	copyName := "raw_" + pt.Name
 	if err := r.conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s AS %s", copyName, pt.Name)); err != nil {
 		return ti, err
 	}
 	var cols []string
-	for _, c := range append(pt.Columns, projectors.SystemColumns()...) {
+	for _, c := range append(pt.Columns, store.SystemColumns()...) {
 		cols = append(cols, c.Name)
 	}
 	list := strings.Join(cols, ", ")

@@ -8,13 +8,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // rebuild replays the whole history into generation 2 (a new consumer
 // group from the earliest offset, Replay(true), WithoutViews) in a fresh
 // projector process while a query loop hammers the stable views, then
-// cuts over: projectors.CreateViews re-points every view at generation 2
+// cuts over: store.CreateViews re-points every view at generation 2
 // (CREATE OR REPLACE VIEW, atomic per view) and the registry records
 // generation 2 live and 1 standby. The hammer keeps running for two
 // seconds after the switch; every failed query counts.
@@ -57,8 +57,8 @@ func (r *run) rebuild(ctx context.Context) error {
 	r.setPhase("replay g2")
 	t0 := time.Now()
 	for _, name := range projections {
-		p, _ := projection(name, r.prefix)
-		if err := projectors.SetGeneration(ctx, r.conn, p, 2, projectors.StatusBuilding, "load test rebuild"); err != nil {
+		p, _ := demoProjection(name, r.prefix)
+		if err := store.SetGeneration(ctx, r.conn, p, 2, store.StatusBuilding, "load test rebuild"); err != nil {
 			r.note("registry: %v", err)
 		}
 	}
@@ -83,34 +83,34 @@ func (r *run) rebuild(ctx context.Context) error {
 	time.Sleep(time.Second) // hammer running against generation 1
 	c0 := time.Now()
 	for _, name := range projections {
-		p, _ := projection(name, r.prefix)
-		if err := projectors.CreateViews(ctx, r.conn, projectors.NewLayout(p, 2)); err != nil {
+		p, _ := demoProjection(name, r.prefix)
+		if err := store.CreateViews(ctx, r.conn, store.NewLayout(p, 2)); err != nil {
 			return err
 		}
 	}
 	r.res.Cutover.DurationMs = float64(time.Since(c0).Microseconds()) / 1000
 	for _, name := range projections {
-		p, _ := projection(name, r.prefix)
-		_ = projectors.SetGeneration(ctx, r.conn, p, 2, projectors.StatusLive, "load test cut-over")
-		_ = projectors.SetGeneration(ctx, r.conn, p, 1, projectors.StatusStandby, "load test cut-over")
+		p, _ := demoProjection(name, r.prefix)
+		_ = store.SetGeneration(ctx, r.conn, p, 2, store.StatusLive, "load test cut-over")
+		_ = store.SetGeneration(ctx, r.conn, p, 1, store.StatusStandby, "load test cut-over")
 	}
 	time.Sleep(2 * time.Second)
 	stopHammer()
 	wg.Wait()
-	r.res.Cutover.Method = "projectors.CreateViews(generation 2): CREATE OR REPLACE VIEW per view (the rebuild job of projectors/rebuild had not landed)"
+	r.res.Cutover.Method = "store.CreateViews(generation 2): CREATE OR REPLACE VIEW per view (the rebuild job of projectors/rebuild had not landed)"
 	r.res.Cutover.Queries, r.res.Cutover.Failed = queries.Load(), failed.Load()
 	if e, ok := firstErr.Load().(string); ok {
 		r.res.Cutover.FirstError = e
 	}
 	// The views must now read generation 2 and agree with generation 1.
 	var g1, g2 uint64
-	p, _ := projection("orders", r.prefix)
-	_ = r.conn.QueryRow(ctx, "SELECT count() FROM "+projectors.PhysName("orders", "orders_current", 1)+" FINAL").Scan(&g1)
+	p, _ := demoProjection("orders", r.prefix)
+	_ = r.conn.QueryRow(ctx, "SELECT count() FROM "+store.PhysName("orders", "orders_current", 1)+" FINAL").Scan(&g1)
 	_ = r.conn.QueryRow(ctx, "SELECT count() FROM orders_current").Scan(&g2)
 	var def string
 	_ = r.conn.QueryRow(ctx, "SELECT create_table_query FROM system.tables WHERE database = currentDatabase() AND name = 'orders_current'").Scan(&def)
 	r.res.Cutover.Verified = fmt.Sprintf("orders_current reads %s: %v; %d orders via the view = %d in generation 1: %v",
-		projectors.PhysName(p.Name, "orders_current", 2), strings.Contains(def, projectors.PhysName(p.Name, "orders_current", 2)), g2, g1, g1 == g2)
+		store.PhysName(p.Name, "orders_current", 2), strings.Contains(def, store.PhysName(p.Name, "orders_current", 2)), g2, g1, g1 == g2)
 	r.progress("cut-over: %.1f ms, %d queries, %d failed; %s", r.res.Cutover.DurationMs, r.res.Cutover.Queries, r.res.Cutover.Failed, r.res.Cutover.Verified)
 	return nil
 }

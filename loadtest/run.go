@@ -21,6 +21,7 @@ import (
 
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/producers"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -351,9 +352,11 @@ func (r *run) sampler(ctx context.Context) {
 		r.mu.Lock()
 		r.res.Timeline = append(r.res.Timeline, s)
 		r.mu.Unlock()
+		// Lag summed over partitions: what was produced is the end, what the
+		// projector applied (Σ applied offset + 1) the next offset to apply.
 		r.progress("%-14s produced %9d (%7.0f/s)  applied g%d %9d (%7.0f/s)  lag %8d  cpu %4.2f  rss %5.0f MB",
 			phase, s.Produced, float64(s.Produced-lastProduced), gen, s.Applied, float64(s.Applied-lastApplied),
-			max(0, s.Produced-s.Applied), s.CPU, s.RSSMB)
+			store.Lag(s.Produced, s.Applied-1, 0), s.CPU, s.RSSMB)
 		lastProduced, lastApplied = s.Produced, s.Applied
 	}
 }

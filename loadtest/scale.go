@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/reel-dev/reel/internal/chclient"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -212,7 +212,7 @@ func (r *run) startReplicas(ctx context.Context, e *scaleEnv, n, gen int, replay
 	adm := kadm.NewClient(r.kcl)
 	var groups []string
 	for _, name := range projections {
-		groups = append(groups, projectors.Group(name, gen))
+		groups = append(groups, store.Group(name, gen))
 	}
 	for t0 := time.Now(); time.Since(t0) < 60*time.Second && ctx.Err() == nil; time.Sleep(200 * time.Millisecond) {
 		described, err := adm.DescribeGroups(ctx, groups...)

@@ -13,6 +13,8 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/shop"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -90,11 +92,11 @@ func decoded(b *testing.B, c *schemas.Codec, evs []schemas.Event) ([]*kgo.Record
 }
 
 func benchProjections() []struct {
-	p    *projectors.Projection
+	p    *projection.Projection
 	shop bool
 } {
 	return []struct {
-		p    *projectors.Projection
+		p    *projection.Projection
 		shop bool
 	}{
 		{shop.Orders(), true}, {shop.Saga(), true}, {shop.Sales(), true},
@@ -182,18 +184,18 @@ func ordersRow(i int) []any {
 func BenchmarkInsertEncode(b *testing.B) {
 	ch := testenv.ClickHouse(b)
 	ctx := context.Background()
-	l := projectors.NewLayout(shop.Orders(), 1)
-	if err := projectors.EnsureSchema(ctx, ch.Conn, l); err != nil {
+	l := store.NewLayout(shop.Orders(), 1)
+	if err := store.EnsureSchema(ctx, ch.Conn, l); err != nil {
 		b.Fatal(err)
 	}
-	var pt projectors.PhysTable
-	for _, t := range l.Tables() {
+	var pt store.PhysTable
+	for _, t := range l.Tables {
 		if t.State {
 			pt = t
 		}
 	}
 	var cols string
-	for i, c := range append(pt.Columns, projectors.SystemColumns()...) {
+	for i, c := range append(pt.Columns, store.SystemColumns()...) {
 		if i > 0 {
 			cols += ", "
 		}

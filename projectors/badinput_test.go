@@ -15,6 +15,7 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -152,7 +153,7 @@ func TestBadInputAtScale(t *testing.T) {
 
 		var decode, other uint64
 		must(t, ch.Conn.QueryRow(ctx, "SELECT countIf(reason = 'decode'), countIf(reason != 'decode') FROM "+
-			projectors.PhysName(p.Name, "parked", 1)).Scan(&decode, &other))
+			store.PhysName(p.Name, "parked", 1)).Scan(&decode, &other))
 		if other != 0 {
 			t.Fatalf("%s: %d parked with another reason than decode", name, other)
 		}

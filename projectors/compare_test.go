@@ -11,7 +11,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // tableCheck is the outcome of comparing one table with the fold.
@@ -449,7 +449,7 @@ func checkStateDuplicates(t *testing.T, ctx context.Context, conn driver.Conn, g
 		if !has[tb.proj] {
 			continue
 		}
-		phys := projectors.PhysName(tb.proj, tb.table, gen)
+		phys := store.PhysName(tb.proj, tb.table, gen)
 		var rows, distinct uint64
 		must(t, conn.QueryRow(ctx, fmt.Sprintf("SELECT count(), uniqExact(%s, _partition, _offset) FROM %s", tb.key, phys)).Scan(&rows, &distinct))
 		dups := rows - distinct

@@ -7,6 +7,7 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -21,7 +22,7 @@ import (
 // the declared one under the bound codec, which decodes the payload a
 // second time, generically (ev.Record).
 func BenchmarkApplyDeclared(b *testing.B) {
-	benchDeclared(b, func(b *testing.B, p *projectors.Projection, dec projectors.Decoder, evs []schemas.Event) {
+	benchDeclared(b, func(b *testing.B, p *projection.Projection, dec projectors.Decoder, evs []schemas.Event) {
 		w := projectors.NewBenchWorker(p, dec, 5000)
 		ctx := context.Background()
 		b.ReportAllocs()
@@ -55,7 +56,7 @@ func BenchmarkWorkerDeclared(b *testing.B) {
 		}
 		for _, v := range []struct {
 			name string
-			p    *projectors.Projection
+			p    *projection.Projection
 			dec  projectors.Decoder
 		}{{"go", g, c}, {"declared", d, generic}} {
 			b.Run(d.Name+"/"+v.name, func(b *testing.B) {
@@ -73,7 +74,7 @@ func BenchmarkWorkerDeclared(b *testing.B) {
 	}
 }
 
-func benchDeclared(b *testing.B, run func(*testing.B, *projectors.Projection, projectors.Decoder, []schemas.Event)) {
+func benchDeclared(b *testing.B, run func(*testing.B, *projection.Projection, projectors.Decoder, []schemas.Event)) {
 	c := benchCodec(b)
 	generic := genericCodec(b)
 	shopEvs, seatEvs := benchEvents()
@@ -108,7 +109,7 @@ func genericCodec(b *testing.B) *schemas.Codec {
 	return c
 }
 
-func declaredDemo(b *testing.B) []*projectors.Projection {
+func declaredDemo(b *testing.B) []*projection.Projection {
 	cat, err := schemas.Load()
 	if err != nil {
 		b.Fatal(err)

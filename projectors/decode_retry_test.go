@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -33,16 +34,16 @@ func TestDecodeRetriesWhileRegistryDown(t *testing.T) {
 	ctx := context.Background()
 	r, recs := handRunner(t, "regdown", 5)
 	r.dec = &flakyDecoder{Decoder: r.dec, fails: 3}
-	w := newWorker(r, testClaim(t, r, tp{handTopic, 0}), noPositions(r), nil)
+	w := newWorker(r, testClaim(t, r, tp{Topic: handTopic, Partition: 0}), noPositions(r), nil)
 	w.process(ctx, recs)
 	if err := w.flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var rows, parked uint64
-	if err := r.conn.QueryRow(ctx, "SELECT count() FROM "+PhysName(r.proj.Name, "log", 1)).Scan(&rows); err != nil {
+	if err := r.conn.QueryRow(ctx, "SELECT count() FROM "+store.PhysName(r.proj.Name, "log", 1)).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.conn.QueryRow(ctx, "SELECT count() FROM "+PhysName(r.proj.Name, "parked", 1)).Scan(&parked); err != nil {
+	if err := r.conn.QueryRow(ctx, "SELECT count() FROM "+store.PhysName(r.proj.Name, "parked", 1)).Scan(&parked); err != nil {
 		t.Fatal(err)
 	}
 	if rows != 5 || parked != 0 {

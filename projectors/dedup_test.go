@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/reel-dev/reel/internal/testenv"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -24,25 +26,25 @@ func TestRetriedInsertIsDeduplicated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Projection{
+	p := &projection.Projection{
 		Name: "dedup", Topics: []string{"t"},
-		Tables: []Table{{Name: "log", Columns: []Column{{Name: "v", Type: "String"}}, OrderBy: "v"}},
-		Apply:  func(context.Context, *Tx, schemas.Event) error { return nil },
+		Tables: []projection.Table{{Name: "log", Columns: []projection.Column{{Name: "v", Type: "String"}}, OrderBy: "v"}},
+		Apply:  func(context.Context, projection.Tx, schemas.Event) error { return nil },
 	}
 	r, err := NewRunner(p, ch.Conn, codec, Brokers("127.0.0.1:1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := EnsureSchema(ctx, ch.Conn, r.layout); err != nil {
+	if err := store.EnsureSchema(ctx, ch.Conn, r.layout); err != nil {
 		t.Fatal(err)
 	}
 	r.ctx, r.cancel = context.WithCancel(ctx)
 	defer r.cancel()
-	w := newWorker(r, testClaim(t, r, tp{"t", 0}), []int64{-1, -1}, nil)
-	pt := r.layout.tables[r.layout.byUser[0]]
-	b := &batch{rows: make([][]pendingRow, len(r.layout.tables)), epoch: w.claim.epoch}
+	w := newWorker(r, testClaim(t, r, tp{Topic: "t", Partition: 0}), []int64{-1, -1}, nil)
+	pt := r.layout.Tables[r.layout.ByUser[0]]
+	b := &batch{rows: make([][]pendingRow, len(r.layout.Tables)), epoch: w.claim.epoch}
 	for i := range 100 {
-		b.add(r.layout.byUser[0], w.k, int64(i), "k", time.Unix(int64(i), 0).UTC(), []any{"row"})
+		b.add(r.layout.ByUser[0], w.k, int64(i), "k", time.Unix(int64(i), 0).UTC(), []any{"row"})
 	}
 	send := func(rows []pendingRow) {
 		pb, err := w.prepare(ctx, pt, rows)
@@ -55,12 +57,12 @@ func TestRetriedInsertIsDeduplicated(t *testing.T) {
 	}
 	count := func() uint64 {
 		var n uint64
-		if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM "+pt.name).Scan(&n); err != nil {
+		if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM "+pt.Name).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
-	rows := b.rows[r.layout.byUser[0]]
+	rows := b.rows[r.layout.ByUser[0]]
 	send(rows)
 	send(rows) // the retry of an insert that had landed
 	if n := count(); n != 100 {

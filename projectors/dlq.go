@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // Resolutions recorded in _reel_parked_resolved.
@@ -56,12 +58,12 @@ func (r *Runner) resolveParked(ctx context.Context, aggregate string, replay boo
 	if len(recs) == 0 {
 		return ReplayResult{Aggregate: aggregate}, ErrNotParked
 	}
-	k := tp{recs[0].Topic, recs[0].Partition}
+	k := tp{Topic: recs[0].Topic, Partition: recs[0].Partition}
 	r.mu.Lock()
 	w := r.workers[k]
 	r.mu.Unlock()
 	if w == nil {
-		return ReplayResult{}, fmt.Errorf("%w: %s/%d", ErrNotOwner, k.topic, k.partition)
+		return ReplayResult{}, fmt.Errorf("%w: %s/%d", ErrNotOwner, k.Topic, k.Partition)
 	}
 	type answer struct {
 		res ReplayResult
@@ -75,7 +77,7 @@ func (r *Runner) resolveParked(ctx context.Context, aggregate string, replay boo
 	select {
 	case w.ctl <- op:
 	case <-w.done:
-		return ReplayResult{}, fmt.Errorf("%w: %s/%d was revoked", ErrNotOwner, k.topic, k.partition)
+		return ReplayResult{}, fmt.Errorf("%w: %s/%d was revoked", ErrNotOwner, k.Topic, k.Partition)
 	case <-ctx.Done():
 		return ReplayResult{}, ctx.Err()
 	}
@@ -89,40 +91,24 @@ func (r *Runner) resolveParked(ctx context.Context, aggregate string, replay boo
 
 // parkedRecords loads an aggregate's unresolved parked events as records.
 func (r *Runner) parkedRecords(ctx context.Context, aggregate string) ([]*kgo.Record, error) {
-	l := r.layout
-	q := fmt.Sprintf(`SELECT _topic, _partition, _offset, _event_ts, record_key, record_value, headers FROM %s
-WHERE aggregate_id = ? AND (_topic, _partition, _offset) NOT IN (SELECT topic, part, off FROM %s WHERE proj = ? AND generation = ?)
-ORDER BY _topic, _partition, _offset`, l.tables[l.parked].name, resolvedTable)
-	rows, err := r.conn.Query(ctx, q, aggregate, r.proj.Name, uint32(l.Generation))
+	evs, err := store.QueryParkedEvents(ctx, r.conn, r.proj.Name, r.layout.Generation, aggregate)
 	if err != nil {
-		return nil, fmt.Errorf("read parked events of %q: %w", aggregate, err)
+		return nil, err
 	}
-	defer rows.Close()
-	var out []*kgo.Record
-	for rows.Next() {
-		var (
-			topic      string
-			part       uint32
-			off        uint64
-			ts         time.Time
-			key, value string
-			hdr        map[string]string
-		)
-		if err := rows.Scan(&topic, &part, &off, &ts, &key, &value, &hdr); err != nil {
-			return nil, err
-		}
-		rec := &kgo.Record{Topic: topic, Partition: int32(part), Offset: int64(off), Timestamp: ts, Key: []byte(key), Value: []byte(value)}
-		for k, v := range hdr {
+	out := make([]*kgo.Record, 0, len(evs))
+	for _, e := range evs {
+		rec := &kgo.Record{Topic: e.Topic, Partition: e.Partition, Offset: e.Offset, Timestamp: e.EventTime, Key: []byte(e.Key), Value: e.Value}
+		for k, v := range e.Headers {
 			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
 		}
 		out = append(out, rec)
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // resolve runs on the worker goroutine, between batches.
 func (w *worker) resolve(ctx context.Context, key string, recs []*kgo.Record, replay bool) (ReplayResult, error) {
-	res := ReplayResult{Aggregate: key, Topic: w.k.topic, Partition: w.k.partition}
+	res := ReplayResult{Aggregate: key, Topic: w.k.Topic, Partition: w.k.Partition}
 	if err := w.flush(ctx); err != nil {
 		return res, err
 	}
@@ -187,17 +173,17 @@ func (w *worker) keyPositions(ctx context.Context, recs []*kgo.Record) ([]int64,
 	for i, r := range recs {
 		offs[i] = uint64(r.Offset)
 	}
-	ck := make([]int64, len(w.layout.tables))
-	for i, t := range w.layout.tables {
-		if i == w.layout.parked {
+	ck := make([]int64, len(w.layout.Tables))
+	for i, t := range w.layout.Tables {
+		if i == w.layout.Parked {
 			ck[i] = recs[len(recs)-1].Offset
 			continue
 		}
 		var n, mx uint64
-		err := w.r.conn.QueryRow(ctx, fmt.Sprintf("SELECT count(), max(_offset) FROM %s WHERE _topic = ? AND _partition = ? AND _offset IN (?)", t.name),
-			w.k.topic, uint32(w.k.partition), offs).Scan(&n, &mx)
+		err := w.r.conn.QueryRow(ctx, fmt.Sprintf("SELECT count(), max(_offset) FROM %s WHERE _topic = ? AND _partition = ? AND _offset IN (?)", t.Name),
+			w.k.Topic, uint32(w.k.Partition), offs).Scan(&n, &mx)
 		if err != nil {
-			return nil, fmt.Errorf("check earlier replay in %s: %w", t.name, err)
+			return nil, fmt.Errorf("check earlier replay in %s: %w", t.Name, err)
 		}
 		ck[i] = -1
 		if n > 0 {
@@ -211,12 +197,12 @@ func (w *worker) markResolved(ctx context.Context, recs []*kgo.Record, resolutio
 	if len(recs) == 0 {
 		return nil
 	}
-	b, err := w.r.conn.PrepareBatch(w.fenced(ctx, nil), "INSERT INTO "+resolvedTable+inboxSuffix+" (proj, generation, topic, part, off, resolution, resolved_at, _epoch)")
+	b, err := w.r.conn.PrepareBatch(w.fenced(ctx, nil), store.ResolvedInsert)
 	if err != nil {
 		return fmt.Errorf("record resolution: %w", err)
 	}
 	defer b.Close()
-	now := nowUTC()
+	now := time.Now().UTC()
 	for _, r := range recs {
 		if err := b.Append(w.proj.Name, uint32(w.layout.Generation), r.Topic, uint32(r.Partition), uint64(r.Offset), resolution, now, w.claim.epoch); err != nil {
 			return err
@@ -231,10 +217,10 @@ func (w *worker) markResolved(ctx context.Context, recs []*kgo.Record, resolutio
 // landed reports whether rows are in the table after an ambiguous insert
 // failure: the batch's last offset is present. Rows re-applied from the
 // parked table carry old offsets, so for them the exact offsets are checked.
-func (w *worker) landed(ctx context.Context, pt physTable, rows []pendingRow) (bool, error) {
+func (w *worker) landed(ctx context.Context, pt store.PhysTable, rows []pendingRow) (bool, error) {
 	last := rows[len(rows)-1].off
 	var n uint64
-	err := w.r.conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE _topic = ? AND _partition = ? AND _offset = ?", pt.name),
-		w.k.topic, uint32(w.k.partition), uint64(last)).Scan(&n)
+	err := w.r.conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE _topic = ? AND _partition = ? AND _offset = ?", pt.Name),
+		w.k.Topic, uint32(w.k.Partition), uint64(last)).Scan(&n)
 	return n > 0, err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -31,7 +32,7 @@ func TestParkAndReplay(t *testing.T) {
 	var fixed atomic.Bool
 	p := seats.Availability()
 	inner := p.Apply
-	p.Apply = func(ctx context.Context, tx *projectors.Tx, ev schemas.Event) error {
+	p.Apply = func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
 		if tx.AggregateID() == broken && !fixed.Load() {
 			if _, ok := ev.Payload.(*schemas.SeatsReserved); ok {
 				return errors.New("simulated bug in Apply")

@@ -14,6 +14,7 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -118,7 +119,7 @@ func waitApplied(t *testing.T, ch testenv.CH, proj string, topic string, last ma
 			t.Fatalf("projector stopped early: %v", err)
 		default:
 		}
-		err := projectors.WaitApplied(context.Background(), ch.Conn, proj, 1, map[string]map[int32]int64{topic: last}, 0)
+		err := store.WaitApplied(context.Background(), ch.Conn, proj, 1, map[string]map[int32]int64{topic: last}, 0)
 		if err == nil {
 			return
 		}

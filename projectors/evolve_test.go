@@ -12,6 +12,8 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -19,25 +21,25 @@ import (
 // definition the tests change the way teams do: v1 has one table; "col"
 // adds a column with a default; "table" adds a table; "retype" changes a
 // column's type. effects counts its side effects per reservation ID.
-func bookings(change string, effects *sync.Map) *projectors.Projection {
-	cols := []projectors.Column{{Name: "conference_id", Type: "String"}, {Name: "reservation_id", Type: "String"}, {Name: "quantity", Type: "Int64"}}
+func bookings(change string, effects *sync.Map) *projection.Projection {
+	cols := []projection.Column{{Name: "conference_id", Type: "String"}, {Name: "reservation_id", Type: "String"}, {Name: "quantity", Type: "Int64"}}
 	if change == "col" || change == "table" {
-		cols = append(cols, projectors.Column{Name: "seat_type", Type: "LowCardinality(String)", Default: "'unknown'"})
+		cols = append(cols, projection.Column{Name: "seat_type", Type: "LowCardinality(String)", Default: "'unknown'"})
 	}
 	if change == "retype" {
 		cols[2].Type = "Int32"
 	}
-	p := &projectors.Projection{
+	p := &projection.Projection{
 		Name: "bookings", Version: 1, Topics: []string{seats.Topic},
-		Tables: []projectors.Table{{Name: "booking_lines", Columns: cols, OrderBy: "conference_id, reservation_id"}},
-		Views: []projectors.View{{Name: "bookings_per_conference",
+		Tables: []projection.Table{{Name: "booking_lines", Columns: cols, OrderBy: "conference_id, reservation_id"}},
+		Views: []projection.View{{Name: "bookings_per_conference",
 			SQL: "SELECT conference_id, sum(quantity) AS seats, count() AS lines FROM {{booking_lines}} GROUP BY conference_id"}},
 	}
 	if change == "table" {
-		p.Tables = append(p.Tables, projectors.Table{Name: "booking_cancellations", OrderBy: "conference_id, reservation_id",
-			Columns: []projectors.Column{{Name: "conference_id", Type: "String"}, {Name: "reservation_id", Type: "String"}, {Name: "quantity", Type: "Int64"}}})
+		p.Tables = append(p.Tables, projection.Table{Name: "booking_cancellations", OrderBy: "conference_id, reservation_id",
+			Columns: []projection.Column{{Name: "conference_id", Type: "String"}, {Name: "reservation_id", Type: "String"}, {Name: "quantity", Type: "Int64"}}})
 	}
-	p.Apply = func(ctx context.Context, tx *projectors.Tx, ev schemas.Event) error {
+	p.Apply = func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
 		switch e := ev.Payload.(type) {
 		case *schemas.SeatsReserved:
 			if effects != nil {
@@ -71,7 +73,7 @@ type running struct {
 	done   chan error
 }
 
-func startRunner(t *testing.T, ch testenv.CH, brokers []string, p *projectors.Projection, opts ...projectors.Opt) *running {
+func startRunner(t *testing.T, ch testenv.CH, brokers []string, p *projection.Projection, opts ...projectors.Opt) *running {
 	t.Helper()
 	r, err := projectors.NewRunner(p, ch.Conn, newCodec(t), append([]projectors.Opt{projectors.Brokers(brokers...), projectors.Generation(1),
 		projectors.FlushInterval(50 * time.Millisecond)}, opts...)...)
@@ -132,7 +134,7 @@ func TestAdditiveChangesMigrateLiveGeneration(t *testing.T) {
 	evs1 := seatEvents(rng, 4, 400)
 	produce(t, brokers, evs1)
 	var effects sync.Map
-	if _, err := projectors.LiveGeneration(ctx, ch.Conn, bookings("", nil)); err != nil {
+	if _, err := store.LiveGeneration(ctx, ch.Conn, bookings("", nil)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -206,7 +208,7 @@ func TestAdditiveChangesMigrateLiveGeneration(t *testing.T) {
 	r = startRunner(t, ch, brokers, bookings("retype", nil))
 	err := <-r.done
 	r.cancel()
-	var de *projectors.DefinitionError
+	var de *store.DefinitionError
 	if !errors.As(err, &de) || !strings.Contains(err.Error(), "retype column booking_lines.quantity: Int64 → Int32") ||
 		!strings.Contains(err.Error(), "reel rebuild bookings") || !strings.Contains(err.Error(), "drop table booking_cancellations") {
 		t.Fatalf("retype: want a DefinitionError naming the change and `reel rebuild bookings`, got %v", err)
@@ -312,9 +314,9 @@ func relabel(evs []schemas.Event, prefix string) []schemas.Event {
 	return evs
 }
 
-func planText(ctx context.Context, t *testing.T, ch testenv.CH, p *projectors.Projection, rebuild bool) string {
+func planText(ctx context.Context, t *testing.T, ch testenv.CH, p *projection.Projection, rebuild bool) string {
 	t.Helper()
-	pl, err := projectors.PlanChanges(ctx, ch.Conn, p)
+	pl, err := store.PlanChanges(ctx, ch.Conn, p)
 	must(t, err)
 	var b strings.Builder
 	pl.Write(&b)
@@ -334,10 +336,10 @@ func planText(ctx context.Context, t *testing.T, ch testenv.CH, p *projectors.Pr
 func TestAddedColumnStallsWithoutMigration(t *testing.T) {
 	ch := testenv.ClickHouse(t)
 	ctx := context.Background()
-	must(t, projectors.EnsureSchema(ctx, ch.Conn, projectors.NewLayout(bookings("", nil), 1)))
-	l2 := projectors.NewLayout(bookings("col", nil), 1)
-	must(t, projectors.EnsureSchema(ctx, ch.Conn, l2))
-	err := projectors.CreateViews(ctx, ch.Conn, l2)
+	must(t, store.EnsureSchema(ctx, ch.Conn, store.NewLayout(bookings("", nil), 1)))
+	l2 := store.NewLayout(bookings("col", nil), 1)
+	must(t, store.EnsureSchema(ctx, ch.Conn, l2))
+	err := store.CreateViews(ctx, ch.Conn, l2)
 	if err == nil || !strings.Contains(err.Error(), "seat_type") {
 		t.Fatalf("views over the old tables with the new column: want an error naming seat_type, got %v", err)
 	}
@@ -346,8 +348,8 @@ func TestAddedColumnStallsWithoutMigration(t *testing.T) {
 		t.Fatalf("insert with the new column into the old inbox: want an error naming seat_type, got %v", err)
 	}
 	// Evolve is the way out.
-	m, err := projectors.Evolve(ctx, ch.Conn, l2, true)
-	if err != nil || !m.Adopted || len(m.Changes) != 1 || m.Changes[0].Kind != projectors.AddColumn {
+	m, err := store.Evolve(ctx, ch.Conn, l2, true)
+	if err != nil || !m.Adopted || len(m.Changes) != 1 || m.Changes[0].Kind != store.AddColumn {
 		t.Fatalf("Evolve over the adopted generation: %+v %v", m, err)
 	}
 	must(t, ch.Conn.Exec(ctx, "INSERT INTO bookings__booking_lines__g1__in (conference_id, reservation_id, quantity, seat_type, _topic, _partition, _offset, _event_ts, _epoch) VALUES ('c', 'r', 1, 'vip', 't', 0, 0, now(), 0)"))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"testing"
+
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // count returns the rows of a table of r's generation, and the rows the
@@ -15,9 +17,9 @@ func fenceCounts(t *testing.T, r *Runner) (rows, checkpoints, resolved uint64) {
 		sql string
 		n   *uint64
 	}{
-		{"SELECT count() FROM " + PhysName(r.proj.Name, "log", 1), &rows},
-		{"SELECT count() FROM " + checkpointsTable + " WHERE proj = '" + r.proj.Name + "'", &checkpoints},
-		{"SELECT count() FROM " + resolvedTable + " WHERE proj = '" + r.proj.Name + "'", &resolved},
+		{"SELECT count() FROM " + store.PhysName(r.proj.Name, "log", 1), &rows},
+		{"SELECT count() FROM " + store.CheckpointsTable + " WHERE proj = '" + r.proj.Name + "'", &checkpoints},
+		{"SELECT count() FROM " + store.ResolvedTable + " WHERE proj = '" + r.proj.Name + "'", &resolved},
 	} {
 		if err := r.conn.QueryRow(ctx, q.sql).Scan(q.n); err != nil {
 			t.Fatal(err)
@@ -34,7 +36,7 @@ func TestStaleWorkerLandsNothing(t *testing.T) {
 	ctx := context.Background()
 	r, recs := handRunner(t, "fenced", 10)
 	r.cfg.fenceCheck = 0 // check after every batch, so the second one notices
-	k := tp{handTopic, 0}
+	k := tp{Topic: handTopic, Partition: 0}
 	stale := newWorker(r, testClaim(t, r, k), noPositions(r), nil)
 	stale.process(ctx, recs[:4])
 	if err := stale.flush(ctx); err != nil {
@@ -49,8 +51,8 @@ func TestStaleWorkerLandsNothing(t *testing.T) {
 	if rows != 4 {
 		t.Errorf("%d rows after the stale flush, want the owner's 4", rows)
 	}
-	if ck != uint64(len(r.layout.tables)) {
-		t.Errorf("%d checkpoint rows, want %d (the owner's one batch)", ck, len(r.layout.tables))
+	if ck != uint64(len(r.layout.Tables)) {
+		t.Errorf("%d checkpoint rows, want %d (the owner's one batch)", ck, len(r.layout.Tables))
 	}
 }
 
@@ -60,7 +62,7 @@ func TestStaleWorkerLandsNothing(t *testing.T) {
 func TestStaleDLQReplayLandsNothing(t *testing.T) {
 	ctx := context.Background()
 	r, recs := handRunner(t, "fenceddlq", 3)
-	k := tp{handTopic, 0}
+	k := tp{Topic: handTopic, Partition: 0}
 	stale := newWorker(r, testClaim(t, r, k), noPositions(r), nil)
 	testClaim(t, r, k)
 	res, err := stale.resolve(ctx, string(recs[0].Key), recs, true)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/reel-dev/reel/internal/chclient"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -170,16 +170,16 @@ func (w *worker) persist(ctx context.Context, b *batch) error {
 		}
 	}
 	w.r.commit(w.k, b.last)
-	lo, hi := int64(-1), int64(openEnd)
+	lo, hi := int64(-1), int64(store.OpenEnd)
 	if len(b.effects) > 0 && w.r.cfg.effectsByGen {
 		var err error
-		if lo, hi, err = effectsWindow(ctx, w.r.conn, w.proj.Name, w.r.cfg.generation, w.k); err != nil {
+		if lo, hi, err = store.EffectsWindow(ctx, w.r.conn, w.proj.Name, w.r.cfg.generation, w.k); err != nil {
 			return err
 		}
 	}
 	for _, e := range b.effects {
 		if e.off <= lo || e.off > hi {
-			continue // another generation's (see effects.go)
+			continue // another generation's (see store/effects.go)
 		}
 		if err := e.fn(ctx); err != nil {
 			w.log.Warn("side effect failed", "err", err)
@@ -190,10 +190,10 @@ func (w *worker) persist(ctx context.Context, b *batch) error {
 	m.batches.WithLabelValues(w.proj.Name).Inc()
 	m.batchEvents.WithLabelValues(w.proj.Name).Observe(float64(b.events))
 	m.flushSeconds.WithLabelValues(w.proj.Name).Observe(time.Since(start).Seconds())
-	part := fmt.Sprint(w.k.partition)
-	m.position.WithLabelValues(w.proj.Name, w.k.topic, part).Set(float64(b.last))
+	part := fmt.Sprint(w.k.Partition)
+	m.position.WithLabelValues(w.proj.Name, w.k.Topic, part).Set(float64(b.last))
 	if !b.maxTs.IsZero() {
-		m.lastEventTs.WithLabelValues(w.proj.Name, w.k.topic, part).Set(float64(b.maxTs.UnixMilli()) / 1000)
+		m.lastEventTs.WithLabelValues(w.proj.Name, w.k.Topic, part).Set(float64(b.maxTs.UnixMilli()) / 1000)
 	}
 	return nil
 }
@@ -226,7 +226,7 @@ func (w *worker) persistRows(ctx context.Context, b *batch) error {
 			}
 			ictx, cancel := context.WithTimeout(ctx, w.r.cfg.insertTimeout)
 			cancels[i] = cancel
-			pb, err := w.prepare(ictx, w.layout.tables[i], rows)
+			pb, err := w.prepare(ictx, w.layout.Tables[i], rows)
 			if errors.As(err, &rej) {
 				break
 			}
@@ -249,7 +249,7 @@ func (w *worker) persistRows(ctx context.Context, b *batch) error {
 		if len(b.rows[i]) == 0 {
 			continue
 		}
-		if w.layout.tables[i].state {
+		if w.layout.Tables[i].State {
 			state = i
 			continue
 		}
@@ -272,11 +272,11 @@ func (w *worker) persistRows(ctx context.Context, b *batch) error {
 // prepare encodes rows into a clickhouse-go batch without sending it. The
 // insert carries a deduplication token naming exactly these rows, so every
 // retry of them is the same insert to ClickHouse.
-func (w *worker) prepare(ctx context.Context, pt physTable, rows []pendingRow) (driver.Batch, error) {
+func (w *worker) prepare(ctx context.Context, pt store.PhysTable, rows []pendingRow) (driver.Batch, error) {
 	ctx = w.fenced(ctx, clickhouse.Settings{
-		"insert_deduplication_token": dedupToken(w.proj.Name, w.layout.Generation, pt.logical, w.k, rows),
+		"insert_deduplication_token": dedupToken(w.proj.Name, w.layout.Generation, pt.Logical, w.k, rows),
 	})
-	pb, err := w.r.conn.PrepareBatch(ctx, pt.insert)
+	pb, err := w.r.conn.PrepareBatch(ctx, pt.Insert)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +300,7 @@ func dedupToken(proj string, gen int, table string, k tp, rows []pendingRow) str
 		binary.LittleEndian.PutUint64(buf[:], uint64(r.off))
 		h.Write(buf[:])
 	}
-	return fmt.Sprintf("reel/%s/g%d/%s/%s/%d/%d-%d/%d/%x", proj, gen, table, k.topic, k.partition,
+	return fmt.Sprintf("reel/%s/g%d/%s/%s/%d/%d-%d/%d/%x", proj, gen, table, k.Topic, k.Partition,
 		rows[0].off, rows[len(rows)-1].off, len(rows), h.Sum64())
 }
 
@@ -318,7 +318,7 @@ func (e *rowError) Unwrap() error { return e.err }
 // previous attempt landed after all (the rows' last offset is present), so
 // an ambiguous failure never duplicates rows.
 func (w *worker) send(ctx context.Context, i int, rows []pendingRow, pb driver.Batch) error {
-	pt := w.layout.tables[i]
+	pt := w.layout.Tables[i]
 	for attempt := 0; ; attempt++ {
 		var err error
 		t0 := time.Now()
@@ -330,8 +330,8 @@ func (w *worker) send(ctx context.Context, i int, rows []pendingRow, pb driver.B
 			pb = nil
 		}
 		if err == nil {
-			w.r.metrics.insertSeconds.WithLabelValues(w.proj.Name, pt.logical).Observe(time.Since(t0).Seconds())
-			w.r.metrics.rows.WithLabelValues(w.proj.Name, pt.logical).Add(float64(len(rows)))
+			w.r.metrics.insertSeconds.WithLabelValues(w.proj.Name, pt.Logical).Observe(time.Since(t0).Seconds())
+			w.r.metrics.rows.WithLabelValues(w.proj.Name, pt.Logical).Add(float64(len(rows)))
 			w.r.setHealthy(true, nil)
 			return nil
 		}
@@ -340,16 +340,16 @@ func (w *worker) send(ctx context.Context, i int, rows []pendingRow, pb driver.B
 		}
 		retry, err := w.r.retry.Observe("insert", err)
 		if !retry {
-			return fmt.Errorf("insert into %s: %w", pt.name, err)
+			return fmt.Errorf("insert into %s: %w", pt.Name, err)
 		}
 		w.r.metrics.retries.WithLabelValues(w.proj.Name).Inc()
-		w.r.setHealthy(false, fmt.Errorf("insert into %s: %w", pt.name, err))
-		w.log.Warn("insert failed; retrying", "table", pt.name, "rows", len(rows), "attempt", attempt+1, "err", err)
+		w.r.setHealthy(false, fmt.Errorf("insert into %s: %w", pt.Name, err))
+		w.log.Warn("insert failed; retrying", "table", pt.Name, "rows", len(rows), "attempt", attempt+1, "err", err)
 		if w.r.retry.Sleep(ctx, attempt) != nil {
 			return ctx.Err()
 		}
 		if ok, err := w.landed(ctx, pt, rows); err == nil && ok {
-			w.log.Info("previous insert attempt had landed", "table", pt.name)
+			w.log.Info("previous insert attempt had landed", "table", pt.Name)
 			w.r.setHealthy(true, nil)
 			return nil
 		}
@@ -412,7 +412,7 @@ func (w *worker) applyRejects() {
 func (w *worker) purge(b *batch, key string, from int64, cause error) {
 	found := false
 	for i := range b.rows {
-		if i == w.layout.parked {
+		if i == w.layout.Parked {
 			continue
 		}
 		kept := b.rows[i][:0]
@@ -426,7 +426,7 @@ func (w *worker) purge(b *batch, key string, from int64, cause error) {
 		b.rows[i] = kept
 	}
 	parked := map[int64]bool{}
-	for _, r := range b.rows[w.layout.parked] {
+	for _, r := range b.rows[w.layout.Parked] {
 		parked[r.off] = true
 	}
 	for _, rec := range b.recs {
@@ -438,29 +438,18 @@ func (w *worker) purge(b *batch, key string, from int64, cause error) {
 		if rec.Offset == from && cause != nil {
 			reason, err = ReasonInsert, cause
 		}
-		b.add(w.layout.parked, w.k, rec.Offset, key, rec.Timestamp.UTC(), parkedRow(rec, key, schemas.Event{}, reason, err))
+		b.add(w.layout.Parked, w.k, rec.Offset, key, rec.Timestamp.UTC(), parkedRow(rec, key, schemas.Event{}, reason, err))
 		w.r.metrics.parked.WithLabelValues(w.proj.Name, reason).Inc()
 	}
 	if found {
-		sort.Slice(b.rows[w.layout.parked], func(i, j int) bool { return b.rows[w.layout.parked][i].off < b.rows[w.layout.parked][j].off })
+		sort.Slice(b.rows[w.layout.Parked], func(i, j int) bool { return b.rows[w.layout.Parked][i].off < b.rows[w.layout.Parked][j].off })
 	}
 }
 
 // writeCheckpoints records, for every table of the generation, that the
-// partition is applied up to last. One statement with bound values (no
-// DESCRIBE round trip, unlike a prepared batch): it runs once per batch.
+// partition is applied up to last (store.CheckpointsInsert).
 func (w *worker) writeCheckpoints(ctx context.Context, last int64) error {
-	var q strings.Builder
-	q.WriteString("INSERT INTO " + checkpointsTable + inboxSuffix + " (proj, generation, tbl, topic, part, off, updated_at, _epoch) VALUES ")
-	args := make([]any, 0, 7*len(w.layout.tables))
-	for i, t := range w.layout.tables {
-		if i > 0 {
-			q.WriteString(", ")
-		}
-		q.WriteString("(?, ?, ?, ?, ?, ?, now64(3), ?)")
-		args = append(args, w.proj.Name, uint32(w.layout.Generation), t.logical, w.k.topic, uint32(w.k.partition), uint64(last), w.claim.epoch)
-	}
-	stmt := q.String()
+	stmt, args := store.CheckpointsInsert(w.layout, w.k, last, w.claim.epoch)
 	fctx := w.fenced(ctx, nil)
 	err := w.r.retry.Do(ctx, "checkpoint", func(context.Context) error { return w.r.conn.Exec(fctx, stmt, args...) },
 		func(attempt int, err error) {

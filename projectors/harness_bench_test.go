@@ -7,6 +7,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -19,16 +21,16 @@ type BenchWorker struct{ w *worker }
 
 // NewBenchWorker returns a worker of generation 1, partition 0 of p's
 // first topic, with nothing in ClickHouse (so state misses mean "new").
-func NewBenchWorker(p *Projection, dec Decoder, batch int) *BenchWorker {
+func NewBenchWorker(p *projection.Projection, dec Decoder, batch int) *BenchWorker {
 	c := defaultCfg()
 	c.batchEvents = batch
-	r := &Runner{proj: p, layout: NewLayout(p, 1), dec: dec, cfg: c, log: slog.New(slog.DiscardHandler),
+	r := &Runner{proj: p, layout: store.NewLayout(p, 1), dec: dec, cfg: c, log: slog.New(slog.DiscardHandler),
 		metrics: NewMetrics(nil), ctx: context.Background(), workers: map[tp]*worker{}}
-	ck := make([]int64, len(r.layout.tables))
+	ck := make([]int64, len(r.layout.Tables))
 	for i := range ck {
 		ck[i] = -1
 	}
-	return &BenchWorker{w: newWorker(r, claim{k: tp{p.Topics[0], 0}}, ck, nil)}
+	return &BenchWorker{w: newWorker(r, claim{k: tp{Topic: p.Topics[0], Partition: 0}}, ck, nil)}
 }
 
 // Process applies one record as the worker's poll loop does.
@@ -43,7 +45,7 @@ func (b *BenchWorker) Process(ctx context.Context, rec *kgo.Record) error {
 // Apply runs only the projection's Apply with a Tx as the worker builds it
 // (state from the worker's cache), keeping the new state.
 func (b *BenchWorker) Apply(ctx context.Context, off int64, ev schemas.Event) error {
-	tx := &Tx{w: b.w, pos: Position{b.w.k.topic, 0, off}, key: ev.AggregateID, ts: ev.OccurredAt}
+	tx := &eventTx{w: b.w, pos: projection.Position{Topic: b.w.k.Topic, Partition: 0, Offset: off}, key: ev.AggregateID, ts: ev.OccurredAt}
 	if err := b.w.proj.Apply(ctx, tx, ev); err != nil {
 		return err
 	}

@@ -144,7 +144,7 @@ func Durable(on bool) Opt { return func(c *cfg) { c.durable = on } }
 func Replay(on bool) Opt { return func(c *cfg) { c.replay = on } }
 
 // EffectsByGeneration runs side effects by the generation's effects
-// window in _reel_effects (see effects.go): a building or standby
+// window in _reel_effects (see store/effects.go): a building or standby
 // generation runs none, the live one all, and HandOverEffects moves them
 // at a precise offset at cut-over. With Replay, effects are collected and
 // run once a hand-over gives the generation a window. Default false: every

@@ -29,6 +29,7 @@ import (
 	"github.com/reel-dev/reel/internal/chproc"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -62,7 +63,7 @@ func runInProcess(t *testing.T, conn driver.Conn, brokers []string, suffix strin
 			projectors.Brokers(brokers...),
 			projectors.Logger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))),
 			projectors.WithMetrics(m),
-			projectors.KafkaOpts(kgo.ConsumerGroup(projectors.Group(p.Name, 1)+suffix), kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(time.Second)),
+			projectors.KafkaOpts(kgo.ConsumerGroup(store.Group(p.Name, 1)+suffix), kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(time.Second)),
 		}, opts...)
 		r, err := projectors.NewRunner(p, conn, codec, all...)
 		must(t, err)
@@ -205,7 +206,7 @@ func TestOutageClickHouseKilled(t *testing.T) {
 	must(t, err)
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	group := projectors.Group("event_log", 1) + suffix
+	group := store.Group("event_log", 1) + suffix
 	// Projecting (and committing) before ClickHouse goes away.
 	waitAllApplied(t, context.Background(), func(context.Context) error {
 		if n := committed(t, adm, group); n <= 0 {

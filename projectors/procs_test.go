@@ -16,7 +16,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // buildProjectorProc builds projectors/internal/projectorproc into a temp
@@ -237,7 +237,7 @@ func waitAllApplied(t *testing.T, ctx context.Context, check func(ctx context.Co
 func appliedCheck(conn driver.Conn, gen int, want map[string]map[string]map[int32]int64) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		for proj, offs := range want {
-			if err := projectors.WaitApplied(ctx, conn, proj, gen, offs, 0); err != nil {
+			if err := store.WaitApplied(ctx, conn, proj, gen, offs, 0); err != nil {
 				return err
 			}
 		}

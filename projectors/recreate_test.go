@@ -15,6 +15,7 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/shop"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -132,7 +133,7 @@ func TestTopicRecreatedUnderStaleMember(t *testing.T) {
 
 	// The rebuild's generation projects the new topic, all of it.
 	ip := runInProcess(t, ch.Conn, brokers, suffix, []string{"event_log"}, projectors.Generation(2), projectors.WithoutViews(),
-		projectors.KafkaOpts(kgo.ConsumerGroup(projectors.Group("event_log", 2)+suffix)))
+		projectors.KafkaOpts(kgo.ConsumerGroup(store.Group("event_log", 2)+suffix)))
 	waitAppliedGen(t, ch, "event_log", 2, seatsTopic, lastOffsets(fresh))
 	ip.stop()
 	got := eventLogRows(t, ch, 2, seatsTopic)
@@ -216,7 +217,7 @@ func waitAppliedGen(t *testing.T, ch testenv.CH, proj string, gen int, topic str
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	must(t, projectors.WaitApplied(ctx, ch.Conn, proj, gen, map[string]map[int32]int64{topic: last}, 100*time.Millisecond))
+	must(t, store.WaitApplied(ctx, ch.Conn, proj, gen, map[string]map[int32]int64{topic: last}, 100*time.Millisecond))
 }
 
 type logRow struct {
@@ -231,7 +232,7 @@ func eventLogRows(t *testing.T, ch testenv.CH, gen int, topic string) []logRow {
 	t.Helper()
 	var out []logRow
 	query(t, context.Background(), ch.Conn, fmt.Sprintf("SELECT event_id, _partition, _offset FROM %s WHERE _topic = '%s'",
-		projectors.PhysName("event_log", "event_log", gen), topic), func(scan func(...any) error) error {
+		store.PhysName("event_log", "event_log", gen), topic), func(scan func(...any) error) error {
 		var r logRow
 		var p uint32
 		var o uint64

@@ -9,6 +9,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/reel-dev/reel/internal/testenv"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -20,14 +22,14 @@ import (
 func TestWorkerIgnoresRedeliveredRecords(t *testing.T) {
 	ctx := context.Background()
 	r, recs := handRunner(t, "redelivery", 10)
-	w := newWorker(r, testClaim(t, r, tp{handTopic, 0}), noPositions(r), nil)
+	w := newWorker(r, testClaim(t, r, tp{Topic: handTopic, Partition: 0}), noPositions(r), nil)
 	w.process(ctx, recs[:6]) // held from the earlier assignment
 	w.process(ctx, recs)     // fetched again by the new one
 	if err := w.flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var n, distinct uint64
-	if err := r.conn.QueryRow(ctx, "SELECT count(), uniqExact(event_id) FROM "+PhysName(r.proj.Name, "log", 1)).Scan(&n, &distinct); err != nil {
+	if err := r.conn.QueryRow(ctx, "SELECT count(), uniqExact(event_id) FROM "+store.PhysName(r.proj.Name, "log", 1)).Scan(&n, &distinct); err != nil {
 		t.Fatal(err)
 	}
 	if n != 10 || distinct != 10 {
@@ -52,10 +54,10 @@ func handRunner(t *testing.T, name string, n int) (*Runner, []*kgo.Record) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Projection{
+	p := &projection.Projection{
 		Name: name, Topics: []string{handTopic},
-		Tables: []Table{{Name: "log", Columns: []Column{{Name: "event_id", Type: "String"}}, OrderBy: "event_id"}},
-		Apply: func(_ context.Context, tx *Tx, ev schemas.Event) error {
+		Tables: []projection.Table{{Name: "log", Columns: []projection.Column{{Name: "event_id", Type: "String"}}, OrderBy: "event_id"}},
+		Apply: func(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 			return tx.Emit("log", ev.ID)
 		},
 	}
@@ -64,7 +66,7 @@ func handRunner(t *testing.T, name string, n int) (*Runner, []*kgo.Record) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := EnsureSchema(ctx, ch.Conn, r.layout); err != nil {
+	if err := store.EnsureSchema(ctx, ch.Conn, r.layout); err != nil {
 		t.Fatal(err)
 	}
 	r.ctx, r.cancel = context.WithCancel(ctx)
@@ -90,7 +92,7 @@ func handRunner(t *testing.T, name string, n int) (*Runner, []*kgo.Record) {
 
 // noPositions is a worker's positions when ClickHouse holds nothing.
 func noPositions(r *Runner) []int64 {
-	ck := make([]int64, len(r.layout.tables))
+	ck := make([]int64, len(r.layout.Tables))
 	for i := range ck {
 		ck[i] = -1
 	}

@@ -15,6 +15,8 @@ import (
 
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/retry"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -27,8 +29,8 @@ type Decoder interface {
 // group: partitions are processed in parallel, each in order, by a worker
 // that owns the partition's batch and positions.
 type Runner struct {
-	proj    *Projection
-	layout  *Layout
+	proj    *projection.Projection
+	layout  *store.Layout
 	conn    driver.Conn
 	dec     Decoder
 	cfg     cfg
@@ -53,7 +55,7 @@ type Runner struct {
 }
 
 // NewRunner prepares a runner. Call Run to start consuming.
-func NewRunner(p *Projection, conn driver.Conn, dec Decoder, opts ...Opt) (*Runner, error) {
+func NewRunner(p *projection.Projection, conn driver.Conn, dec Decoder, opts ...Opt) (*Runner, error) {
 	c := defaultCfg()
 	for _, o := range opts {
 		o(&c)
@@ -68,7 +70,7 @@ func NewRunner(p *Projection, conn driver.Conn, dec Decoder, opts ...Opt) (*Runn
 		return nil, errors.New("projectors: NewRunner needs a ClickHouse connection and a decoder")
 	}
 	r := &Runner{
-		proj: p, layout: NewLayout(p, c.generation), conn: conn, dec: dec, cfg: c,
+		proj: p, layout: store.NewLayout(p, c.generation), conn: conn, dec: dec, cfg: c,
 		log:     c.logger.With("projection", p.Name, "generation", c.generation),
 		metrics: c.metrics,
 		workers: map[tp]*worker{},
@@ -81,7 +83,7 @@ func NewRunner(p *Projection, conn driver.Conn, dec Decoder, opts ...Opt) (*Runn
 }
 
 // Layout is the generation's physical layout.
-func (r *Runner) Layout() *Layout { return r.layout }
+func (r *Runner) Layout() *store.Layout { return r.layout }
 
 // Run creates the generation's tables (and, unless WithoutViews, points the
 // views at it), joins the consumer group and projects until ctx ends. On
@@ -92,7 +94,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
-		var de *DefinitionError
+		var de *store.DefinitionError
 		if err == nil {
 			break
 		} else if errors.As(err, &de) || errors.Is(err, chclient.ErrUnsafeSettings) {
@@ -128,12 +130,12 @@ func (r *Runner) Run(ctx context.Context) error {
 }
 
 // prepare brings the generation's tables to the code's definition by an
-// additive migration, or refuses (a *DefinitionError naming the change and
+// additive migration, or refuses (a *store.DefinitionError naming the change and
 // `reel rebuild`), and points the views at the generation while the
 // registry names it live (or names none of it: a runner restarted just
 // after a cut-over or rollback must not take the views back).
 func (r *Runner) prepare(ctx context.Context) error {
-	m, err := Evolve(ctx, r.conn, r.layout, r.cfg.views)
+	m, err := store.Evolve(ctx, r.conn, r.layout, r.cfg.views)
 	if err != nil {
 		return err
 	}
@@ -141,25 +143,25 @@ func (r *Runner) prepare(ctx context.Context) error {
 		r.log.Info("migrated the generation to the projection's definition", "changes", fmt.Sprint(m.Changes), "backfill", m.Backfill, "statements", len(m.Statements))
 	}
 	if r.cfg.durable {
-		if err := makeDurable(ctx, r.conn, r.layout); err != nil {
+		if err := store.MakeDurable(ctx, r.conn, r.layout); err != nil {
 			return err
 		}
 	}
-	if err := CheckSettings(ctx, r.conn, r.layout, r.cfg.durable, r.log); err != nil {
+	if err := store.CheckSettings(ctx, r.conn, r.layout, r.cfg.durable, r.log); err != nil {
 		return err
 	}
 	if !r.cfg.views {
 		return nil
 	}
-	status, err := generationStatus(ctx, r.conn, r.proj.Name, r.cfg.generation)
+	status, err := store.GenerationStatusOf(ctx, r.conn, r.proj.Name, r.cfg.generation)
 	if err != nil {
 		return err
 	}
-	if status != "" && status != StatusLive {
+	if status != "" && status != store.StatusLive {
 		r.log.Warn("not pointing the views at this generation: the registry says it is not live", "status", status)
 		return nil
 	}
-	return CreateViews(ctx, r.conn, r.layout)
+	return store.CreateViews(ctx, r.conn, r.layout)
 }
 
 // consume is one membership in the consumer group: it polls until ctx ends
@@ -176,7 +178,7 @@ func (r *Runner) consume(ctx context.Context) error {
 
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(r.cfg.brokers...),
-		kgo.ConsumerGroup(Group(r.proj.Name, r.cfg.generation)),
+		kgo.ConsumerGroup(store.Group(r.proj.Name, r.cfg.generation)),
 		kgo.ConsumeTopics(r.proj.Topics...),
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		// Workers mark a partition's offset after its batch is durable;
@@ -211,7 +213,7 @@ func (r *Runner) consume(ctx context.Context) error {
 		cancel()
 		cl.Close()
 	}()
-	r.log.Info("projector started", "group", Group(r.proj.Name, r.cfg.generation), "topics", r.proj.Topics)
+	r.log.Info("projector started", "group", store.Group(r.proj.Name, r.cfg.generation), "topics", r.proj.Topics)
 
 	for {
 		fetches := cl.PollRecords(pctx, r.cfg.maxPollRecords)
@@ -231,7 +233,7 @@ func (r *Runner) consume(ctx context.Context) error {
 				if len(fp.Records) == 0 {
 					continue
 				}
-				k := tp{ft.Topic, fp.Partition}
+				k := tp{Topic: ft.Topic, Partition: fp.Partition}
 				r.mu.Lock()
 				w := r.workers[k]
 				r.mu.Unlock()
@@ -264,7 +266,7 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 	for topic, parts := range offsets {
 		topics = append(topics, topic)
 		for p := range parts {
-			ks = append(ks, tp{topic, p})
+			ks = append(ks, tp{Topic: topic, Partition: p})
 		}
 	}
 	if len(ks) == 0 {
@@ -291,10 +293,10 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 			claims, seen, err = claimPartitions(ctx, r.conn, r.layout, r.log, ks, ids, member, kgen)
 		}
 		if err == nil {
-			pos, err = readPositions(ctx, r.conn, r.layout)
+			pos, err = store.ReadPositions(ctx, r.conn, r.layout)
 		}
 		if err == nil {
-			parked, err = readParked(ctx, r.conn, r.layout)
+			parked, err = store.ReadParked(ctx, r.conn, r.layout)
 		}
 		if err == nil {
 			break
@@ -339,7 +341,7 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		c := claims[k]
 		ck, held := pos[k]
 		if !held {
-			ck = make([]int64, len(r.layout.tables))
+			ck = make([]int64, len(r.layout.Tables))
 			for i := range ck {
 				ck[i] = -1
 			}
@@ -350,13 +352,13 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 			delete(r.workers, k)
 		}
 		if held && c.topicID != "" {
-			if i := slices.IndexFunc(seen[k.topic], func(id string) bool { return id != c.topicID }); i >= 0 {
+			if i := slices.IndexFunc(seen[k.Topic], func(id string) bool { return id != c.topicID }); i >= 0 {
 				// The generation holds rows of an earlier incarnation, whose
 				// offsets the new one reuses: projecting it here would mix
 				// them. Fetching stays paused; a rebuild projects the new
 				// topic into a new generation.
-				r.refuse(k, recreatedError(r.layout, k.topic, seen[k.topic][i], c.topicID))
-				r.cl.PauseFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+				r.refuse(k, recreatedError(r.layout, k.Topic, seen[k.Topic][i], c.topicID))
+				r.cl.PauseFetchPartitions(map[string][]int32{k.Topic: {k.Partition}})
 				continue
 			}
 		}
@@ -364,17 +366,17 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		w := newWorker(r, c, ck, parked[k])
 		start := w.startOffset()
 		if start == 0 {
-			offsets[k.topic][k.partition] = r.cfg.startOffset(k.topic, k.partition)
+			offsets[k.Topic][k.Partition] = r.cfg.startOffset(k.Topic, k.Partition)
 		} else {
-			offsets[k.topic][k.partition] = kgo.NewOffset().At(start).WithEpoch(-1)
+			offsets[k.Topic][k.Partition] = kgo.NewOffset().At(start).WithEpoch(-1)
 		}
 		// A partition paused by an earlier worker stays paused across a
 		// revocation: the new worker starts unpaused.
-		r.cl.ResumeFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+		r.cl.ResumeFetchPartitions(map[string][]int32{k.Topic: {k.Partition}})
 		r.workers[k] = w
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); w.run() }()
-		r.log.Info("partition assigned", "topic", k.topic, "partition", k.partition, "resume_offset", start,
+		r.log.Info("partition assigned", "topic", k.Topic, "partition", k.Partition, "resume_offset", start,
 			"parked_aggregates", len(w.parkedFrom), "epoch", c.epoch, "kafka_generation", kgen)
 	}
 	return offsets, nil
@@ -394,7 +396,7 @@ func (r *Runner) topicIDs(ctx context.Context, topics []string) (map[string]stri
 	return out, nil
 }
 
-func recreatedError(l *Layout, topic, was, now string) error {
+func recreatedError(l *store.Layout, topic, was, now string) error {
 	return fmt.Errorf("%w: topic %q was deleted and created again (topic ID %s, now %s) after generation %d of projection %q projected it; "+
 		"its tables hold the old topic's events, whose offsets the new topic reuses. Project the new topic into a new generation: reel rebuild %s",
 		ErrTopicRecreated, topic, was, now, l.Generation, l.Projection.Name, l.Projection.Name)
@@ -403,8 +405,8 @@ func recreatedError(l *Layout, topic, was, now string) error {
 // fenced stops the membership: k was claimed by another member after us.
 func (r *Runner) fenced(k tp, mine, theirs uint64) {
 	r.metrics.fenced.WithLabelValues(r.proj.Name).Inc()
-	err := fmt.Errorf("%w: %s/%d now has epoch %d, this member's claim was %d", ErrFenced, k.topic, k.partition, theirs, mine)
-	r.log.Error("partition claimed by another member; this member stops writing it", "topic", k.topic, "partition", k.partition, "epoch", mine, "claimed_by_epoch", theirs)
+	err := fmt.Errorf("%w: %s/%d now has epoch %d, this member's claim was %d", ErrFenced, k.Topic, k.Partition, theirs, mine)
+	r.log.Error("partition claimed by another member; this member stops writing it", "topic", k.Topic, "partition", k.Partition, "epoch", mine, "claimed_by_epoch", theirs)
 	if r.fence != nil {
 		r.fence(err)
 	}
@@ -418,7 +420,7 @@ func (r *Runner) refuse(k tp, err error) {
 		r.refused = map[tp]error{}
 	}
 	if r.refused[k] == nil {
-		r.log.Error("partition not projected", "topic", k.topic, "partition", k.partition, "err", err)
+		r.log.Error("partition not projected", "topic", k.Topic, "partition", k.Partition, "err", err)
 	}
 	r.refused[k] = err
 }
@@ -428,14 +430,14 @@ func (r *Runner) refuse(k tp, err error) {
 // again (a restart, after the cause is fixed).
 func (r *Runner) stopPartition(k tp, err error) {
 	r.metrics.stopped.WithLabelValues(r.proj.Name).Inc()
-	r.refuse(k, fmt.Errorf("partition %s/%d stopped: %w", k.topic, k.partition, err))
-	r.cl.PauseFetchPartitions(map[string][]int32{k.topic: {k.partition}})
+	r.refuse(k, fmt.Errorf("partition %s/%d stopped: %w", k.Topic, k.Partition, err))
+	r.cl.PauseFetchPartitions(map[string][]int32{k.Topic: {k.Partition}})
 }
 
 func tpMap(ks []tp) map[string][]int32 {
 	m := map[string][]int32{}
 	for _, k := range ks {
-		m[k.topic] = append(m[k.topic], k.partition)
+		m[k.Topic] = append(m[k.Topic], k.Partition)
 	}
 	return m
 }
@@ -453,7 +455,7 @@ func (r *Runner) stopWorkers(m map[string][]int32, graceful bool) {
 	var ws []*worker
 	for topic, parts := range m {
 		for _, p := range parts {
-			k := tp{topic, p}
+			k := tp{Topic: topic, Partition: p}
 			if w := r.workers[k]; w != nil {
 				ws = append(ws, w)
 				delete(r.workers, k)
@@ -492,7 +494,7 @@ func (r *Runner) stop(ws []*worker, graceful bool) {
 		select {
 		case <-w.done:
 		case <-timer.C:
-			r.log.Warn("worker did not finish in time; abandoning its batch", "topic", w.k.topic, "partition", w.k.partition)
+			r.log.Warn("worker did not finish in time; abandoning its batch", "topic", w.k.Topic, "partition", w.k.Partition)
 			w.abandon()
 			<-w.done
 		}
@@ -502,7 +504,7 @@ func (r *Runner) stop(ws []*worker, graceful bool) {
 // commit marks the batch's end for the group's autocommit (a hint for
 // tools and lag; positions in ClickHouse are the truth).
 func (r *Runner) commit(k tp, last int64) {
-	r.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{k.topic: {k.partition: {Epoch: -1, Offset: last + 1}}})
+	r.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{k.Topic: {k.Partition: {Epoch: -1, Offset: last + 1}}})
 }
 
 func (r *Runner) setHealthy(ok bool, err error) {

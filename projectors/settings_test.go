@@ -22,6 +22,7 @@ import (
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -116,19 +117,19 @@ func TestCheckSettingsRefusesUnsafeTables(t *testing.T) {
 	ch := testenv.ClickHouse(t)
 	ctx := context.Background()
 	p := seats.Availability()
-	l := projectors.NewLayout(p, 1)
-	must(t, projectors.EnsureSchema(ctx, ch.Conn, l))
-	must(t, projectors.CheckSettings(ctx, ch.Conn, l, false, nil))
+	l := store.NewLayout(p, 1)
+	must(t, store.EnsureSchema(ctx, ch.Conn, l))
+	must(t, store.CheckSettings(ctx, ch.Conn, l, false, nil))
 
-	err := projectors.CheckSettings(ctx, ch.Conn, l, true, nil)
+	err := store.CheckSettings(ctx, ch.Conn, l, true, nil)
 	if !errors.Is(err, chclient.ErrUnsafeSettings) || !strings.Contains(err.Error(), "fsync_after_insert = 1") {
 		t.Fatalf("durable check on plain tables: %v", err)
 	}
 
-	tbl := projectors.PhysName(p.Name, p.Tables[0].Name, 1)
+	tbl := store.PhysName(p.Name, p.Tables[0].Name, 1)
 	must(t, ch.Conn.Exec(ctx, "ALTER TABLE "+tbl+" MODIFY SETTING non_replicated_deduplication_window = 0"))
 	must(t, ch.Conn.Exec(ctx, "DROP VIEW "+tbl+"__fence"))
-	err = projectors.CheckSettings(ctx, ch.Conn, l, false, nil)
+	err = store.CheckSettings(ctx, ch.Conn, l, false, nil)
 	var ue *chclient.UnsafeSettingsError
 	if !errors.As(err, &ue) || len(ue.Problems) != 2 ||
 		!strings.Contains(err.Error(), "ALTER TABLE "+tbl+" MODIFY SETTING non_replicated_deduplication_window = 1000") ||
@@ -155,7 +156,7 @@ func TestDurableMode(t *testing.T) {
 			p.Topics[i] = topic
 		}
 		// Tables made before durable mode is chosen get it too.
-		must(t, projectors.EnsureSchema(ctx, ch.Conn, projectors.NewLayout(p, 1)))
+		must(t, store.EnsureSchema(ctx, ch.Conn, store.NewLayout(p, 1)))
 		last := produceTo(t, brokers, topic, evs)
 		cat, _ := schemas.Load()
 		codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
@@ -169,7 +170,7 @@ func TestDurableMode(t *testing.T) {
 		elapsed := time.Since(start)
 		cancel()
 		must(t, <-done)
-		err = projectors.CheckSettings(ctx, ch.Conn, r.Layout(), true, nil)
+		err = store.CheckSettings(ctx, ch.Conn, r.Layout(), true, nil)
 		if durable != (err == nil) {
 			t.Fatalf("durable=%v: durable check says %v", durable, err)
 		}

@@ -10,6 +10,8 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -24,10 +26,10 @@ func TestSideEffectsOnlyLive(t *testing.T) {
 
 	var mu sync.Mutex
 	calls := map[int]map[string]int{} // generation → event ID → calls
-	withEffect := func(gen int) *projectors.Projection {
+	withEffect := func(gen int) *projection.Projection {
 		p := seats.Availability()
 		inner := p.Apply
-		p.Apply = func(ctx context.Context, tx *projectors.Tx, ev schemas.Event) error {
+		p.Apply = func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
 			if _, ok := ev.Payload.(*schemas.SeatsReserved); ok {
 				id := ev.ID
 				tx.SideEffect(func(ctx context.Context) error {
@@ -83,7 +85,7 @@ func waitGen(t *testing.T, ch testenv.CH, proj string, gen int, topic string, la
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() {
-		errc <- projectors.WaitApplied(ctx, ch.Conn, proj, gen, map[string]map[int32]int64{topic: last}, 20*time.Millisecond)
+		errc <- store.WaitApplied(ctx, ch.Conn, proj, gen, map[string]map[int32]int64{topic: last}, 20*time.Millisecond)
 	}()
 	select {
 	case err := <-errc:

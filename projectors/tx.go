@@ -4,23 +4,17 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/reel-dev/reel/projectors/projection"
 )
 
-// Position is a record's place in Kafka.
-type Position struct {
-	Topic     string
-	Partition int32
-	Offset    int64
-}
-
-func (p Position) String() string { return fmt.Sprintf("%s/%d@%d", p.Topic, p.Partition, p.Offset) }
-
-// Tx collects the effects of one event. Nothing it collects reaches
-// ClickHouse unless Apply returns nil; the rows then join the partition's
-// batch and are inserted with the event's position.
-type Tx struct {
+// eventTx is the runtime's projection.Tx: it collects the effects of one
+// event on the worker's goroutine. Nothing it collects reaches ClickHouse
+// unless Apply returns nil; the rows then join the partition's batch and
+// are inserted with the event's position.
+type eventTx struct {
 	w      *worker
-	pos    Position
+	pos    projection.Position
 	key    string
 	ts     time.Time
 	replay bool
@@ -32,25 +26,33 @@ type Tx struct {
 	effects   []effect
 }
 
+var _ projection.Tx = (*eventTx)(nil)
+
+// effect is one side effect with the offset of the event that asked for it.
+type effect struct {
+	off int64
+	fn  func(context.Context) error
+}
+
 type txRow struct {
 	table  int // index into Projection.Tables
 	values []any
 }
 
 // Position is the Kafka position of the event being applied.
-func (tx *Tx) Position() Position { return tx.pos }
+func (tx *eventTx) Position() projection.Position { return tx.pos }
 
 // AggregateID is the event's aggregate (the Kafka record key).
-func (tx *Tx) AggregateID() string { return tx.key }
+func (tx *eventTx) AggregateID() string { return tx.key }
 
 // Replaying reports whether the projection is rebuilding from history
 // rather than following live events.
-func (tx *Tx) Replaying() bool { return tx.replay }
+func (tx *eventTx) Replaying() bool { return tx.replay }
 
 // Emit adds a row to a table; values are in the table's column order.
 // For the State table the row becomes the aggregate's new current state.
-func (tx *Tx) Emit(table string, values ...any) error {
-	i, t := tx.w.proj.table(table)
+func (tx *eventTx) Emit(table string, values ...any) error {
+	i, t := tx.w.proj.Table(table)
 	if t == nil {
 		return fmt.Errorf("emit: projection %q has no table %q", tx.w.proj.Name, table)
 	}
@@ -70,7 +72,7 @@ func (tx *Tx) Emit(table string, values ...any) error {
 // State returns the current row of the event's aggregate in the State
 // table (with this event's earlier Emits applied), or ok=false when the
 // aggregate has no row yet. The slice is a copy; change it and Emit it.
-func (tx *Tx) State() (values []any, ok bool, err error) {
+func (tx *eventTx) State() (values []any, ok bool, err error) {
 	if tx.w.stateIdx < 0 {
 		return nil, false, fmt.Errorf("projection %q has no State table", tx.w.proj.Name)
 	}
@@ -92,7 +94,7 @@ func (tx *Tx) State() (values []any, ok bool, err error) {
 // the event is not re-applied after its rows are durable. Where delivery
 // must be guaranteed, Emit an outbox row instead and deliver from a
 // consumer of that table.
-func (tx *Tx) SideEffect(fn func(ctx context.Context) error) {
+func (tx *eventTx) SideEffect(fn func(ctx context.Context) error) {
 	if !tx.noEffects {
 		tx.effects = append(tx.effects, effect{off: tx.pos.Offset, fn: fn})
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -27,8 +29,8 @@ const (
 // batch, its positions and the state cache of the partition's aggregates.
 type worker struct {
 	r      *Runner
-	proj   *Projection
-	layout *Layout
+	proj   *projection.Projection
+	layout *store.Layout
 	k      tp
 	log    *slog.Logger
 	claim  claim // this member's claim of the partition; every write carries its epoch
@@ -84,7 +86,7 @@ func newWorker(r *Runner, c claim, ckpt []int64, parked map[string]int64) *worke
 	k := c.k
 	w := &worker{
 		r: r, proj: r.proj, layout: r.layout, k: k, claim: c,
-		log:        r.log.With("topic", k.topic, "partition", k.partition, "epoch", c.epoch),
+		log:        r.log.With("topic", k.Topic, "partition", k.Partition, "epoch", c.epoch),
 		ckpt:       ckpt,
 		parkedFrom: parked,
 		stateIdx:   -1,
@@ -110,7 +112,7 @@ func newWorker(r *Runner, c claim, ckpt []int64, parked map[string]int64) *worke
 			}
 			// Nothing of this partition in the state table: every aggregate
 			// will be seen from its first event, so misses mean "absent".
-			w.authorit = ckpt[r.layout.byUser[i]] < 0
+			w.authorit = ckpt[r.layout.ByUser[i]] < 0
 		}
 	}
 	w.resetBatch()
@@ -122,7 +124,7 @@ func newWorker(r *Runner, c claim, ckpt []int64, parked map[string]int64) *worke
 func (w *worker) startOffset() int64 { return minOf(w.ckpt) + 1 }
 
 func (w *worker) resetBatch() {
-	w.b = batch{rows: make([][]pendingRow, len(w.layout.tables)), first: -1, last: -1, epoch: w.claim.epoch}
+	w.b = batch{rows: make([][]pendingRow, len(w.layout.Tables)), first: -1, last: -1, epoch: w.claim.epoch}
 }
 
 // run consumes w.in until stop (graceful: flush) or abandon.
@@ -198,7 +200,7 @@ func (w *worker) enqueue(recs []*kgo.Record) {
 		w.paused = true
 		// Under pendMu, so that a concurrent take cannot resume first and
 		// leave the partition paused for good.
-		w.r.cl.PauseFetchPartitions(map[string][]int32{w.k.topic: {w.k.partition}})
+		w.r.cl.PauseFetchPartitions(map[string][]int32{w.k.Topic: {w.k.Partition}})
 		w.r.metrics.paused.WithLabelValues(w.proj.Name).Inc()
 	}
 	w.pendMu.Unlock()
@@ -216,7 +218,7 @@ func (w *worker) take() [][]*kgo.Record {
 	w.pending, w.npend = nil, 0
 	if w.paused {
 		w.paused = false
-		w.r.cl.ResumeFetchPartitions(map[string][]int32{w.k.topic: {w.k.partition}})
+		w.r.cl.ResumeFetchPartitions(map[string][]int32{w.k.Topic: {w.k.Partition}})
 	}
 	return out
 }
@@ -263,7 +265,7 @@ func (w *worker) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, r
 	}
 	// Entirely applied already (only within the recovery window after a
 	// crash): the State table is written last, so every table has it.
-	if w.stateIdx >= 0 && off <= ck[w.layout.byUser[w.stateIdx]] {
+	if w.stateIdx >= 0 && off <= ck[w.layout.ByUser[w.stateIdx]] {
 		advance()
 		return nil
 	}
@@ -295,7 +297,7 @@ func (w *worker) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, r
 			return nil
 		}
 	}
-	if !w.proj.wants(ev.Type) {
+	if !w.proj.Wants(ev.Type) {
 		advance()
 		return nil
 	}
@@ -303,7 +305,7 @@ func (w *worker) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, r
 	// recovery window, or history re-read for a table added by a
 	// migration): its side effects are not run again.
 	held := off <= maxOf(ck)
-	tx := &Tx{w: w, pos: Position{rec.Topic, rec.Partition, off}, key: key, ts: ev.OccurredAt, replay: w.r.cfg.replay || held,
+	tx := &eventTx{w: w, pos: projection.Position{Topic: rec.Topic, Partition: rec.Partition, Offset: off}, key: key, ts: ev.OccurredAt, replay: w.r.cfg.replay || held,
 		noEffects: held || (w.r.cfg.replay && !w.r.cfg.effectsByGen)}
 	if err := w.proj.Apply(ctx, tx, ev); err != nil {
 		if !replaying {
@@ -313,9 +315,9 @@ func (w *worker) applyRecord(ctx context.Context, rec *kgo.Record, ck []int64, r
 	}
 	ts := recordTime(rec, ev)
 	for _, row := range tx.rows {
-		pi := w.layout.byUser[row.table]
+		pi := w.layout.ByUser[row.table]
 		w.addRow(pi, off, key, ts, row.values, ck)
-		if h := w.layout.history[row.table]; h >= 0 {
+		if h := w.layout.HistoryOf[row.table]; h >= 0 {
 			w.addRow(h, off, key, ts, row.values, ck)
 		}
 	}
@@ -383,9 +385,9 @@ func (w *worker) addRow(pi int, off int64, key string, ts time.Time, user []any,
 
 // add queues a row of table pi with its source position.
 func (b *batch) add(pi int, k tp, off int64, key string, ts time.Time, user []any) {
-	vals := make([]any, 0, len(user)+len(systemColumns)+1)
+	vals := make([]any, 0, len(user)+store.InsertColumns)
 	vals = append(vals, user...)
-	vals = append(vals, k.topic, uint32(k.partition), uint64(off), ts, b.epoch)
+	vals = append(vals, k.Topic, uint32(k.Partition), uint64(off), ts, b.epoch)
 	b.rows[pi] = append(b.rows[pi], pendingRow{off: off, key: key, values: vals})
 }
 
@@ -409,7 +411,7 @@ func (w *worker) park(rec *kgo.Record, key, reason string, cause error, ev schem
 		w.parkedFrom[key] = rec.Offset
 		w.log.Warn("parked aggregate", "aggregate", key, "offset", rec.Offset, "reason", reason, "err", cause)
 	}
-	w.addRow(w.layout.parked, rec.Offset, key, rec.Timestamp.UTC(), parkedRow(rec, key, ev, reason, cause), w.ckpt)
+	w.addRow(w.layout.Parked, rec.Offset, key, rec.Timestamp.UTC(), parkedRow(rec, key, ev, reason, cause), w.ckpt)
 	w.advance(rec)
 	w.r.metrics.parked.WithLabelValues(w.proj.Name, reason).Inc()
 }
@@ -478,12 +480,12 @@ func (w *worker) prefetch(ctx context.Context, recs []*kgo.Record) {
 
 func (w *worker) fetchStates(ctx context.Context, keys []string) error {
 	t := w.proj.Tables[w.stateIdx]
-	pt := w.layout.tables[w.layout.byUser[w.stateIdx]]
-	q := fmt.Sprintf("SELECT %s FROM %s FINAL WHERE _topic = ? AND _partition = ? AND %s IN (?)", columnList(t.Columns), pt.name, t.Key)
+	pt := w.layout.Tables[w.layout.ByUser[w.stateIdx]]
+	q := fmt.Sprintf("SELECT %s FROM %s FINAL WHERE _topic = ? AND _partition = ? AND %s IN (?)", store.ColumnList(t.Columns), pt.Name, t.Key)
 	var rows driver.Rows
 	var err error
 	for attempt := 0; ; attempt++ {
-		rows, err = w.r.conn.Query(ctx, q, w.k.topic, uint32(w.k.partition), keys)
+		rows, err = w.r.conn.Query(ctx, q, w.k.Topic, uint32(w.k.Partition), keys)
 		if err == nil || ctx.Err() != nil || attempt >= 5 {
 			break
 		}
@@ -493,7 +495,7 @@ func (w *worker) fetchStates(ctx context.Context, keys []string) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("load state of %d aggregates from %s: %w", len(keys), pt.name, err)
+		return fmt.Errorf("load state of %d aggregates from %s: %w", len(keys), pt.Name, err)
 	}
 	defer rows.Close()
 	for _, k := range keys {
@@ -511,7 +513,7 @@ func (w *worker) fetchStates(ctx context.Context, keys []string) error {
 			ptrs[i] = reflect.New(typ).Interface()
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return fmt.Errorf("scan state row of %s: %w", pt.name, err)
+			return fmt.Errorf("scan state row of %s: %w", pt.Name, err)
 		}
 		dst := make([]any, len(types))
 		for i := range dst {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -28,16 +28,16 @@ func (o OrderPlaced) AggregateID() string { return o.OrderID }
 // per sales channel.
 //
 //	SELECT * FROM orders_per_channel
-func Channels() *projectors.Projection {
-	return &projectors.Projection{
+func Channels() *projection.Projection {
+	return &projection.Projection{
 		Name:        "channels",
 		Version:     1,
 		Description: "orders placed per sales channel",
 		Topics:      []string{"shop.orders"},
 		Events:      []string{"shop.OrderPlaced"},
-		Tables: []projectors.Table{{
+		Tables: []projection.Table{{
 			Name: "orders_placed",
-			Columns: []projectors.Column{
+			Columns: []projection.Column{
 				{Name: "order_id", Type: "String"},
 				{Name: "customer_id", Type: "String"},
 				{Name: "channel", Type: "LowCardinality(String)"},
@@ -46,7 +46,7 @@ func Channels() *projectors.Projection {
 			},
 			OrderBy: "(channel, order_id)",
 		}},
-		Views: []projectors.View{{
+		Views: []projection.View{{
 			Name: "orders_per_channel",
 			SQL:  "SELECT channel, count() AS orders, sum(items) AS items FROM {{orders_placed}} GROUP BY channel ORDER BY channel",
 		}},
@@ -57,7 +57,7 @@ func Channels() *projectors.Projection {
 // applyChannels appends one row per placed order. schemas.As returns the
 // bound *OrderPlaced as it is, and decodes into one when the program runs
 // without the binding.
-func applyChannels(_ context.Context, tx *projectors.Tx, ev schemas.Event) error {
+func applyChannels(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 	o, err := schemas.As[OrderPlaced](ev)
 	if err != nil {
 		return err

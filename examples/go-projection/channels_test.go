@@ -7,10 +7,26 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/reel-dev/reel/cli"
+	"github.com/reel-dev/reel/projectors/projection/projectiontest"
 	"github.com/reel-dev/reel/schemas"
 )
+
+// Apply alone, without Kafka or ClickHouse: a recording Tx gets the row.
+func TestApplyChannels(t *testing.T) {
+	tx := projectiontest.New(Channels())
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ev := schemas.NewEvent(&OrderPlaced{OrderID: "o-1", CustomerID: "c-1", ItemCount: 3, PlacedAt: at, Channel: "web"})
+	if err := tx.Apply(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	rows := tx.RowsOf("orders_placed")
+	if len(rows) != 1 || rows[0][0] != "o-1" || rows[0][2] != "web" || rows[0][3] != uint32(3) || rows[0][4] != at {
+		t.Fatalf("rows %v", rows)
+	}
+}
 
 // The projection is valid and every name it reads is in the catalog the
 // binary runs against (the embedded one); the binding's struct matches it.

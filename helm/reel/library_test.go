@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 )
 
 // docs/library.md's values for a team's own image render as it says: the
@@ -57,7 +57,7 @@ func TestLibraryImageValues(t *testing.T) {
 	if err := cfg.Validate(); err == nil {
 		t.Fatal("the stock binary's config validation accepts a projection it does not have")
 	}
-	cfg.GoProjections = []*projectors.Projection{{Name: "channels"}}
+	cfg.GoProjections = []*projection.Projection{{Name: "channels"}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("with the image's projection: %v", err)
 	}

@@ -15,7 +15,8 @@ import (
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/chproc"
 	"github.com/reel-dev/reel/internal/testenv"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // TestClickHouseTLSAndUsers runs the embedded ClickHouse with HTTPS and
@@ -60,13 +61,13 @@ func TestClickHouseTLSAndUsers(t *testing.T) {
 		t.Fatalf("writer over TLS: %v", err)
 	}
 	defer writer.Close()
-	if err := projectors.EnsureSystemTables(ctx, writer); err != nil {
+	if err := store.EnsureSystemTables(ctx, writer); err != nil {
 		t.Fatalf("writer DDL: %v", err)
 	}
 	if _, err := chclient.CheckServer(ctx, writer); err != nil {
 		t.Fatalf("write settings: %v", err)
 	}
-	if err := projectors.SetGeneration(ctx, writer, mustProjection(t), 1, "live", "tls test"); err != nil {
+	if err := store.SetGeneration(ctx, writer, mustProjection(t), 1, "live", "tls test"); err != nil {
 		t.Fatalf("writer insert: %v", err)
 	}
 
@@ -75,11 +76,11 @@ func TestClickHouseTLSAndUsers(t *testing.T) {
 		t.Fatalf("read-only user over TLS: %v", err)
 	}
 	defer reader.Close()
-	gens, err := projectors.Generations(ctx, reader, mustProjection(t).Name)
+	gens, err := store.Generations(ctx, reader, mustProjection(t).Name)
 	if err != nil || len(gens) != 1 {
 		t.Fatalf("read-only user reads generations: %v %v", gens, err)
 	}
-	err = projectors.SetGeneration(ctx, reader, mustProjection(t), 2, "building", "must be refused")
+	err = store.SetGeneration(ctx, reader, mustProjection(t), 2, "building", "must be refused")
 	var ex *clickhouse.Exception
 	if !errors.As(err, &ex) || ex.Code != 164 || chclient.Classify(err) != chclient.Permanent {
 		t.Fatalf("read-only user's insert: %v; want READONLY, permanent", err)
@@ -114,7 +115,7 @@ func TestClickHouseTLSAndUsers(t *testing.T) {
 	c.Close()
 }
 
-func mustProjection(t *testing.T) *projectors.Projection {
+func mustProjection(t *testing.T) *projection.Projection {
 	t.Helper()
-	return &projectors.Projection{Name: "tlstest"}
+	return &projection.Projection{Name: "tlstest"}
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // lagCollector exports lag per projection × generation × topic × partition
@@ -86,18 +86,18 @@ func (c *lagCollector) refresh(ctx context.Context, s *Supervisor, src *lagSourc
 	for _, gr := range s.running() {
 		g := strconv.Itoa(gr.gen)
 		out = append(out, prometheus.MustNewConstMetric(c.gens, prometheus.GaugeValue, 1, gr.p.Name, g, gr.status))
-		if a, _, err := projectors.ParkedCounts(ctx, s.conn, gr.p.Name, gr.gen); err == nil {
+		if a, _, err := store.ParkedCounts(ctx, s.conn, gr.p.Name, gr.gen); err == nil {
 			out = append(out, prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(a), gr.p.Name, g))
 		}
-		prog, err := projectors.QueryProgress(ctx, s.conn, gr.p, gr.gen)
+		prog, err := store.QueryProgress(ctx, s.conn, gr.p, gr.gen)
 		if err != nil {
 			s.log.Debug("lag: cannot read progress", "projection", gr.p.Name, "generation", gr.gen, "err", err)
 			continue
 		}
-		applied := map[string]map[int32]projectors.PartitionProgress{}
+		applied := map[string]map[int32]store.PartitionProgress{}
 		for _, pp := range prog {
 			if applied[pp.Topic] == nil {
-				applied[pp.Topic] = map[int32]projectors.PartitionProgress{}
+				applied[pp.Topic] = map[int32]store.PartitionProgress{}
 			}
 			applied[pp.Topic][pp.Partition] = pp
 		}
@@ -117,11 +117,10 @@ func (c *lagCollector) refresh(ctx context.Context, s *Supervisor, src *lagSourc
 			}
 			end.Each(func(o kadm.ListedOffset) {
 				pp, ok := applied[topic][o.Partition]
-				next := int64(0)
+				lag := store.Lag(o.Offset, -1, 0)
 				if ok {
-					next = pp.Applied + 1
+					lag = pp.Lag(o.Offset)
 				}
-				lag := max(o.Offset-next, 0)
 				part := strconv.Itoa(int(o.Partition))
 				out = append(out, prometheus.MustNewConstMetric(c.offsets, prometheus.GaugeValue, float64(lag), gr.p.Name, g, topic, part))
 				switch {

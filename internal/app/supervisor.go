@@ -21,6 +21,8 @@ import (
 	"github.com/reel-dev/reel/internal/httpapi"
 	"github.com/reel-dev/reel/internal/retry"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // Supervisor runs a projectors.Runner for every live and standby
@@ -40,7 +42,7 @@ type Supervisor struct {
 	kopts []kgo.Opt
 	reg   prometheus.Registerer
 	log   *slog.Logger
-	projs []*projectors.Projection
+	projs []*projection.Projection
 	lag   *lagCollector
 
 	mu      sync.Mutex
@@ -57,7 +59,7 @@ type genKey struct {
 
 // genRun is one generation under supervision.
 type genRun struct {
-	p       *projectors.Projection
+	p       *projection.Projection
 	gen     int
 	status  string
 	metrics *projectors.Metrics // shared with the generation's other projections (genMetrics)
@@ -126,12 +128,12 @@ func (s *Supervisor) reconcile(ctx context.Context) {
 	var errs []error
 	for _, p := range s.projs {
 		// LiveGeneration registers generation 1 on a projection's first run.
-		if _, err := projectors.LiveGeneration(ctx, s.conn, p); err != nil && ctx.Err() == nil {
+		if _, err := store.LiveGeneration(ctx, s.conn, p); err != nil && ctx.Err() == nil {
 			// "generations but none live" is a valid state during a
 			// rebuild's rollback; standby ones still run.
 			s.log.Warn("no live generation", "projection", p.Name, "err", err)
 		}
-		gens, err := projectors.Generations(ctx, s.conn, p.Name)
+		gens, err := store.Generations(ctx, s.conn, p.Name)
 		if err != nil {
 			if ctx.Err() == nil {
 				errs = append(errs, err)
@@ -141,7 +143,7 @@ func (s *Supervisor) reconcile(ctx context.Context) {
 		}
 		want := map[int]string{}
 		for _, g := range gens {
-			if g.Status == projectors.StatusLive || g.Status == projectors.StatusStandby {
+			if g.Status == store.StatusLive || g.Status == store.StatusStandby {
 				want[g.Generation] = g.Status
 			}
 		}
@@ -177,7 +179,7 @@ func (s *Supervisor) reconcile(ctx context.Context) {
 
 // ensure starts (or restarts after a failure, with backoff) the runner of
 // one generation.
-func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen int, status string) {
+func (s *Supervisor) ensure(ctx context.Context, p *projection.Projection, gen int, status string) {
 	k := genKey{p.Name, gen}
 	s.mu.Lock()
 	gr := s.gens[k]
@@ -204,14 +206,14 @@ func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen i
 	}
 	s.mu.Unlock()
 
-	if status == projectors.StatusStandby {
-		m, err := projectors.PlanMigration(ctx, s.conn, projectors.NewLayout(p, gen), false)
+	if status == store.StatusStandby {
+		m, err := store.PlanMigration(ctx, s.conn, store.NewLayout(p, gen), false)
 		if err == nil {
 			err = m.Err()
 		}
 		s.mu.Lock()
 		was := gr.foreign
-		gr.foreign = errors.Is(err, projectors.ErrDefinitionChanged)
+		gr.foreign = errors.Is(err, store.ErrDefinitionChanged)
 		if gr.foreign {
 			gr.err, gr.nextStart = err, time.Now().Add(s.cfg.Projector.RetryMax)
 		}
@@ -237,7 +239,7 @@ func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen i
 		projectors.WithMetrics(gr.metrics),
 		projectors.KafkaOpts(s.kopts...),
 		// A standby generation runs no side effects; the live one runs
-		// them up to where a cut-over handed them over (effects.go).
+		// them up to where a cut-over handed them over (projectors/store/effects.go).
 		projectors.EffectsByGeneration(),
 	}
 	if s.reg != nil {
@@ -246,7 +248,7 @@ func (s *Supervisor) ensure(ctx context.Context, p *projectors.Projection, gen i
 		kreg := prometheus.WrapRegistererWith(prometheus.Labels{"projection": p.Name, "generation": strconv.Itoa(gen)}, s.reg)
 		opts = append(opts, projectors.KafkaHooks(kprom.NewMetrics("reel_kafka", kprom.Registerer(kreg))))
 	}
-	if status != projectors.StatusLive {
+	if status != store.StatusLive {
 		opts = append(opts, projectors.WithoutViews())
 	}
 	r, err := projectors.NewRunner(p, s.conn, s.dec, opts...)
@@ -333,7 +335,7 @@ func (s *Supervisor) Ready(ctx context.Context) error {
 	var errs []error
 	for _, k := range s.sortedKeys() {
 		gr := s.gens[k]
-		if gr.foreign && gr.status == projectors.StatusStandby {
+		if gr.foreign && gr.status == store.StatusStandby {
 			continue
 		}
 		if gr.runner == nil {
@@ -377,7 +379,7 @@ func (s *Supervisor) runnerFor(projection string, gen int) (*projectors.Runner, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, gr := range s.gens {
-		if k.proj != projection || (gen != 0 && k.gen != gen) || (gen == 0 && gr.status != projectors.StatusLive) {
+		if k.proj != projection || (gen != 0 && k.gen != gen) || (gen == 0 && gr.status != store.StatusLive) {
 			continue
 		}
 		if gr.runner == nil {

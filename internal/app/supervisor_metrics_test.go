@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 )
 
 // Several projections at one generation share its metrics (registering a
@@ -16,7 +16,7 @@ import (
 func TestGenerationMetricsShared(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	s := &Supervisor{reg: reg, log: slog.New(slog.DiscardHandler), metrics: map[int]*genMetrics{}}
-	orders, saga := &projectors.Projection{Name: "orders"}, &projectors.Projection{Name: "order_saga"}
+	orders, saga := &projection.Projection{Name: "orders"}, &projection.Projection{Name: "order_saga"}
 	a := &genRun{p: orders, gen: 1, metrics: s.acquireMetrics(1)}
 	b := &genRun{p: saga, gen: 1, metrics: s.acquireMetrics(1)}
 	c := &genRun{p: orders, gen: 2, metrics: s.acquireMetrics(2)}

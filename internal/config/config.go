@@ -22,7 +22,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -42,7 +42,7 @@ type Config struct {
 	// its Go payload types (cli.WithBindings). The program sets both after
 	// loading the file; the engine ships none, so a config without them
 	// knows only projections.dir.
-	GoProjections []*projectors.Projection `yaml:"-"`
+	GoProjections []*projection.Projection `yaml:"-"`
 	Bindings      []schemas.Binding        `yaml:"-"`
 
 	// Secrets taken from the environment (never from the file). They are

@@ -14,14 +14,14 @@ import (
 
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/internal/testenv"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 )
 
 // withGo gives c the Go projections a program would compile in: names
 // only, which is all Validate looks at.
 func withGo(c *config.Config, names ...string) *config.Config {
 	for _, n := range names {
-		c.GoProjections = append(c.GoProjections, &projectors.Projection{Name: n})
+		c.GoProjections = append(c.GoProjections, &projection.Projection{Name: n})
 	}
 	return c
 }

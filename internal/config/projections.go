@@ -13,8 +13,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -66,7 +66,7 @@ func (c *Config) RegistryClient() (*sr.Client, error) {
 // loadAll is every projection the config can name: the program's Go ones
 // (GoProjections), with the declared ones of projections.dir (checked
 // against cat) beside them, a declared one replacing a Go one of its name.
-func (c *Config) loadAll(cat *schemas.Catalog) ([]*projectors.Projection, error) {
+func (c *Config) loadAll(cat *schemas.Catalog) ([]*projection.Projection, error) {
 	all := slices.Clone(c.GoProjections)
 	if c.Projections.Dir == "" {
 		return all, nil
@@ -75,8 +75,8 @@ func (c *Config) loadAll(cat *schemas.Catalog) ([]*projectors.Projection, error)
 	if err != nil {
 		return nil, err
 	}
-	all = slices.DeleteFunc(all, func(p *projectors.Projection) bool {
-		return slices.ContainsFunc(decl, func(d *projectors.Projection) bool { return d.Name == p.Name })
+	all = slices.DeleteFunc(all, func(p *projection.Projection) bool {
+		return slices.ContainsFunc(decl, func(d *projection.Projection) bool { return d.Name == p.Name })
 	})
 	return append(all, decl...), nil
 }
@@ -85,7 +85,7 @@ func (c *Config) loadAll(cat *schemas.Catalog) ([]*projectors.Projection, error)
 // projector.projections, else every declared one when projections.dir is
 // set, else every Go one. Names are checked against what was
 // loaded (Validate reports the same with the config path).
-func (c *Config) SelectProjections(cat *schemas.Catalog) ([]*projectors.Projection, error) {
+func (c *Config) SelectProjections(cat *schemas.Catalog) ([]*projection.Projection, error) {
 	all, err := c.loadAll(cat)
 	if err != nil {
 		return nil, err
@@ -97,12 +97,12 @@ func (c *Config) SelectProjections(cat *schemas.Catalog) ([]*projectors.Projecti
 		return declare.LoadDir(c.Projections.Dir, cat)
 	}
 	var names []string
-	var sel []*projectors.Projection
+	var sel []*projection.Projection
 	for _, p := range all {
 		names = append(names, p.Name)
 	}
 	for _, n := range c.Projector.Projections {
-		i := slices.IndexFunc(all, func(p *projectors.Projection) bool { return p.Name == n })
+		i := slices.IndexFunc(all, func(p *projection.Projection) bool { return p.Name == n })
 		if i < 0 {
 			return nil, fmt.Errorf("projector.projections: unknown projection %q (have %s)", n, strings.Join(names, ", "))
 		}
@@ -114,7 +114,7 @@ func (c *Config) SelectProjections(cat *schemas.Catalog) ([]*projectors.Projecti
 // AllProjections loads the catalog and returns every projection the
 // config can name (Go and declared), for tools that act on one by
 // name (rebuild, rollback, dlq, wait, status).
-func (c *Config) AllProjections() ([]*projectors.Projection, error) {
+func (c *Config) AllProjections() ([]*projection.Projection, error) {
 	cat, err := c.LoadCatalog()
 	if err != nil {
 		return nil, fmt.Errorf("catalog: %w", err)
@@ -123,7 +123,7 @@ func (c *Config) AllProjections() ([]*projectors.Projection, error) {
 }
 
 // Projection returns the projection named name among AllProjections.
-func (c *Config) Projection(name string) (*projectors.Projection, error) {
+func (c *Config) Projection(name string) (*projection.Projection, error) {
 	all, err := c.AllProjections()
 	if err != nil {
 		return nil, err

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/reel-dev/reel/internal/chclient"
-	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -106,7 +106,7 @@ func (c *Config) Validate() error {
 		}
 		add(key, "%v", err)
 	}
-	var loaded []*projectors.Projection
+	var loaded []*projection.Projection
 	if cat != nil {
 		var perr error
 		if loaded, perr = c.loadAll(cat); perr != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/shop"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -122,7 +123,7 @@ func TestPythonProducersProjectedEndToEnd(t *testing.T) {
 	go func() { done <- r.Run(ctx) }()
 	t0 := time.Now()
 	for {
-		err := projectors.WaitApplied(context.Background(), ch.Conn, p.Name, 1, map[string]map[int32]int64{topic: last}, 0)
+		err := store.WaitApplied(context.Background(), ch.Conn, p.Name, 1, map[string]map[int32]int64{topic: last}, 0)
 		if err == nil {
 			break
 		}

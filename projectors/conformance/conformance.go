@@ -33,6 +33,8 @@ import (
 
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -52,7 +54,7 @@ func (p Positions) Add(topic string, partition int32, offset int64) {
 // Case is one projection under test.
 type Case struct {
 	// New returns a fresh projection value.
-	New func() *projectors.Projection
+	New func() *projection.Projection
 	// Produce publishes a history to brokers and returns the events in the
 	// order they were published (per aggregate) and their positions.
 	Produce func(t *testing.T, brokers []string) ([]schemas.Event, Positions)
@@ -98,18 +100,18 @@ func Run(t *testing.T, c Case) {
 		// Stop as soon as some batches are durable, then start again.
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			if applied(t, ch.Conn, p.Name, 3) > 0 || time.Now().After(deadline) {
+			if applied(t, ch.Conn, p, 3) > 0 || time.Now().After(deadline) {
 				break
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 		g.stop(t)
-		before := applied(t, ch.Conn, p.Name, 3)
+		before := applied(t, ch.Conn, p, 3)
 		g = start(t, c.New(), ch, codec, brokers, projectors.Generation(3), projectors.WithoutViews(), projectors.BatchEvents(7))
 		wait(t, ch.Conn, p.Name, 3, pos, g)
 		g.stop(t)
 		same(t, ch.Conn, p, 1, 3)
-		t.Logf("stopped with %d checkpoint rows written; restarted and matched generation 1", before)
+		t.Logf("stopped with %d partitions checkpointed; restarted and matched generation 1", before)
 	})
 
 	t.Run("poison_parks_only_its_aggregate", func(t *testing.T) {
@@ -163,7 +165,7 @@ type running struct {
 	done   chan error
 }
 
-func start(t *testing.T, p *projectors.Projection, ch testenv.CH, dec projectors.Decoder, brokers []string, opts ...projectors.Opt) *running {
+func start(t *testing.T, p *projection.Projection, ch testenv.CH, dec projectors.Decoder, brokers []string, opts ...projectors.Opt) *running {
 	t.Helper()
 	opts = append([]projectors.Opt{projectors.Brokers(brokers...), projectors.FlushInterval(20 * time.Millisecond)}, opts...)
 	r, err := projectors.NewRunner(p, ch.Conn, dec, opts...)
@@ -195,7 +197,7 @@ func wait(t *testing.T, conn driver.Conn, proj string, gen int, pos Positions, g
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- projectors.WaitApplied(ctx, conn, proj, gen, pos, 20*time.Millisecond) }()
+	go func() { errc <- store.WaitApplied(ctx, conn, proj, gen, pos, 20*time.Millisecond) }()
 	select {
 	case err := <-errc:
 		if err != nil {
@@ -207,19 +209,19 @@ func wait(t *testing.T, conn driver.Conn, proj string, gen int, pos Positions, g
 }
 
 // applied counts the partitions generation gen has checkpointed.
-func applied(t *testing.T, conn driver.Conn, proj string, gen int) uint64 {
-	var n uint64
-	if err := conn.QueryRow(context.Background(), "SELECT count() FROM "+projectors.CheckpointsTable+" WHERE proj = ? AND generation = ?", proj, uint32(gen)).Scan(&n); err != nil {
+func applied(t *testing.T, conn driver.Conn, p *projection.Projection, gen int) int {
+	prog, err := store.QueryProgress(context.Background(), conn, p, gen)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return len(prog)
 }
 
 // same requires every non-parked table of two generations to hold the same
 // rows (State tables compared after FINAL), positions included.
-func same(t *testing.T, conn driver.Conn, p *projectors.Projection, a, b int) {
+func same(t *testing.T, conn driver.Conn, p *projection.Projection, a, b int) {
 	t.Helper()
-	la, lb := projectors.NewLayout(p, a).Tables(), projectors.NewLayout(p, b).Tables()
+	la, lb := store.NewLayout(p, a).Tables, store.NewLayout(p, b).Tables
 	for i := range la {
 		if la[i].Parked {
 			continue
@@ -234,7 +236,7 @@ func same(t *testing.T, conn driver.Conn, p *projectors.Projection, a, b int) {
 	}
 }
 
-func digest(t *testing.T, conn driver.Conn, pt projectors.PhysTable) (rows uint64, sum uint64) {
+func digest(t *testing.T, conn driver.Conn, pt store.PhysTable) (rows uint64, sum uint64) {
 	t.Helper()
 	cols := make([]string, 0, len(pt.Columns)+3)
 	for _, c := range pt.Columns {

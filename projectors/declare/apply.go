@@ -9,7 +9,7 @@ import (
 	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/interpreter"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -89,7 +89,7 @@ func (p *program) bool(a *activation) (bool, error) {
 }
 
 // apply is the Projection's Apply: the event type's rule, evaluated.
-func (c *compiled) apply(_ context.Context, tx *projectors.Tx, ev schemas.Event) error {
+func (c *compiled) apply(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 	r := c.rules[ev.Type]
 	if r == nil {
 		r = c.star
@@ -217,7 +217,7 @@ func (c *compiled) apply(_ context.Context, tx *projectors.Tx, ev schemas.Event)
 	return nil
 }
 
-func (c *compiled) emit(tx *projectors.Tx, a *activation, ap appender) error {
+func (c *compiled) emit(tx projection.Tx, a *activation, ap appender) error {
 	vals := make([]any, len(ap.values))
 	for i, p := range ap.values {
 		v, err := p.eval(a)

@@ -21,6 +21,8 @@ import (
 	"github.com/reel-dev/reel/producers"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -57,7 +59,7 @@ func TestDeclaredDemoEqualsGo(t *testing.T) {
 			}
 			run(t, g, ch.Conn, codec, brokers, pos, 1)
 			run(t, d, ch.Conn, codec, brokers, pos, 2, projectors.WithoutViews())
-			lg, ld := projectors.NewLayout(g, 1).Tables(), projectors.NewLayout(d, 2).Tables()
+			lg, ld := store.NewLayout(g, 1).Tables, store.NewLayout(d, 2).Tables
 			if len(lg) != len(ld) {
 				t.Fatalf("Go has %d physical tables, declared %d", len(lg), len(ld))
 			}
@@ -102,7 +104,7 @@ func TestDeclaredDemoEqualsGo(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, p *projectors.Projection, conn driver.Conn, dec projectors.Decoder, brokers []string, pos map[string]map[int32]int64, gen int, opts ...projectors.Opt) {
+func run(t *testing.T, p *projection.Projection, conn driver.Conn, dec projectors.Decoder, brokers []string, pos map[string]map[int32]int64, gen int, opts ...projectors.Opt) {
 	t.Helper()
 	opts = append([]projectors.Opt{projectors.Brokers(brokers...), projectors.FlushInterval(20 * time.Millisecond), projectors.Generation(gen)}, opts...)
 	r, err := projectors.NewRunner(p, conn, dec, opts...)
@@ -124,19 +126,19 @@ func run(t *testing.T, p *projectors.Projection, conn driver.Conn, dec projector
 	}
 	wctx, wcancel := context.WithTimeout(ctx, 120*time.Second)
 	defer wcancel()
-	if err := projectors.WaitApplied(wctx, conn, p.Name, gen, want, 20*time.Millisecond); err != nil {
+	if err := store.WaitApplied(wctx, conn, p.Name, gen, want, 20*time.Millisecond); err != nil {
 		t.Fatalf("%s g%d: %v", p.Name, gen, err)
 	}
 }
 
-func expand(sql string, tables []projectors.PhysTable) string {
+func expand(sql string, tables []store.PhysTable) string {
 	for _, pt := range tables {
 		sql = strings.ReplaceAll(sql, "{{"+pt.Logical+"}}", pt.Name)
 	}
 	return sql
 }
 
-func digest(t *testing.T, conn driver.Conn, pt projectors.PhysTable, skip string) (rows, sum uint64) {
+func digest(t *testing.T, conn driver.Conn, pt store.PhysTable, skip string) (rows, sum uint64) {
 	t.Helper()
 	var cols []string
 	for _, c := range pt.Columns {

@@ -15,7 +15,7 @@ import (
 	"cel.dev/cel-go/ext"
 	"gopkg.in/yaml.v3"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -99,7 +99,7 @@ var (
 
 // compile checks s and builds its projection; nil when s has errors (all
 // of them are in errs).
-func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projectors.Projection {
+func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projection.Projection {
 	before := len(*errs)
 	prov, err := newProvider()
 	if err != nil {
@@ -111,7 +111,7 @@ func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projectors.Projection
 	for _, n := range cat.EventTypes() {
 		out.raw[n] = rawOK(cat.Type(n).Current().Schema, map[string]bool{})
 	}
-	p := &projectors.Projection{Name: s.name, Version: s.version, Description: s.description}
+	p := &projection.Projection{Name: s.name, Version: s.version, Description: s.description}
 	if s.name != "" && (!identRe.MatchString(s.name) || strings.Contains(s.name, "__")) {
 		c.errorf(s.namePos, "name %q: use lower case letters, digits and single underscores, starting with a letter", s.name)
 	}
@@ -126,9 +126,9 @@ func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projectors.Projection
 		if _, dup := out.tables[ts.name]; !dup {
 			out.tables[ts.name] = t
 		}
-		pt := projectors.Table{Name: ts.name, OrderBy: ts.orderBy, Engine: ts.engine}
+		pt := projection.Table{Name: ts.name, OrderBy: ts.orderBy, Engine: ts.engine}
 		for i, cs := range ts.columns {
-			pt.Columns = append(pt.Columns, projectors.Column{Name: cs.name, Type: t.cols[i].ch})
+			pt.Columns = append(pt.Columns, projection.Column{Name: cs.name, Type: t.cols[i].ch})
 		}
 		if t.kind == KindState {
 			if out.state != nil {
@@ -153,12 +153,12 @@ func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projectors.Projection
 	// Views and aggregates.
 	for _, v := range s.views {
 		c.view(v.at, v.name, v.sql, names, out)
-		p.Views = append(p.Views, projectors.View{Name: v.name, SQL: v.sql})
+		p.Views = append(p.Views, projection.View{Name: v.name, SQL: v.sql})
 	}
 	for _, a := range s.aggregates {
 		if sql, ok := c.aggregate(a, out); ok {
 			c.view(a.at, a.name, sql, names, out)
-			p.Views = append(p.Views, projectors.View{Name: a.name, SQL: sql})
+			p.Views = append(p.Views, projection.View{Name: a.name, SQL: sql})
 		}
 	}
 

@@ -1,5 +1,5 @@
 // Package declare turns projection files (YAML with CEL expressions) into
-// projectors.Projection values that the stock runtime runs like Go ones:
+// projection.Projection values that the stock runtime runs like Go ones:
 //
 //	cat, _ := schemas.LoadDir("schemas")
 //	projs, err := declare.LoadDir("projections", cat) // every error: declare.Errors, file:line:column

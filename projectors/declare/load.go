@@ -10,14 +10,14 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
 // LoadDir loads every projection file (*.yaml, *.yml, at any depth) of
 // dir, checked against cat. File names in errors are dir-relative paths
 // prefixed with dir.
-func LoadDir(dir string, cat *schemas.Catalog) ([]*projectors.Projection, error) {
+func LoadDir(dir string, cat *schemas.Catalog) ([]*projection.Projection, error) {
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("projections: %w", err)
@@ -29,12 +29,12 @@ func LoadDir(dir string, cat *schemas.Catalog) ([]*projectors.Projection, error)
 }
 
 // LoadFS is LoadDir on a file system (embedded files, tests).
-func LoadFS(fsys fs.FS, cat *schemas.Catalog) ([]*projectors.Projection, error) {
+func LoadFS(fsys fs.FS, cat *schemas.Catalog) ([]*projection.Projection, error) {
 	return load(fsys, "", cat)
 }
 
 // Parse checks one projection file's contents; name is used in errors.
-func Parse(name string, data []byte, cat *schemas.Catalog) (*projectors.Projection, error) {
+func Parse(name string, data []byte, cat *schemas.Catalog) (*projection.Projection, error) {
 	var errs Errors
 	p := parseOne(name, data, cat, &errs)
 	if len(errs) > 0 {
@@ -44,7 +44,7 @@ func Parse(name string, data []byte, cat *schemas.Catalog) (*projectors.Projecti
 	return p, nil
 }
 
-func parseOne(name string, data []byte, cat *schemas.Catalog, errs *Errors) *projectors.Projection {
+func parseOne(name string, data []byte, cat *schemas.Catalog, errs *Errors) *projection.Projection {
 	s := parse(name, data, errs)
 	if s == nil {
 		return nil
@@ -52,7 +52,7 @@ func parseOne(name string, data []byte, cat *schemas.Catalog, errs *Errors) *pro
 	return compile(s, cat, errs)
 }
 
-func load(fsys fs.FS, prefix string, cat *schemas.Catalog) ([]*projectors.Projection, error) {
+func load(fsys fs.FS, prefix string, cat *schemas.Catalog) ([]*projection.Projection, error) {
 	var files []string
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -77,7 +77,7 @@ func load(fsys fs.FS, prefix string, cat *schemas.Catalog) ([]*projectors.Projec
 	sort.Strings(files)
 	var (
 		errs  Errors
-		out   []*projectors.Projection
+		out   []*projection.Projection
 		names = map[string]string{}
 	)
 	for _, f := range files {
@@ -108,6 +108,6 @@ func load(fsys fs.FS, prefix string, cat *schemas.Catalog) ([]*projectors.Projec
 	if len(files) == 0 {
 		return nil, errors.New("projections: no .yaml files")
 	}
-	slices.SortFunc(out, func(a, b *projectors.Projection) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b *projection.Projection) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/rebuild"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // TestTimeBoundedRebuildsAndGC: a rebuild from a time replays only the
@@ -48,14 +49,14 @@ func TestTimeBoundedRebuildsAndGC(t *testing.T) {
 
 	// event_log (no state): g1 live with everything.
 	p := eventlog.Log(seats.Topic)
-	if _, err := projectors.LiveGeneration(ctx, e.ch.Conn, p); err != nil {
+	if _, err := store.LiveGeneration(ctx, e.ch.Conn, p); err != nil {
 		t.Fatal(err)
 	}
 	r := e.startRunner(p, 1, projectors.WithoutViews())
 	e.waitApplied(p.Name, 1, time.Minute)
 	r.cancel()
 	<-r.done
-	if err := projectors.CreateViews(ctx, e.ch.Conn, projectors.NewLayout(p, 1)); err != nil {
+	if err := store.CreateViews(ctx, e.ch.Conn, store.NewLayout(p, 1)); err != nil {
 		t.Fatal(err)
 	}
 	opts := []rebuild.Opt{rebuild.Brokers(e.brokers...), rebuild.Handover(0), rebuild.MaxLag(0), rebuild.ExpectChanges("event_log")}
@@ -119,8 +120,8 @@ func TestTimeBoundedRebuildsAndGC(t *testing.T) {
 			t.Fatalf("gc left consumer group %s", g)
 		}
 	}
-	gens, _ := projectors.Generations(ctx, e.ch.Conn, p.Name)
-	if st := statuses(gens); st[1] != projectors.StatusDropped || st[2] != projectors.StatusDropped || st[3] != projectors.StatusLive {
+	gens, _ := store.Generations(ctx, e.ch.Conn, p.Name)
+	if st := statuses(gens); st[1] != store.StatusDropped || st[2] != store.StatusDropped || st[3] != store.StatusLive {
 		t.Fatalf("generations after gc: %v (gc: %+v, rows %+v)", st, acts, gens)
 	}
 	if after := perPartition(t, e, "SELECT _partition, min(_offset), count() FROM event_log GROUP BY _partition"); after[0] != got[0] {

@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/rebuild"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -17,13 +18,13 @@ import (
 // generation: its logic ignores cancellations (version 2) and it has a new
 // table, reservation_log, which on a projection with a State table can only
 // be filled by a replay.
-func seatsV2() *projectors.Projection {
+func seatsV2() *projection.Projection {
 	p := seats.Availability()
 	p.Version = 2
-	p.Tables = append(p.Tables, projectors.Table{Name: "reservation_log", OrderBy: "conference_id, reservation_id",
-		Columns: []projectors.Column{{Name: "conference_id", Type: "String"}, {Name: "reservation_id", Type: "String"}, {Name: "quantity", Type: "Int64"}}})
+	p.Tables = append(p.Tables, projection.Table{Name: "reservation_log", OrderBy: "conference_id, reservation_id",
+		Columns: []projection.Column{{Name: "conference_id", Type: "String"}, {Name: "reservation_id", Type: "String"}, {Name: "quantity", Type: "Int64"}}})
 	inner := p.Apply
-	p.Apply = func(ctx context.Context, tx *projectors.Tx, ev schemas.Event) error {
+	p.Apply = func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
 		switch e := ev.Payload.(type) {
 		case *schemas.SeatReservationCancelled:
 			return nil
@@ -86,11 +87,11 @@ func TestRebuildAfterChange(t *testing.T) {
 	e.liveG1(ctx)
 	v1 := seats.Availability()
 
-	m, err := projectors.PlanMigration(ctx, e.ch.Conn, projectors.NewLayout(seatsV2(), 1), true)
+	m, err := store.PlanMigration(ctx, e.ch.Conn, store.NewLayout(seatsV2(), 1), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var de *projectors.DefinitionError
+	var de *store.DefinitionError
 	if !errors.As(m.Err(), &de) || !strings.Contains(de.Error(), "change logic seats: version 1 → version 2") ||
 		!strings.Contains(de.Error(), "add table (needs state) reservation_log") {
 		t.Fatalf("the live generation under v2: want a DefinitionError naming the logic change and the table, got %v", m.Err())
@@ -101,7 +102,7 @@ func TestRebuildAfterChange(t *testing.T) {
 	if !errors.Is(err, rebuild.ErrSnapshotDefinition) || !strings.Contains(err.Error(), "change logic") || !strings.Contains(err.Error(), "without -snapshot") {
 		t.Fatalf("snapshot of a logic change: want ErrSnapshotDefinition, got %v", err)
 	}
-	if gens, _ := projectors.Generations(ctx, e.ch.Conn, v1.Name); len(gens) != 1 {
+	if gens, _ := store.Generations(ctx, e.ch.Conn, v1.Name); len(gens) != 1 {
 		t.Fatalf("a refused snapshot registered generations: %v", statuses(gens))
 	}
 
@@ -144,7 +145,7 @@ func TestRebuildAfterChange(t *testing.T) {
 	e.assertV2(ctx, "blue/green into v2")
 
 	// g1 (standby) keeps v1's definition: v2's code refuses to roll back to it.
-	if _, err := rebuild.Rollback(ctx, e.ch.Conn, seatsV2(), 0, false); !errors.Is(err, projectors.ErrDefinitionChanged) || !strings.Contains(err.Error(), "cannot roll seats back to g1") {
+	if _, err := rebuild.Rollback(ctx, e.ch.Conn, seatsV2(), 0, false); !errors.Is(err, store.ErrDefinitionChanged) || !strings.Contains(err.Error(), "cannot roll seats back to g1") {
 		t.Fatalf("rollback to g1 (v1's definition) under v2's code: want a refusal, got %v", err)
 	}
 }
@@ -165,7 +166,7 @@ func TestInPlaceAfterChange(t *testing.T) {
 	}
 	e.waitApplied("seats", 1, time.Minute)
 	e.assertV2(ctx, "in-place into v2")
-	m, err := projectors.PlanMigration(ctx, e.ch.Conn, projectors.NewLayout(seatsV2(), 1), true)
+	m, err := store.PlanMigration(ctx, e.ch.Conn, store.NewLayout(seatsV2(), 1), true)
 	if err != nil || len(m.Changes) != 0 || m.Revision != 2 {
 		t.Fatalf("after in-place, g1's stored definition: revision %d, changes %v, %v; want revision 2 and none", m.Revision, m.Changes, err)
 	}

@@ -8,7 +8,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // TableDiff is the shadow comparison of one logical table.
@@ -113,23 +114,23 @@ func (c Comparison) Equal() bool {
 //   - Tables with other engines (Summing-, Aggregating-, Collapsing-…)
 //     merge rows, so there is no "rows up to a position" to compare; they
 //     are skipped and named in the report.
-func Compare(ctx context.Context, conn driver.Conn, p *projectors.Projection, a, b int) (Comparison, error) {
+func Compare(ctx context.Context, conn driver.Conn, p *projection.Projection, a, b int) (Comparison, error) {
 	// Each generation as its own definition made it: after a change the
 	// two have different tables and columns. Common tables are compared
 	// over their common columns; the rest is reported, never an error.
-	la, err := projectors.StoredLayout(ctx, conn, p, a)
+	la, err := store.StoredLayout(ctx, conn, p, a)
 	if err != nil {
 		return Comparison{}, err
 	}
-	lb, err := projectors.StoredLayout(ctx, conn, p, b)
+	lb, err := store.StoredLayout(ctx, conn, p, b)
 	if err != nil {
 		return Comparison{}, err
 	}
-	pa, err := projectors.AppliedPositions(ctx, conn, la)
+	pa, err := store.AppliedPositions(ctx, conn, la)
 	if err != nil {
 		return Comparison{}, err
 	}
-	pb, err := projectors.AppliedPositions(ctx, conn, lb)
+	pb, err := store.AppliedPositions(ctx, conn, lb)
 	if err != nil {
 		return Comparison{}, err
 	}
@@ -151,8 +152,8 @@ func Compare(ctx context.Context, conn driver.Conn, p *projectors.Projection, a,
 		}
 	}
 	cmp := Comparison{A: a, B: b, Positions: pos}
-	ta, tb := la.Tables(), lb.Tables()
-	byName := map[string]projectors.PhysTable{}
+	ta, tb := la.Tables, lb.Tables
+	byName := map[string]store.PhysTable{}
 	for _, t := range tb {
 		byName[t.Logical] = t
 	}
@@ -180,7 +181,7 @@ func Compare(ctx context.Context, conn driver.Conn, p *projectors.Projection, a,
 
 // commonColumns keeps the user columns both tables have with one type
 // (in a's order) and names the others.
-func commonColumns(a, b projectors.PhysTable) (ta projectors.PhysTable, onlyA, onlyB []string) {
+func commonColumns(a, b store.PhysTable) (ta store.PhysTable, onlyA, onlyB []string) {
 	bt := map[string]string{}
 	for _, c := range b.Columns {
 		bt[c.Name] = c.Type
@@ -204,7 +205,7 @@ func commonColumns(a, b projectors.PhysTable) (ta projectors.PhysTable, onlyA, o
 	return ta, onlyA, onlyB
 }
 
-func typeOf(t projectors.PhysTable, col string) string {
+func typeOf(t store.PhysTable, col string) string {
 	for _, c := range t.Columns {
 		if c.Name == col {
 			return c.Type
@@ -254,7 +255,7 @@ func collapses(engine string) bool {
 }
 
 // hashColumns lists the columns a table's checksum covers.
-func hashColumns(t projectors.PhysTable) []string {
+func hashColumns(t store.PhysTable) []string {
 	var cols []string
 	for _, c := range t.Columns {
 		if t.Parked && (c.Name == "parked_at" || c.Name == "error" || c.Name == "headers") {
@@ -268,13 +269,13 @@ func hashColumns(t projectors.PhysTable) []string {
 		}
 		cols = append(cols, c.Name)
 	}
-	for _, c := range projectors.SystemColumns() {
+	for _, c := range store.SystemColumns() {
 		cols = append(cols, c.Name)
 	}
 	return cols
 }
 
-func compareTable(ctx context.Context, conn driver.Conn, ta, tb projectors.PhysTable, pos map[string]map[int32]int64) (TableDiff, error) {
+func compareTable(ctx context.Context, conn driver.Conn, ta, tb store.PhysTable, pos map[string]map[int32]int64) (TableDiff, error) {
 	d := TableDiff{Table: ta.Logical}
 	ta, d.ColumnsA, d.ColumnsB = commonColumns(ta, tb)
 	if !ta.State && collapses(ta.Engine) {
@@ -339,7 +340,7 @@ const samplesPerKind = 3
 // breakdown counts, for a table that differs, the identities (aggregate
 // key, or position for tables of events) only in A, only in B and in both
 // with other values, and samples a few of each with both sides' values.
-func breakdown(ctx context.Context, conn driver.Conn, d *TableDiff, ta, tb projectors.PhysTable, h string, pos map[string]map[int32]int64) error {
+func breakdown(ctx context.Context, conn driver.Conn, d *TableDiff, ta, tb store.PhysTable, h string, pos map[string]map[int32]int64) error {
 	id := "concat(_topic, '/', toString(_partition), '@', toString(_offset))"
 	final := ""
 	if ta.State {
@@ -370,7 +371,7 @@ FROM (
 	return nil
 }
 
-func columnNamesOf(t projectors.PhysTable) []string {
+func columnNamesOf(t store.PhysTable) []string {
 	var out []string
 	for _, c := range t.Columns {
 		out = append(out, c.Name)

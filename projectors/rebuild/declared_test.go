@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/rebuild"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -30,7 +30,7 @@ func TestRebuildIntoDeclared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p *projectors.Projection
+	var p *projection.Projection
 	for _, d := range ps {
 		if d.Name == "seats" {
 			p = d

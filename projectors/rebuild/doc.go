@@ -28,7 +28,7 @@
 //     off), WithoutViews and bigger batches. Progress — per partition
 //     replayed/total from N+1's ClickHouse positions against kadm's end
 //     offsets, refreshed every interval — goes to the Reporter, the
-//     Prometheus metrics and the _reel_rebuilds status table (Statuses).
+//     Prometheus metrics and the _reel_rebuilds status table (store.RebuildStatuses).
 //     Canceling stops the runner after its in-flight batches; the next Run
 //     resumes the same generation from its ClickHouse positions.
 //  6. Compare (Compare): when the lag is under MaxLag, N and N+1 are
@@ -40,9 +40,9 @@
 //     ExpectChanges (a logic change) or Force.
 //  7. Cut-over: a barrier waits for N+1 to reach N's positions, side
 //     effects are handed over at a precise offset per partition
-//     (projectors.HandOverEffects), the registry records N+1 live and N
+//     (store.HandOverEffects), the registry records N+1 live and N
 //     standby in one insert, and every view switches at once
-//     (projectors.SwitchViews: unions gated by _reel_live, one insert).
+//     (store.SwitchViews: unions gated by _reel_live, one insert).
 //     The runner keeps going until `reel project` joins N+1's group
 //     (Handover) and then leaves it; exactly-once positions make the
 //     hand-over safe.

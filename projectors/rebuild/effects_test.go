@@ -8,7 +8,9 @@ import (
 
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/rebuild"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -20,13 +22,13 @@ type effectLog struct {
 
 type ran struct {
 	gen int
-	pos projectors.Position
+	pos projection.Position
 }
 
-func (l *effectLog) projection(gen int) *projectors.Projection {
+func (l *effectLog) projection(gen int) *projection.Projection {
 	p := seats.Availability()
 	inner := p.Apply
-	p.Apply = func(ctx context.Context, tx *projectors.Tx, ev schemas.Event) error {
+	p.Apply = func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
 		if e, ok := ev.Payload.(*schemas.SeatsReserved); ok {
 			id, pos := e.ReservationID, tx.Position()
 			tx.SideEffect(func(context.Context) error {
@@ -54,7 +56,7 @@ func TestSideEffectsOnceAcrossRebuild(t *testing.T) {
 	e.projFor = log.projection
 	e.runOpts = []projectors.Opt{projectors.EffectsByGeneration(), projectors.FlushInterval(50 * time.Millisecond)}
 	p := seats.Availability()
-	if _, err := projectors.LiveGeneration(ctx, e.ch.Conn, p); err != nil {
+	if _, err := store.LiveGeneration(ctx, e.ch.Conn, p); err != nil {
 		t.Fatal(err)
 	}
 	e.produce(e.w.setup())

@@ -10,7 +10,9 @@ import (
 
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/rebuild"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -19,31 +21,31 @@ import (
 // with a default (seat_type); 3 + a table (booking_cancellations); 4 a logic
 // change (Version 2: a cancellation also books a negative line, so
 // bookings_per_conference shows net seats).
-func bookingsAt(rev int) *projectors.Projection {
-	cols := []projectors.Column{{Name: "conference_id", Type: "String"}, {Name: "reservation_id", Type: "String"}, {Name: "quantity", Type: "Int64"}}
+func bookingsAt(rev int) *projection.Projection {
+	cols := []projection.Column{{Name: "conference_id", Type: "String"}, {Name: "reservation_id", Type: "String"}, {Name: "quantity", Type: "Int64"}}
 	if rev >= 2 {
-		cols = append(cols, projectors.Column{Name: "seat_type", Type: "LowCardinality(String)", Default: "'unknown'"})
+		cols = append(cols, projection.Column{Name: "seat_type", Type: "LowCardinality(String)", Default: "'unknown'"})
 	}
-	p := &projectors.Projection{
+	p := &projection.Projection{
 		Name: "bookings", Version: 1, Topics: []string{seats.Topic},
-		Tables: []projectors.Table{{Name: "booking_lines", Columns: cols, OrderBy: "conference_id, reservation_id"}},
-		Views: []projectors.View{{Name: "bookings_per_conference",
+		Tables: []projection.Table{{Name: "booking_lines", Columns: cols, OrderBy: "conference_id, reservation_id"}},
+		Views: []projection.View{{Name: "bookings_per_conference",
 			SQL: "SELECT conference_id, sum(quantity) AS seats, count() AS lines FROM {{booking_lines}} GROUP BY conference_id"}},
 	}
 	if rev >= 3 {
-		p.Tables = append(p.Tables, projectors.Table{Name: "booking_cancellations", OrderBy: "conference_id, reservation_id",
-			Columns: []projectors.Column{{Name: "conference_id", Type: "String"}, {Name: "reservation_id", Type: "String"}, {Name: "quantity", Type: "Int64"}}})
+		p.Tables = append(p.Tables, projection.Table{Name: "booking_cancellations", OrderBy: "conference_id, reservation_id",
+			Columns: []projection.Column{{Name: "conference_id", Type: "String"}, {Name: "reservation_id", Type: "String"}, {Name: "quantity", Type: "Int64"}}})
 	}
 	if rev >= 4 {
 		p.Version = 2
 	}
-	line := func(tx *projectors.Tx, conf, id, st string, q int64) error {
+	line := func(tx projection.Tx, conf, id, st string, q int64) error {
 		if rev >= 2 {
 			return tx.Emit("booking_lines", conf, id, q, st)
 		}
 		return tx.Emit("booking_lines", conf, id, q)
 	}
-	p.Apply = func(ctx context.Context, tx *projectors.Tx, ev schemas.Event) error {
+	p.Apply = func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
 		switch e := ev.Payload.(type) {
 		case *schemas.SeatsReserved:
 			return line(tx, e.ConferenceID, e.ReservationID, e.SeatType, int64(e.Quantity))
@@ -73,7 +75,7 @@ func TestEvolveWhileStreaming(t *testing.T) {
 	ctx := context.Background()
 	e.produce(e.w.setup())
 	e.produce(e.w.next(2000))
-	if _, err := projectors.LiveGeneration(ctx, e.ch.Conn, bookingsAt(1)); err != nil {
+	if _, err := store.LiveGeneration(ctx, e.ch.Conn, bookingsAt(1)); err != nil {
 		t.Fatal(err)
 	}
 	start := func(rev, gen int, more ...projectors.Opt) *supRun {

@@ -10,7 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // RollbackResult says what Rollback switched.
@@ -27,19 +28,19 @@ type RollbackResult struct {
 // The standby generation is current only while `reel project` keeps it
 // running (the supervisor runs standby generations); a retired one has
 // stopped and is refused unless force.
-func Rollback(ctx context.Context, conn driver.Conn, p *projectors.Projection, to int, force bool) (RollbackResult, error) {
+func Rollback(ctx context.Context, conn driver.Conn, p *projection.Projection, to int, force bool) (RollbackResult, error) {
 	var res RollbackResult
-	gens, err := projectors.Generations(ctx, conn, p.Name)
+	gens, err := store.Generations(ctx, conn, p.Name)
 	if err != nil {
 		return res, err
 	}
-	var target *projectors.GenerationInfo
+	var target *store.GenerationInfo
 	for i := range gens {
 		g := &gens[i]
 		switch {
-		case g.Status == projectors.StatusLive:
+		case g.Status == store.StatusLive:
 			res.From = g.Generation
-		case to == 0 && g.Status == projectors.StatusStandby:
+		case to == 0 && g.Status == store.StatusStandby:
 			if target == nil || g.Generation > target.Generation {
 				target = g
 			}
@@ -57,8 +58,8 @@ func Rollback(ctx context.Context, conn driver.Conn, p *projectors.Projection, t
 		return res, fmt.Errorf("projection %s has no standby generation to roll back to (generations: %v)", p.Name, summarize(gens))
 	}
 	switch target.Status {
-	case projectors.StatusStandby:
-	case projectors.StatusRetired:
+	case store.StatusStandby:
+	case store.StatusRetired:
 		if !force {
 			return res, fmt.Errorf("generation %d of %s is retired (no longer kept current); use -force to roll back to it anyway", target.Generation, p.Name)
 		}
@@ -67,35 +68,35 @@ func Rollback(ctx context.Context, conn driver.Conn, p *projectors.Projection, t
 	}
 	res.To = target.Generation
 	// The code must be able to run the generation it makes live.
-	m, err := projectors.PlanMigration(ctx, conn, projectors.NewLayout(p, res.To), false)
+	m, err := store.PlanMigration(ctx, conn, store.NewLayout(p, res.To), false)
 	if err == nil {
 		err = m.Err()
 	}
 	if err != nil {
 		return res, fmt.Errorf("cannot roll %s back to g%d with this code: %w (deploy the code of g%d's definition, then roll back)", p.Name, res.To, err, res.To)
 	}
-	from, err := projectors.StoredLayout(ctx, conn, p, res.From)
+	from, err := store.StoredLayout(ctx, conn, p, res.From)
 	if err != nil {
 		return res, err
 	}
-	if _, err := projectors.HandOverEffects(ctx, conn, from, projectors.NewLayout(p, res.To)); err != nil {
+	if _, err := store.HandOverEffects(ctx, conn, from, store.NewLayout(p, res.To)); err != nil {
 		return res, err
 	}
-	if err := projectors.SetGenerations(ctx, conn, p,
-		projectors.GenerationStatus{Generation: res.To, Status: projectors.StatusLive, Note: fmt.Sprintf("rolled back from g%d", res.From)},
-		projectors.GenerationStatus{Generation: res.From, Status: projectors.StatusStandby, Note: fmt.Sprintf("rolled back to g%d", res.To)},
+	if err := store.SetGenerations(ctx, conn, p,
+		store.GenerationStatus{Generation: res.To, Status: store.StatusLive, Note: fmt.Sprintf("rolled back from g%d", res.From)},
+		store.GenerationStatus{Generation: res.From, Status: store.StatusStandby, Note: fmt.Sprintf("rolled back to g%d", res.To)},
 	); err != nil {
 		return res, err
 	}
 	t0 := time.Now()
-	if err := projectors.SwitchViews(ctx, conn, from, projectors.NewLayout(p, res.To)); err != nil {
+	if err := store.SwitchViews(ctx, conn, from, store.NewLayout(p, res.To)); err != nil {
 		return res, err
 	}
 	res.ViewSwitch = time.Since(t0)
 	return res, nil
 }
 
-func summarize(gens []projectors.GenerationInfo) []string {
+func summarize(gens []store.GenerationInfo) []string {
 	var out []string
 	for _, g := range gens {
 		out = append(out, fmt.Sprintf("g%d %s", g.Generation, g.Status))
@@ -131,7 +132,7 @@ type GCAction struct {
 // over: it retires them (the supervisor stops running them), waits until
 // their consumer group is empty, drops their tables, forgets their
 // checkpoints, deletes their consumer group and records them dropped.
-func GC(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *projectors.Projection, o GCOptions) ([]GCAction, error) {
+func GC(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *projection.Projection, o GCOptions) ([]GCAction, error) {
 	if o.Grace == 0 {
 		o.Grace = 24 * time.Hour
 	}
@@ -141,11 +142,11 @@ func GC(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *projectors.P
 	if o.Now.IsZero() {
 		o.Now = time.Now()
 	}
-	gens, err := projectors.Generations(ctx, conn, p.Name)
+	gens, err := store.Generations(ctx, conn, p.Name)
 	if err != nil {
 		return nil, err
 	}
-	sts, err := Statuses(ctx, conn, p.Name)
+	sts, err := store.RebuildStatuses(ctx, conn, p.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -154,14 +155,14 @@ func GC(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *projectors.P
 	for _, g := range gens {
 		keep := g.UpdatedAt.Add(o.Grace)
 		switch g.Status {
-		case projectors.StatusStandby, projectors.StatusRetired:
+		case store.StatusStandby, store.StatusRetired:
 			for _, s := range sts {
 				// The rebuild that replaced g recorded its -grace.
 				if s.Replaces == g.Generation && s.KeepUntil.After(time.Unix(0, 0)) {
 					keep = s.KeepUntil
 				}
 			}
-		case projectors.StatusBuilding:
+		case store.StatusBuilding:
 			if !o.Abandoned {
 				continue
 			}
@@ -199,13 +200,13 @@ func GC(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *projectors.P
 	return out, errors.Join(errs...)
 }
 
-func dropGeneration(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *projectors.Projection, g projectors.GenerationInfo, wait time.Duration) error {
-	if g.Status != projectors.StatusRetired {
-		if err := projectors.SetGeneration(ctx, conn, p, g.Generation, projectors.StatusRetired, "gc: grace period over"); err != nil {
+func dropGeneration(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *projection.Projection, g store.GenerationInfo, wait time.Duration) error {
+	if g.Status != store.StatusRetired {
+		if err := store.SetGeneration(ctx, conn, p, g.Generation, store.StatusRetired, "gc: grace period over"); err != nil {
 			return err
 		}
 	}
-	grp := projectors.Group(p.Name, g.Generation)
+	grp := store.Group(p.Name, g.Generation)
 	deadline := time.Now().Add(wait)
 	for {
 		dg, err := adm.DescribeGroups(ctx, grp)
@@ -226,23 +227,21 @@ func dropGeneration(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *
 	}
 	// The views may still be unions over g (a switch's first step): point
 	// them at the served generation alone before its tables go.
-	if live, err := projectors.LiveServed(ctx, conn, p.Name); err == nil && live > 0 && live != g.Generation {
-		if err := projectors.CreateViews(ctx, conn, projectors.NewLayout(p, live)); err != nil {
+	if live, err := store.LiveServed(ctx, conn, p.Name); err == nil && live > 0 && live != g.Generation {
+		if err := store.CreateViews(ctx, conn, store.NewLayout(p, live)); err != nil {
 			return err
 		}
 	}
 	// The tables its own definition created (the code's may have others).
-	l, err := projectors.StoredLayout(ctx, conn, p, g.Generation)
+	l, err := store.StoredLayout(ctx, conn, p, g.Generation)
 	if err != nil {
 		return err
 	}
 	if err := dropTables(ctx, conn, l); err != nil {
 		return err
 	}
-	for _, tbl := range []string{projectors.CheckpointsTable, projectors.ResolvedTable, projectors.OwnersTable, projectors.DefinitionsTable} {
-		if err := conn.Exec(ctx, "DELETE FROM "+tbl+" WHERE proj = ? AND generation = ?", p.Name, uint32(g.Generation)); err != nil {
-			return fmt.Errorf("forget %s of g%d: %w", tbl, g.Generation, err)
-		}
+	if err := store.ForgetGeneration(ctx, conn, p.Name, g.Generation); err != nil {
+		return err
 	}
 	resp, err := adm.DeleteGroups(ctx, grp)
 	if err == nil {
@@ -253,5 +252,5 @@ func dropGeneration(ctx context.Context, conn driver.Conn, adm *kadm.Client, p *
 	if err != nil {
 		return fmt.Errorf("delete consumer group %s: %w", grp, err)
 	}
-	return projectors.SetGeneration(ctx, conn, p, g.Generation, projectors.StatusDropped, "gc: tables and group dropped")
+	return store.SetGeneration(ctx, conn, p, g.Generation, store.StatusDropped, "gc: tables and group dropped")
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -169,7 +171,7 @@ type env struct {
 	w       *world
 	// projFor, when set, gives supervise a projection per generation;
 	// runOpts are added to every runner startRunner starts.
-	projFor func(gen int) *projectors.Projection
+	projFor func(gen int) *projection.Projection
 	runOpts []projectors.Opt
 }
 
@@ -229,17 +231,17 @@ type supRun struct {
 	done   chan error
 }
 
-func (e *env) supervise(ctx context.Context, p func() *projectors.Projection, every time.Duration) *supervisor {
+func (e *env) supervise(ctx context.Context, p func() *projection.Projection, every time.Duration) *supervisor {
 	s := &supervisor{running: map[int]*supRun{}}
 	go func() {
 		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
-			gens, err := projectors.Generations(ctx, e.ch.Conn, p().Name)
+			gens, err := store.Generations(ctx, e.ch.Conn, p().Name)
 			if err == nil {
 				want := map[int]bool{}
 				for _, g := range gens {
-					if g.Status == projectors.StatusLive || g.Status == projectors.StatusStandby {
+					if g.Status == store.StatusLive || g.Status == store.StatusStandby {
 						want[g.Generation] = true
 					}
 				}
@@ -283,7 +285,7 @@ func (s *supervisor) stopAll() {
 	}
 }
 
-func (e *env) startRunner(p *projectors.Projection, gen int, opts ...projectors.Opt) *supRun {
+func (e *env) startRunner(p *projection.Projection, gen int, opts ...projectors.Opt) *supRun {
 	r, err := projectors.NewRunner(p, e.ch.Conn, e.codec, append([]projectors.Opt{projectors.Brokers(e.brokers...),
 		projectors.Generation(gen), projectors.WithoutViews(), projectors.KafkaOpts(kgo.ClientID("test-projector"))}, append(append([]projectors.Opt(nil), e.runOpts...), opts...)...)...)
 	if err != nil {
@@ -303,7 +305,7 @@ func (e *env) waitApplied(p string, gen int, d time.Duration) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	if err := projectors.WaitApplied(ctx, e.ch.Conn, p, gen, e.w.offsets(), 50*time.Millisecond); err != nil {
+	if err := store.WaitApplied(ctx, e.ch.Conn, p, gen, e.w.offsets(), 50*time.Millisecond); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -370,7 +372,7 @@ func (e *env) viewGeneration(ctx context.Context, view string) int {
 		return named[0]
 	}
 	// A switchable view (a union of generations): the one _reel_live serves.
-	g, err := projectors.LiveServed(ctx, e.ch.Conn, "seats")
+	g, err := store.LiveServed(ctx, e.ch.Conn, "seats")
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -8,7 +8,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kerr"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // inPlace rebuilds the live generation itself — the downtime option. It
@@ -37,7 +38,7 @@ func (j *job) inPlace(ctx context.Context, live int) error {
 	if !resume {
 		prev = nil
 	}
-	j.st = Status{Projection: j.p.Name, Generation: live, Mode: "in-place", State: StateStarting, Host: j.cfg.host, StartedAt: time.Now().UTC()}
+	j.st = store.RebuildStatus{Projection: j.p.Name, Generation: live, Mode: "in-place", State: StateStarting, Host: j.cfg.host, StartedAt: time.Now().UTC()}
 	if prev != nil {
 		j.st.StartedAt = prev.StartedAt
 	}
@@ -49,7 +50,7 @@ func (j *job) inPlace(ctx context.Context, live int) error {
 	if err := j.gate(ctx, live, start, resume); err != nil {
 		return err
 	}
-	layout := projectors.NewLayout(j.p, live)
+	layout := store.NewLayout(j.p, live)
 	if !resume {
 		j.setState(ctx, StateReplaying) // from here on, a rerun resumes
 		// Dropped and created again with the current definition (tables,
@@ -59,10 +60,10 @@ func (j *job) inPlace(ctx context.Context, live int) error {
 		if err := recreate(ctx, j.conn, j.p, live); err != nil {
 			return err
 		}
-		if err := projectors.CreateViews(ctx, j.conn, layout); err != nil {
+		if err := store.CreateViews(ctx, j.conn, layout); err != nil {
 			return err
 		}
-		grp := projectors.Group(j.p.Name, live)
+		grp := store.Group(j.p.Name, live)
 		resp, err := j.adm.DeleteGroups(ctx, grp)
 		if err == nil {
 			if r, ok := resp[grp]; ok && r.Err != nil && r.Err != kerr.GroupIDNotFound {
@@ -77,7 +78,7 @@ func (j *job) inPlace(ctx context.Context, live int) error {
 		}
 		j.cfg.logger.Info("in-place: truncated and rewound", "generation", live, "group", grp)
 	}
-	if err := projectors.EnsureSchema(ctx, j.conn, layout); err != nil {
+	if err := store.EnsureSchema(ctx, j.conn, layout); err != nil {
 		return err
 	}
 	if err := j.replay(ctx, live, start); err != nil {
@@ -93,12 +94,12 @@ func (j *job) inPlace(ctx context.Context, live int) error {
 // parked events, creates the tables of p's definition and records it as the
 // generation's next revision. Claims in _reel_owners are kept: epochs must
 // keep rising.
-func recreate(ctx context.Context, conn driver.Conn, p *projectors.Projection, gen int) error {
-	old, err := projectors.StoredLayout(ctx, conn, p, gen)
+func recreate(ctx context.Context, conn driver.Conn, p *projection.Projection, gen int) error {
+	old, err := store.StoredLayout(ctx, conn, p, gen)
 	if err != nil {
 		return err
 	}
-	_, rev, err := projectors.StoredDefinition(ctx, conn, p.Name, gen)
+	_, rev, err := store.StoredDefinition(ctx, conn, p.Name, gen)
 	if err != nil {
 		return err
 	}
@@ -108,17 +109,17 @@ func recreate(ctx context.Context, conn driver.Conn, p *projectors.Projection, g
 	if err := truncate(ctx, conn, p, gen); err != nil { // checkpoints and resolutions
 		return err
 	}
-	l := projectors.NewLayout(p, gen)
-	if err := projectors.EnsureSchema(ctx, conn, l); err != nil {
+	l := store.NewLayout(p, gen)
+	if err := store.EnsureSchema(ctx, conn, l); err != nil {
 		return err
 	}
-	return projectors.RecordDefinition(ctx, conn, p, gen, rev+1, "re-created by an in-place rebuild", nil)
+	return store.RecordDefinition(ctx, conn, p, gen, rev+1, "re-created by an in-place rebuild", nil)
 }
 
 // dropTables drops every table of a layout with its guard view and inbox
 // (the guard first: it writes into the table).
-func dropTables(ctx context.Context, conn driver.Conn, l *projectors.Layout) error {
-	for _, t := range l.Tables() {
+func dropTables(ctx context.Context, conn driver.Conn, l *store.Layout) error {
+	for _, t := range l.Tables {
 		for _, name := range []string{t.Guard, t.Inbox, t.Name} {
 			if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+name); err != nil {
 				return fmt.Errorf("drop %s: %w", name, err)

@@ -12,10 +12,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
-	"github.com/reel-dev/reel/internal/chclient"
+	"github.com/reel-dev/reel/projectors/store"
 )
-
-const lockTable = "_reel_rebuild_locks"
 
 // ErrBusy is returned when another rebuild of the projection holds the
 // lock, or the cap on concurrent rebuilds is reached.
@@ -40,13 +38,10 @@ var ErrBusy = errors.New("rebuild refused")
 // without knowing; its runner keeps writing to the same generation, which
 // exactly-once makes harmless, but two cut-overs could race.
 type lock struct {
-	conn     driver.Conn
-	proj     string
-	token    string
-	host     string
-	acquired time.Time
-	ttl      time.Duration
-	log      *slog.Logger
+	conn  driver.Conn
+	lease store.RebuildLease
+	ttl   time.Duration
+	log   *slog.Logger
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -55,39 +50,24 @@ type lock struct {
 func acquire(ctx context.Context, conn driver.Conn, proj, host string, ttl time.Duration, maxConcurrent int, log *slog.Logger) (*lock, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	l := &lock{conn: conn, proj: proj, token: hex.EncodeToString(b[:]), host: host, ttl: ttl, log: log, stop: make(chan struct{})}
-	if err := conn.Exec(chclient.WriteContext(ctx, nil), "INSERT INTO "+lockTable+" (proj, token, host, acquired_at, heartbeat, released) SELECT ?, ?, ?, now64(6), now64(6), 0",
-		proj, l.token, host); err != nil {
-		return nil, fmt.Errorf("take rebuild lock: %w", err)
+	l := &lock{conn: conn, lease: store.RebuildLease{Projection: proj, Token: hex.EncodeToString(b[:]), Host: host}, ttl: ttl, log: log, stop: make(chan struct{})}
+	if err := store.TakeRebuildLease(ctx, conn, proj, l.lease.Token, host); err != nil {
+		return nil, err
 	}
-	rows, err := conn.Query(ctx, "SELECT proj, token, host, acquired_at FROM "+lockTable+
-		" FINAL WHERE released = 0 AND heartbeat > now64(6) - toIntervalMillisecond(?) ORDER BY acquired_at, token", ttl.Milliseconds())
+	leases, err := store.LiveRebuildLeases(ctx, conn, ttl)
 	if err != nil {
-		return nil, fmt.Errorf("read rebuild locks: %w", err)
+		return nil, err
 	}
-	type holder struct {
-		proj, token, host string
-		at                time.Time
-	}
-	var first []holder // first live row per projection, in acquisition order
+	var first []store.RebuildLease // first live row per projection, in acquisition order
 	seen := map[string]bool{}
-	for rows.Next() {
-		var h holder
-		if err := rows.Scan(&h.proj, &h.token, &h.host, &h.at); err != nil {
-			rows.Close()
-			return nil, err
+	for _, h := range leases {
+		if h.Token == l.lease.Token {
+			l.lease.AcquiredAt = h.AcquiredAt
 		}
-		if h.token == l.token {
-			l.acquired = h.at
-		}
-		if !seen[h.proj] {
-			seen[h.proj] = true
+		if !seen[h.Projection] {
+			seen[h.Projection] = true
 			first = append(first, h)
 		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	refuse := func(format string, args ...any) (*lock, error) {
 		l.release(context.WithoutCancel(ctx))
@@ -95,16 +75,16 @@ func acquire(ctx context.Context, conn driver.Conn, proj, host string, ttl time.
 	}
 	var running []string
 	for i, h := range first {
-		if h.proj == proj {
-			if h.token != l.token {
-				return refuse("a rebuild of %s is already running on %s (lock taken at %s)", proj, h.host, h.at.Format(time.RFC3339))
+		if h.Projection == proj {
+			if h.Token != l.lease.Token {
+				return refuse("a rebuild of %s is already running on %s (lock taken at %s)", proj, h.Host, h.AcquiredAt.Format(time.RFC3339))
 			}
 			if i >= maxConcurrent {
 				return refuse("%d rebuilds are running (%v); the cap is %d", i, running, maxConcurrent)
 			}
 			break
 		}
-		running = append(running, h.proj)
+		running = append(running, h.Projection)
 	}
 	l.wg.Add(1)
 	go l.heartbeat()
@@ -121,8 +101,7 @@ func (l *lock) heartbeat() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), l.ttl/2)
-			err := l.conn.Exec(chclient.WriteContext(ctx, nil), "INSERT INTO "+lockTable+" (proj, token, host, acquired_at, heartbeat, released) SELECT ?, ?, ?, ?, now64(6), 0",
-				l.proj, l.token, l.host, l.acquired)
+			err := store.RenewRebuildLease(ctx, l.conn, l.lease)
 			cancel()
 			if err != nil {
 				l.log.Warn("rebuild lock heartbeat failed", "err", err)
@@ -141,8 +120,7 @@ func (l *lock) release(ctx context.Context) {
 	l.wg.Wait()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := l.conn.Exec(chclient.WriteContext(ctx, nil), "INSERT INTO "+lockTable+" (proj, token, host, acquired_at, heartbeat, released) SELECT ?, ?, ?, ?, now64(6) + toIntervalSecond(1), 1",
-		l.proj, l.token, l.host, l.acquired); err != nil {
+	if err := store.ReleaseRebuildLease(ctx, l.conn, l.lease); err != nil {
 		l.log.Warn("release rebuild lock failed; it expires by itself", "err", err, "ttl", l.ttl)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/rebuild"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -22,14 +23,14 @@ import (
 func (e *env) liveG1(ctx context.Context) {
 	e.t.Helper()
 	p := seats.Availability()
-	if _, err := projectors.LiveGeneration(ctx, e.ch.Conn, p); err != nil {
+	if _, err := store.LiveGeneration(ctx, e.ch.Conn, p); err != nil {
 		e.t.Fatal(err)
 	}
-	l1 := projectors.NewLayout(p, 1)
-	if err := projectors.EnsureSchema(ctx, e.ch.Conn, l1); err != nil {
+	l1 := store.NewLayout(p, 1)
+	if err := store.EnsureSchema(ctx, e.ch.Conn, l1); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := projectors.CreateViews(ctx, e.ch.Conn, l1); err != nil {
+	if err := store.CreateViews(ctx, e.ch.Conn, l1); err != nil {
 		e.t.Fatal(err)
 	}
 	r := e.startRunner(p, 1)
@@ -53,7 +54,7 @@ func TestRebuildResumes(t *testing.T) {
 	go func() {
 		// Cancel once the new generation holds some, not all, of the history.
 		for rctx.Err() == nil {
-			pos, err := projectors.AppliedPositions(ctx, e.ch.Conn, projectors.NewLayout(p, 2))
+			pos, err := store.AppliedPositions(ctx, e.ch.Conn, store.NewLayout(p, 2))
 			var n int64
 			for _, parts := range pos {
 				for _, o := range parts {
@@ -77,11 +78,11 @@ func TestRebuildResumes(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("first run: want canceled, got %v (%+v)", err, res1)
 	}
-	sts, _ := rebuild.Statuses(ctx, e.ch.Conn, p.Name)
+	sts, _ := store.RebuildStatuses(ctx, e.ch.Conn, p.Name)
 	if len(sts) == 0 || sts[0].State != rebuild.StateCanceled || sts[0].Generation != 2 {
 		t.Fatalf("status after cancel: %+v", sts)
 	}
-	before, _ := projectors.AppliedPositions(ctx, e.ch.Conn, projectors.NewLayout(p, 2))
+	before, _ := store.AppliedPositions(ctx, e.ch.Conn, store.NewLayout(p, 2))
 	var had int64
 	for _, parts := range before {
 		for _, o := range parts {
@@ -103,8 +104,8 @@ func TestRebuildResumes(t *testing.T) {
 	if res2.Replayed >= total-had/2 {
 		t.Fatalf("second run replayed %d offsets of %d: it started over instead of resuming from %v", res2.Replayed, total, before)
 	}
-	gens, _ := projectors.Generations(ctx, e.ch.Conn, p.Name)
-	if st := statuses(gens); len(st) != 2 || st[2] != projectors.StatusLive {
+	gens, _ := store.Generations(ctx, e.ch.Conn, p.Name)
+	if st := statuses(gens); len(st) != 2 || st[2] != store.StatusLive {
 		t.Fatalf("generations %v: want g1 standby, g2 live and no g3", st)
 	}
 	e.assertFold(ctx, "resumed rebuild")
@@ -210,7 +211,7 @@ func TestInPlace(t *testing.T) {
 		t.Fatalf("in-place result %+v", res)
 	}
 	e.assertFold(ctx, "in-place rebuild")
-	gens, _ := projectors.Generations(ctx, e.ch.Conn, p.Name)
+	gens, _ := store.Generations(ctx, e.ch.Conn, p.Name)
 	if len(gens) != 1 {
 		t.Fatalf("in-place created generations: %v", statuses(gens))
 	}
@@ -252,7 +253,7 @@ func TestSchemaGateRefuses(t *testing.T) {
 			t.Errorf("gate error does not say %q:\n%v", want, err)
 		}
 	}
-	gens, _ := projectors.Generations(ctx, e.ch.Conn, "seats")
+	gens, _ := store.Generations(ctx, e.ch.Conn, "seats")
 	if len(gens) != 1 {
 		t.Fatalf("a refused rebuild registered generations: %v", statuses(gens))
 	}
@@ -279,7 +280,7 @@ func TestLockAndCap(t *testing.T) {
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		sts, _ := rebuild.Statuses(ctx, e.ch.Conn, "seats")
+		sts, _ := store.RebuildStatuses(ctx, e.ch.Conn, "seats")
 		if len(sts) > 0 && sts[0].State == rebuild.StateReplaying {
 			break
 		}

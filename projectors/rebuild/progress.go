@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // PartitionProgress is one partition's replay progress.
@@ -25,8 +27,8 @@ func (p PartitionProgress) Replayed() int64 { return max(0, min(p.Applied+1, p.E
 // Total is how many offsets the partition has to replay.
 func (p PartitionProgress) Total() int64 { return max(0, p.End-p.Start) }
 
-// Lag is how many offsets the partition is behind its end.
-func (p PartitionProgress) Lag() int64 { return max(0, p.End-max(p.Applied+1, p.Start)) }
+// Lag is how many offsets the partition is behind its end (store.Lag).
+func (p PartitionProgress) Lag() int64 { return store.Lag(p.End, p.Applied, p.Start) }
 
 // Progress is a snapshot of a rebuild's progress.
 type Progress struct {

@@ -15,7 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -39,7 +40,7 @@ type Result struct {
 	CutOver    bool
 	// Effects is where side effects moved to the new generation: per
 	// partition, the last offset whose effects the old one runs.
-	Effects projectors.Handover
+	Effects store.Handover
 	// ViewSwitch is the summed duration of the cut-over's CREATE OR
 	// REPLACE VIEW statements; Barrier the wait for the new generation to
 	// reach the live one's positions before them.
@@ -64,12 +65,12 @@ func (r Result) ReplayRate() float64 {
 // job is one run of Run.
 type job struct {
 	cfg   cfg
-	p     *projectors.Projection
+	p     *projection.Projection
 	conn  driver.Conn
 	codec *schemas.Codec
 	adm   *kadm.Client
 	kcl   *kgo.Client
-	st    Status
+	st    store.RebuildStatus
 	res   Result
 	run0  *runner
 }
@@ -79,7 +80,7 @@ type job struct {
 // stopped before cut-over (manual cut-over, a difference), on error, or
 // when ctx ends — then the new generation stays "building" and the next
 // Run resumes it from its ClickHouse positions.
-func Run(ctx context.Context, conn driver.Conn, codec *schemas.Codec, p *projectors.Projection, opts ...Opt) (res Result, err error) {
+func Run(ctx context.Context, conn driver.Conn, codec *schemas.Codec, p *projection.Projection, opts ...Opt) (res Result, err error) {
 	c := defaultCfg()
 	for _, o := range opts {
 		o(&c)
@@ -94,10 +95,10 @@ func Run(ctx context.Context, conn driver.Conn, codec *schemas.Codec, p *project
 		c.host, _ = os.Hostname()
 	}
 	c.logger = c.logger.With("projection", p.Name)
-	if err := projectors.EnsureSystemTables(ctx, conn); err != nil {
+	if err := store.EnsureSystemTables(ctx, conn); err != nil {
 		return res, err
 	}
-	if err := EnsureTables(ctx, conn); err != nil {
+	if err := store.EnsureRebuildTables(ctx, conn); err != nil {
 		return res, err
 	}
 	kcl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.brokers...)}, c.kgoOpts...)...)
@@ -120,7 +121,7 @@ func Run(ctx context.Context, conn driver.Conn, codec *schemas.Codec, p *project
 		if ctx.Err() != nil {
 			j.st.State, j.st.Error = StateCanceled, "canceled: "+err.Error()
 		}
-		if werr := writeStatus(context.WithoutCancel(ctx), conn, j.st); werr != nil {
+		if werr := store.WriteRebuildStatus(context.WithoutCancel(ctx), conn, j.st); werr != nil {
 			c.logger.Warn("could not record the rebuild's failure", "err", werr)
 		}
 	}
@@ -129,11 +130,11 @@ func Run(ctx context.Context, conn driver.Conn, codec *schemas.Codec, p *project
 
 func (j *job) run(ctx context.Context) error {
 	p, conn := j.p, j.conn
-	live, err := projectors.LiveGeneration(ctx, conn, p)
+	live, err := store.LiveGeneration(ctx, conn, p)
 	if err != nil {
 		return err
 	}
-	gens, err := projectors.Generations(ctx, conn, p.Name)
+	gens, err := store.Generations(ctx, conn, p.Name)
 	if err != nil {
 		return err
 	}
@@ -145,7 +146,7 @@ func (j *job) run(ctx context.Context) error {
 	target, top := 0, 0
 	for _, g := range gens {
 		top = max(top, g.Generation)
-		if g.Status == projectors.StatusBuilding {
+		if g.Status == store.StatusBuilding {
 			target = g.Generation
 		}
 	}
@@ -165,7 +166,7 @@ func (j *job) run(ctx context.Context) error {
 	if j.cfg.snapshot {
 		mode = "snapshot"
 	}
-	j.st = Status{Projection: p.Name, Generation: target, Replaces: live, Mode: mode, State: StateStarting,
+	j.st = store.RebuildStatus{Projection: p.Name, Generation: target, Replaces: live, Mode: mode, State: StateStarting,
 		Host: j.cfg.host, StartedAt: time.Now().UTC()}
 	if prev != nil {
 		j.st.Mode, j.st.StartedAt, j.st.Start = prev.Mode, prev.StartedAt, prev.Start
@@ -189,14 +190,14 @@ func (j *job) run(ctx context.Context) error {
 		return err
 	}
 	if !resumed {
-		if err := projectors.SetGeneration(ctx, conn, p, target, projectors.StatusBuilding, fmt.Sprintf("rebuild of g%d (%s)", live, mode)); err != nil {
+		if err := store.SetGeneration(ctx, conn, p, target, store.StatusBuilding, fmt.Sprintf("rebuild of g%d (%s)", live, mode)); err != nil {
 			return err
 		}
 	}
-	layout := projectors.NewLayout(p, target)
+	layout := store.NewLayout(p, target)
 	// Created with (and recorded as) the current definition; a resumed
 	// generation of another definition is refused here.
-	if _, err := projectors.Evolve(ctx, conn, layout, false); err != nil {
+	if _, err := store.Evolve(ctx, conn, layout, false); err != nil {
 		return err
 	}
 	if j.st.Mode == "snapshot" && (prev == nil || prev.State == StateSnapshot || prev.State == StateStarting || prev.State == StateGating) {
@@ -310,7 +311,7 @@ func joinLines(s []string) string {
 
 // groupIdle refuses when gen's consumer group has members.
 func (j *job) groupIdle(ctx context.Context, gen int, format string) error {
-	grp := projectors.Group(j.p.Name, gen)
+	grp := store.Group(j.p.Name, gen)
 	var dg kadm.DescribedGroups
 	var err error
 	for wait := time.Now().Add(30 * time.Second); ; {
@@ -379,7 +380,7 @@ func (j *job) offsets(ctx context.Context) (startOffs, endOffs map[string]map[in
 
 // startOffsets resolves the replay's first offset per partition (recorded
 // in the status row, so a resumed run keeps the first run's choice).
-func (j *job) startOffsets(ctx context.Context, prev *Status) (map[string]map[int32]int64, error) {
+func (j *job) startOffsets(ctx context.Context, prev *store.RebuildStatus) (map[string]map[int32]int64, error) {
 	logStart, _, err := j.offsets(ctx)
 	if err != nil {
 		return nil, err
@@ -477,7 +478,7 @@ func (j *job) gate(ctx context.Context, gen int, start map[string]map[int32]int6
 	var applied map[string]map[int32]int64
 	if resumed {
 		// What an earlier run applied was gated by it.
-		if applied, err = projectors.AppliedPositions(ctx, j.conn, projectors.NewLayout(j.p, gen)); err != nil {
+		if applied, err = store.AppliedPositions(ctx, j.conn, store.NewLayout(j.p, gen)); err != nil {
 			applied = nil // the generation's tables may not exist yet
 		}
 	}
@@ -502,7 +503,7 @@ func (j *job) gate(ctx context.Context, gen int, start map[string]map[int32]int6
 // The runtime resumes from ClickHouse, not from these; they make the
 // group's lag right in every Kafka tool from the first second.
 func (j *job) rewindGroup(ctx context.Context, gen int, start map[string]map[int32]int64) error {
-	grp := projectors.Group(j.p.Name, gen)
+	grp := store.Group(j.p.Name, gen)
 	os := kadm.Offsets{}
 	for t, parts := range start {
 		for p, o := range parts {
@@ -521,7 +522,7 @@ func (j *job) rewindGroup(ctx context.Context, gen int, start map[string]map[int
 
 func (j *job) setState(ctx context.Context, state string) {
 	j.st.State = state
-	if err := writeStatus(ctx, j.conn, j.st); err != nil {
+	if err := store.WriteRebuildStatus(ctx, j.conn, j.st); err != nil {
 		j.cfg.logger.Warn("could not record rebuild status", "state", state, "err", err)
 	}
 }

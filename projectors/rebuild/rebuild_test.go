@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
-	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/rebuild"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 type logWriter struct{ t *testing.T }
@@ -38,14 +38,14 @@ func TestRebuildUnderLoad(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p := seats.Availability()
-	if _, err := projectors.LiveGeneration(ctx, e.ch.Conn, p); err != nil {
+	if _, err := store.LiveGeneration(ctx, e.ch.Conn, p); err != nil {
 		t.Fatal(err)
 	}
-	l1 := projectors.NewLayout(p, 1)
-	if err := projectors.EnsureSchema(ctx, e.ch.Conn, l1); err != nil {
+	l1 := store.NewLayout(p, 1)
+	if err := store.EnsureSchema(ctx, e.ch.Conn, l1); err != nil {
 		t.Fatal(err)
 	}
-	if err := projectors.CreateViews(ctx, e.ch.Conn, l1); err != nil {
+	if err := store.CreateViews(ctx, e.ch.Conn, l1); err != nil {
 		t.Fatal(err)
 	}
 
@@ -142,11 +142,11 @@ func TestRebuildUnderLoad(t *testing.T) {
 	t.Logf("progress lines:\n%s", lastLines(progress.String(), 4))
 
 	// Cut over: g2 live, g1 standby; the supervisor picks g2 up.
-	gens, err := projectors.Generations(ctx, e.ch.Conn, p.Name)
+	gens, err := store.Generations(ctx, e.ch.Conn, p.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := statuses(gens); st[1] != projectors.StatusStandby || st[2] != projectors.StatusLive {
+	if st := statuses(gens); st[1] != store.StatusStandby || st[2] != store.StatusLive {
 		t.Fatalf("generations after cut-over: %v", st)
 	}
 	if g := e.viewGeneration(ctx, "seats_available"); g != 2 {
@@ -177,7 +177,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 
 	t.Logf("FIGURES: live projector %.0f events/s (g1 projecting %d events of history); replay %.0f offsets/s (%d offsets in %s, batch 20000, while live events arrived and queries ran); barrier %s; view switch %s DDL (%d views; %s wall with per-view barrier re-checks)",
 		liveRate, len(e.w.events)-int(produced.Load()), res.ReplayRate(), res.Replayed, res.ReplayTime.Round(time.Millisecond), res.Barrier.Round(time.Millisecond),
-		res.ViewSwitch.Round(time.Microsecond), len(projectors.NewLayout(p, 2).ViewDDL()), res.SwitchWall.Round(time.Millisecond))
+		res.ViewSwitch.Round(time.Microsecond), len(store.NewLayout(p, 2).ViewDDL()), res.SwitchWall.Round(time.Millisecond))
 
 	// Metrics and status row.
 	if r := gauge(t, reg, "reel_rebuild_progress_ratio"); r < 0.9 {
@@ -193,7 +193,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 	if probs, err := promlint.NewWithMetricFamilies(mfs).Lint(); err != nil || len(probs) > 0 {
 		t.Errorf("promlint: %v %v", probs, err)
 	}
-	sts, err := rebuild.Statuses(ctx, e.ch.Conn, p.Name)
+	sts, err := store.RebuildStatuses(ctx, e.ch.Conn, p.Name)
 	if err != nil || len(sts) == 0 || sts[0].Generation != 2 || sts[0].State != rebuild.StateDone || sts[0].Total == 0 {
 		t.Fatalf("status rows %+v, %v", sts, err)
 	}
@@ -216,7 +216,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 	sup.stopAll()
 }
 
-func statuses(gens []projectors.GenerationInfo) map[int]string {
+func statuses(gens []store.GenerationInfo) map[int]string {
 	out := map[int]string{}
 	for _, g := range gens {
 		out[g.Generation] = g.Status

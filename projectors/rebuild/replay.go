@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // runner is the replay's projectors.Runner running in the background.
@@ -72,7 +73,7 @@ func (j *job) replay(ctx context.Context, gen int, start map[string]map[int32]in
 			j.stopRunner()
 		}
 	}()
-	layout := projectors.NewLayout(j.p, gen)
+	layout := store.NewLayout(j.p, gen)
 	tr := newTracker(time.Now())
 	t0 := time.Now()
 	first := int64(-1)
@@ -88,7 +89,7 @@ func (j *job) replay(ctx context.Context, gen int, start map[string]map[int32]in
 			}
 			j.cfg.logger.Warn("cannot refresh end offsets", "err", err)
 		}
-		applied, perr := projectors.AppliedPositions(ctx, j.conn, layout)
+		applied, perr := store.AppliedPositions(ctx, j.conn, layout)
 		if perr != nil && ctx.Err() == nil {
 			j.cfg.logger.Warn("cannot read the new generation's positions", "err", perr)
 		}
@@ -168,18 +169,18 @@ func covers(have, want map[string]map[int32]int64) bool {
 func (j *job) cutover(ctx context.Context, live, target int) error {
 	j.setState(ctx, StateCutover)
 	// The live generation's tables as its own definition made them.
-	la, err := projectors.StoredLayout(ctx, j.conn, j.p, live)
+	la, err := store.StoredLayout(ctx, j.conn, j.p, live)
 	if err != nil {
 		return err
 	}
-	lt := projectors.NewLayout(j.p, target)
+	lt := store.NewLayout(j.p, target)
 	t0 := time.Now()
 	for {
-		pa, err := projectors.AppliedPositions(ctx, j.conn, la)
+		pa, err := store.AppliedPositions(ctx, j.conn, la)
 		if err != nil {
 			return err
 		}
-		pt, err := projectors.AppliedPositions(ctx, j.conn, lt)
+		pt, err := store.AppliedPositions(ctx, j.conn, lt)
 		if err != nil {
 			return err
 		}
@@ -198,22 +199,22 @@ func (j *job) cutover(ctx context.Context, live, target int) error {
 	}
 	j.res.Barrier = time.Since(t0)
 	keep := time.Now().Add(j.cfg.grace).UTC()
-	ho, err := projectors.HandOverEffects(ctx, j.conn, la, lt)
+	ho, err := store.HandOverEffects(ctx, j.conn, la, lt)
 	if err != nil {
 		return err
 	}
 	j.res.Effects = ho
 	j.cfg.logger.Info("side effects handed over", "from", live, "to", target, "at", fmt.Sprint(ho))
-	if err := projectors.SetGenerations(ctx, j.conn, j.p,
-		projectors.GenerationStatus{Generation: target, Status: projectors.StatusLive, Note: fmt.Sprintf("rebuilt; replaced g%d", live)},
-		projectors.GenerationStatus{Generation: live, Status: projectors.StatusStandby, Note: fmt.Sprintf("replaced by g%d; keep until %s", target, keep.Format(time.RFC3339))},
+	if err := store.SetGenerations(ctx, j.conn, j.p,
+		store.GenerationStatus{Generation: target, Status: store.StatusLive, Note: fmt.Sprintf("rebuilt; replaced g%d", live)},
+		store.GenerationStatus{Generation: live, Status: store.StatusStandby, Note: fmt.Sprintf("replaced by g%d; keep until %s", target, keep.Format(time.RFC3339))},
 	); err != nil {
 		return err
 	}
 	// Every view switches at once: they are re-created as unions of both
 	// generations gated by _reel_live, then one insert flips it.
 	t1 := time.Now()
-	if err := projectors.SwitchViews(ctx, j.conn, la, lt); err != nil {
+	if err := store.SwitchViews(ctx, j.conn, la, lt); err != nil {
 		return fmt.Errorf("switch the views of %s to g%d: %w", j.p.Name, target, err)
 	}
 	j.res.ViewSwitch = time.Since(t1)
@@ -235,7 +236,7 @@ func (j *job) handover(ctx context.Context, gen int) {
 	if j.cfg.handover <= 0 {
 		return
 	}
-	grp := projectors.Group(j.p.Name, gen)
+	grp := store.Group(j.p.Name, gen)
 	deadline := time.Now().Add(j.cfg.handover)
 	for time.Now().Before(deadline) {
 		dg, err := j.adm.DescribeGroups(ctx, grp)

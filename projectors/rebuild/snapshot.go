@@ -9,7 +9,8 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/reel-dev/reel/internal/chclient"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // Snapshot copies generation from's tables into generation to (whose tables
@@ -35,23 +36,23 @@ import (
 //
 // It returns the State table's copied positions (or the lowest table
 // position when there is no State table).
-func Snapshot(ctx context.Context, conn driver.Conn, p *projectors.Projection, from, to int) (map[string]map[int32]int64, error) {
+func Snapshot(ctx context.Context, conn driver.Conn, p *projection.Projection, from, to int) (map[string]map[int32]int64, error) {
 	if err := SnapshotCarries(ctx, conn, p, from); err != nil {
 		return nil, err
 	}
-	la, err := projectors.StoredLayout(ctx, conn, p, from)
+	la, err := store.StoredLayout(ctx, conn, p, from)
 	if err != nil {
 		return nil, err
 	}
-	lb := projectors.NewLayout(p, to)
-	ta := la.Tables()
+	lb := store.NewLayout(p, to)
+	ta := la.Tables
 	// The copy's targets, in ta's order (the definitions may order
 	// tables differently; SnapshotCarries made sure they have the same).
-	byName := map[string]projectors.PhysTable{}
-	for _, t := range lb.Tables() {
+	byName := map[string]store.PhysTable{}
+	for _, t := range lb.Tables {
 		byName[t.Logical] = t
 	}
-	tb := make([]projectors.PhysTable, len(ta))
+	tb := make([]store.PhysTable, len(ta))
 	for i, t := range ta {
 		tb[i] = byName[t.Logical]
 	}
@@ -72,30 +73,19 @@ func Snapshot(ctx context.Context, conn driver.Conn, p *projectors.Projection, f
 		if err := conn.Exec(chclient.WriteContext(ctx, nil), fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM %s FINAL", tb[state].Name, cols, cols, ta[state].Name)); err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", ta[state].Name, err)
 		}
-		rows, err := conn.Query(ctx, "SELECT _topic, _partition, max(_offset) FROM "+tb[state].Name+" GROUP BY _topic, _partition")
+		offs, err := store.MaxOffsets(ctx, conn, tb[state].Name)
 		if err != nil {
 			return nil, err
 		}
-		for rows.Next() {
-			var topic string
-			var part uint32
-			var off uint64
-			if err := rows.Scan(&topic, &part, &off); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			setPos(copied, topic, int32(part), int64(off))
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
+		for k, off := range offs {
+			setPos(copied, k.Topic, k.Partition, off)
 		}
 	}
-	posA, err := projectors.TablePositions(ctx, conn, la)
+	posA, err := store.TablePositions(ctx, conn, la)
 	if err != nil {
 		return nil, err
 	}
-	ck, err := conn.PrepareBatch(chclient.WriteContext(ctx, nil), "INSERT INTO "+projectors.CheckpointsTable+" (proj, generation, tbl, topic, part, off, updated_at)")
+	ck, err := store.PrepareCheckpoints(ctx, conn)
 	if err != nil {
 		return nil, err
 	}
@@ -153,17 +143,17 @@ func Snapshot(ctx context.Context, conn driver.Conn, p *projectors.Projection, f
 // a migration gives the live generation). A logic change, a new table
 // (the copy has no history for it), a dropped, renamed or retyped column,
 // another key or engine need a full replay.
-func SnapshotCarries(ctx context.Context, conn driver.Conn, p *projectors.Projection, from int) error {
-	old, rev, err := projectors.StoredDefinition(ctx, conn, p.Name, from)
+func SnapshotCarries(ctx context.Context, conn driver.Conn, p *projection.Projection, from int) error {
+	old, rev, err := store.StoredDefinition(ctx, conn, p.Name, from)
 	if err != nil || rev == 0 {
 		return err
 	}
 	var bad []string
-	for _, c := range projectors.Diff(old, projectors.DefinitionOf(p)) {
+	for _, c := range store.Diff(old, store.DefinitionOf(p)) {
 		switch c.Kind {
-		case projectors.AddView, projectors.ChangeView, projectors.DropView, projectors.ChangeDefault:
+		case store.AddView, store.ChangeView, store.DropView, store.ChangeDefault:
 			continue
-		case projectors.AddColumn:
+		case store.AddColumn:
 			if !strings.Contains(c.To, " DEFAULT ") {
 				bad = append(bad, c.String()+" (no DEFAULT: copied rows would hold the type's zero)")
 			}
@@ -182,12 +172,12 @@ func SnapshotCarries(ctx context.Context, conn driver.Conn, p *projectors.Projec
 // cannot carry.
 var ErrSnapshotDefinition = errors.New("snapshot refused")
 
-func columnNames(t projectors.PhysTable) string {
+func columnNames(t store.PhysTable) string {
 	var names []string
 	for _, c := range t.Columns {
 		names = append(names, c.Name)
 	}
-	for _, c := range projectors.SystemColumns() {
+	for _, c := range store.SystemColumns() {
 		names = append(names, c.Name)
 	}
 	return strings.Join(names, ", ")
@@ -195,18 +185,11 @@ func columnNames(t projectors.PhysTable) string {
 
 // truncate empties a generation's tables and forgets its checkpoints and
 // resolved parked events.
-func truncate(ctx context.Context, conn driver.Conn, p *projectors.Projection, gen int) error {
-	for _, t := range projectors.NewLayout(p, gen).Tables() {
+func truncate(ctx context.Context, conn driver.Conn, p *projection.Projection, gen int) error {
+	for _, t := range store.NewLayout(p, gen).Tables {
 		if err := conn.Exec(ctx, "TRUNCATE TABLE IF EXISTS "+t.Name); err != nil {
 			return fmt.Errorf("truncate %s: %w", t.Name, err)
 		}
 	}
-	// Lightweight deletes: the rows disappear for every later read at once
-	// (an ALTER … DELETE mutation would run in the background).
-	for _, tbl := range []string{projectors.CheckpointsTable, projectors.ResolvedTable} {
-		if err := conn.Exec(ctx, "DELETE FROM "+tbl+" WHERE proj = ? AND generation = ?", p.Name, uint32(gen)); err != nil {
-			return fmt.Errorf("forget %s of %s g%d: %w", tbl, p.Name, gen, err)
-		}
-	}
-	return nil
+	return store.ForgetPositions(ctx, conn, p.Name, gen)
 }

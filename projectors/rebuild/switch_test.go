@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/rebuild"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // loopResult counts a query loop's answers by the generation they came from.
@@ -74,11 +74,11 @@ func TestViewsSwitchTogether(t *testing.T) {
 	if err != nil || !res.CutOver {
 		t.Fatalf("rebuild into v2: %+v %v", res, err)
 	}
-	l1, err := projectors.StoredLayout(ctx, e.ch.Conn, seatsV2(), 1)
+	l1, err := store.StoredLayout(ctx, e.ch.Conn, seatsV2(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l2 := projectors.NewLayout(seatsV2(), 2)
+	l2 := store.NewLayout(seatsV2(), 2)
 
 	run := func(name string, switchTo func(to int) error) *loopResult {
 		stop := make(chan struct{})
@@ -99,16 +99,16 @@ func TestViewsSwitchTogether(t *testing.T) {
 		t.Logf("%s: %d queries, %d failed, %d from g1, %d from g2, %d mixed; %s per query", name, r.queries.Load(), r.failed.Load(), r.g1.Load(), r.g2.Load(), r.mixed.Load(), avg)
 		return r
 	}
-	layouts := map[int]*projectors.Layout{1: l1, 2: l2}
+	layouts := map[int]*store.Layout{1: l1, 2: l2}
 	together := run("SwitchViews", func(to int) error {
-		return projectors.SwitchViews(ctx, e.ch.Conn, layouts[3-to], layouts[to])
+		return store.SwitchViews(ctx, e.ch.Conn, layouts[3-to], layouts[to])
 	})
 	if together.mixed.Load() != 0 || together.failed.Load() != 0 || together.g1.Load() == 0 || together.g2.Load() == 0 {
 		t.Fatalf("SwitchViews: %d mixed, %d failed answers (want 0), %d from g1 and %d from g2 (want both)",
 			together.mixed.Load(), together.failed.Load(), together.g1.Load(), together.g2.Load())
 	}
 	oneByOne := run("one CREATE OR REPLACE VIEW per view (control)", func(to int) error {
-		return projectors.CreateViews(ctx, e.ch.Conn, layouts[to])
+		return store.CreateViews(ctx, e.ch.Conn, layouts[to])
 	})
 	if oneByOne.g1.Load() == 0 || oneByOne.g2.Load() == 0 {
 		t.Fatalf("control loop saw only one generation")
@@ -116,7 +116,7 @@ func TestViewsSwitchTogether(t *testing.T) {
 	// The cost per query of the union, without switches: single-generation
 	// views (as the control left them, on g2) vs the union (on g2).
 	single := run("steady, single-generation views", func(int) error { return nil })
-	if err := projectors.SwitchViews(ctx, e.ch.Conn, l1, l2); err != nil {
+	if err := store.SwitchViews(ctx, e.ch.Conn, l1, l2); err != nil {
 		t.Fatal(err)
 	}
 	union := run("steady, union views", func(int) error { return nil })

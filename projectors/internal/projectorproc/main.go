@@ -27,6 +27,8 @@ import (
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -77,7 +79,7 @@ func run() error {
 		return err
 	}
 
-	var decl []*projectors.Projection
+	var decl []*projection.Projection
 	if *declared != "" {
 		if decl, err = declare.LoadDir(*declared, cat); err != nil {
 			return err
@@ -86,7 +88,7 @@ func run() error {
 	var runners []*projectors.Runner
 	for _, name := range strings.Split(*names, ",") {
 		name = strings.TrimSpace(name)
-		var p *projectors.Projection
+		var p *projection.Projection
 		for _, d := range decl {
 			if d.Name == name {
 				p = d
@@ -109,7 +111,7 @@ func run() error {
 			projectors.Logger(log),
 			projectors.KafkaOpts(
 				kgo.ClientID("projectorproc-"+*id),
-				kgo.ConsumerGroup(projectors.Group(p.Name, *gen)+*groupSuffix),
+				kgo.ConsumerGroup(store.Group(p.Name, *gen)+*groupSuffix),
 				kgo.SessionTimeout(*session),
 				kgo.HeartbeatInterval(*session/6),
 			))

@@ -10,20 +10,20 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
 // Log is the event-log projection over the given topics.
-func Log(topics ...string) *projectors.Projection {
-	return &projectors.Projection{
+func Log(topics ...string) *projection.Projection {
+	return &projection.Projection{
 		Name:        "event_log",
 		Version:     1,
 		Description: "every event with its position, for audit and as-of queries",
 		Topics:      topics,
-		Tables: []projectors.Table{{
+		Tables: []projection.Table{{
 			Name: "event_log",
-			Columns: []projectors.Column{
+			Columns: []projection.Column{
 				{Name: "event_id", Type: "String"},
 				{Name: "event_type", Type: "LowCardinality(String)"},
 				{Name: "schema_version", Type: "UInt16"},
@@ -35,7 +35,7 @@ func Log(topics ...string) *projectors.Projection {
 			},
 			OrderBy: "aggregate_id, _topic, _partition, _offset",
 		}},
-		Apply: func(_ context.Context, tx *projectors.Tx, ev schemas.Event) error {
+		Apply: func(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 			body, err := json.Marshal(ev.Payload)
 			if err != nil {
 				return fmt.Errorf("payload as JSON: %w", err)

@@ -19,8 +19,8 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/shop"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/producers"
-	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/conformance"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -43,7 +43,7 @@ var cases = map[string]conformance.Case{
 	"orders":     {New: shop.Orders, Produce: produceShop, Check: checkOrders},
 	"order_saga": {New: shop.Saga, Produce: produceShop, Check: checkSaga},
 	"sales":      {New: shop.Sales, Produce: produceShop, Check: checkSales},
-	"event_log":  {New: func() *projectors.Projection { return eventlog.Log(seats.Topic, shop.Topic) }, Produce: produceBoth, Check: checkEventLog},
+	"event_log":  {New: func() *projection.Projection { return eventlog.Log(seats.Topic, shop.Topic) }, Produce: produceBoth, Check: checkEventLog},
 }
 
 func TestConformance(t *testing.T) {

@@ -4,9 +4,9 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/conformance"
 	"github.com/reel-dev/reel/projectors/declare"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -14,8 +14,8 @@ import (
 const declaredDir = "../../../projections"
 
 // declared returns a fresh value of a declared demo projection.
-func declared(t *testing.T, name string) func() *projectors.Projection {
-	return func() *projectors.Projection {
+func declared(t *testing.T, name string) func() *projection.Projection {
+	return func() *projection.Projection {
 		cat, err := schemas.Load()
 		if err != nil {
 			t.Fatal(err)

@@ -9,12 +9,12 @@ import (
 	"github.com/reel-dev/reel/examples/demo/projectors/eventlog"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/examples/demo/projectors/shop"
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 )
 
 // All returns fresh values of every projection.
-func All() []*projectors.Projection {
-	return []*projectors.Projection{
+func All() []*projection.Projection {
+	return []*projection.Projection{
 		seats.Availability(),
 		shop.Orders(),
 		shop.Saga(),
@@ -24,7 +24,7 @@ func All() []*projectors.Projection {
 }
 
 // Get returns the projection named name.
-func Get(name string) (*projectors.Projection, error) {
+func Get(name string) (*projection.Projection, error) {
 	var names []string
 	for _, p := range All() {
 		if p.Name == name {

@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -42,15 +42,15 @@ func fromRow(v []any) *availability {
 }
 
 // Availability is the seat-availability projection.
-func Availability() *projectors.Projection {
-	return &projectors.Projection{
+func Availability() *projection.Projection {
+	return &projection.Projection{
 		Name:        "seats",
 		Version:     1,
 		Description: "seats total, reserved and available per conference and seat type",
 		Topics:      []string{Topic},
-		Tables: []projectors.Table{{
+		Tables: []projection.Table{{
 			Name: "seat_availability",
-			Columns: []projectors.Column{
+			Columns: []projection.Column{
 				{Name: "conference_id", Type: "String"},
 				{Name: "name", Type: "String"},
 				{Name: "starts_at", Type: "DateTime64(3, 'UTC')"},
@@ -65,7 +65,7 @@ func Availability() *projectors.Projection {
 			Key:     "conference_id",
 			History: true,
 		}},
-		Views: []projectors.View{
+		Views: []projection.View{
 			{Name: "seats_available", SQL: `SELECT conference_id, name, seat_type,
   seats_total[seat_type] AS total, seats_reserved[seat_type] AS reserved,
   seats_total[seat_type] - seats_reserved[seat_type] AS available
@@ -78,7 +78,7 @@ FROM {{seat_availability}} FINAL`},
 	}
 }
 
-func apply(_ context.Context, tx *projectors.Tx, ev schemas.Event) error {
+func apply(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 	a := &availability{ConferenceID: tx.AggregateID(), Total: map[string]int64{}, Reserved: map[string]int64{}}
 	if row, ok, err := tx.State(); err != nil {
 		return err

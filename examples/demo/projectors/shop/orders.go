@@ -10,7 +10,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -53,15 +53,15 @@ func orderFrom(v []any) *order {
 }
 
 // Orders is the orders' current-state projection.
-func Orders() *projectors.Projection {
-	return &projectors.Projection{
+func Orders() *projection.Projection {
+	return &projection.Projection{
 		Name:        "orders",
 		Version:     1,
 		Description: "current state of every order, with full history for as-of queries",
 		Topics:      []string{Topic},
-		Tables: []projectors.Table{{
+		Tables: []projection.Table{{
 			Name: "orders_current",
-			Columns: []projectors.Column{
+			Columns: []projection.Column{
 				{Name: "order_id", Type: "String"},
 				{Name: "customer_id", Type: "String"},
 				{Name: "currency", Type: "LowCardinality(String)"},
@@ -80,7 +80,7 @@ func Orders() *projectors.Projection {
 			Key:     "order_id",
 			History: true,
 		}},
-		Views: []projectors.View{{
+		Views: []projection.View{{
 			Name: "orders_by_status",
 			SQL:  "SELECT status, count() AS orders, sum(total_cents) AS total_cents FROM {{orders_current}} FINAL GROUP BY status",
 		}},
@@ -88,7 +88,7 @@ func Orders() *projectors.Projection {
 	}
 }
 
-func applyOrder(_ context.Context, tx *projectors.Tx, ev schemas.Event) error {
+func applyOrder(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 	o := &order{OrderID: tx.AggregateID()}
 	if row, ok, err := tx.State(); err != nil {
 		return err

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -38,15 +38,15 @@ func sagaFrom(v []any) *saga {
 
 // Saga is the order saga's status projection: where each order's
 // choreography stands, and whether compensation ran.
-func Saga() *projectors.Projection {
-	return &projectors.Projection{
+func Saga() *projection.Projection {
+	return &projection.Projection{
 		Name:        "order_saga",
 		Version:     1,
 		Description: "order saga progress: stock, payment, compensation, outcome",
 		Topics:      []string{Topic},
-		Tables: []projectors.Table{{
+		Tables: []projection.Table{{
 			Name: "order_saga",
-			Columns: []projectors.Column{
+			Columns: []projection.Column{
 				{Name: "order_id", Type: "String"},
 				{Name: "stock", Type: "LowCardinality(String)"},
 				{Name: "payment", Type: "LowCardinality(String)"},
@@ -60,7 +60,7 @@ func Saga() *projectors.Projection {
 			State:   true,
 			Key:     "order_id",
 		}},
-		Views: []projectors.View{{
+		Views: []projection.View{{
 			Name: "saga_outcomes",
 			SQL:  "SELECT outcome, count() AS orders, countIf(stock_released) AS stock_released FROM {{order_saga}} FINAL GROUP BY outcome",
 		}},
@@ -68,7 +68,7 @@ func Saga() *projectors.Projection {
 	}
 }
 
-func applySaga(_ context.Context, tx *projectors.Tx, ev schemas.Event) error {
+func applySaga(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 	s := &saga{OrderID: tx.AggregateID(), Stock: "pending", Payment: "pending", Outcome: OutcomePending}
 	if row, ok, err := tx.State(); err != nil {
 		return err

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -12,16 +12,16 @@ import (
 // the day the order is confirmed. Lines wait in a state table until then;
 // cancelled orders never reach sales_lines. Because every base row is
 // inserted exactly once, the aggregate view cannot double count on replay.
-func Sales() *projectors.Projection {
-	return &projectors.Projection{
+func Sales() *projection.Projection {
+	return &projection.Projection{
 		Name:        "sales",
 		Version:     1,
 		Description: "units and revenue per product per day, from confirmed orders",
 		Topics:      []string{Topic},
-		Tables: []projectors.Table{
+		Tables: []projection.Table{
 			{
 				Name: "sales_lines",
-				Columns: []projectors.Column{
+				Columns: []projection.Column{
 					{Name: "day", Type: "Date"},
 					{Name: "product_id", Type: "String"},
 					{Name: "order_id", Type: "String"},
@@ -33,7 +33,7 @@ func Sales() *projectors.Projection {
 			},
 			{
 				Name: "sales_pending_orders",
-				Columns: []projectors.Column{
+				Columns: []projection.Column{
 					{Name: "order_id", Type: "String"},
 					{Name: "currency", Type: "LowCardinality(String)"},
 					{Name: "products", Type: "Array(String)"},
@@ -46,7 +46,7 @@ func Sales() *projectors.Projection {
 				Key:     "order_id",
 			},
 		},
-		Views: []projectors.View{{
+		Views: []projection.View{{
 			Name: "daily_sales",
 			SQL: `SELECT day, product_id, currency, sum(quantity) AS units, sum(revenue_cents) AS revenue_cents, uniqExact(order_id) AS orders
 FROM {{sales_lines}} GROUP BY day, product_id, currency`,
@@ -55,7 +55,7 @@ FROM {{sales_lines}} GROUP BY day, product_id, currency`,
 	}
 }
 
-func applySales(_ context.Context, tx *projectors.Tx, ev schemas.Event) error {
+func applySales(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 	var (
 		currency                string
 		products                []string

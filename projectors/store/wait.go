@@ -1,4 +1,4 @@
-package projectors
+package store
 
 import (
 	"context"
@@ -46,13 +46,13 @@ func WaitApplied(ctx context.Context, conn driver.Conn, projection string, gen i
 const codeUnknownTable = 60
 
 func notApplied(ctx context.Context, conn driver.Conn, projection string, gen int, offsets map[string]map[int32]int64) ([]string, error) {
-	rows, err := conn.Query(ctx, "SELECT topic, part, min(o) FROM (SELECT tbl, topic, part, max(off) AS o FROM "+checkpointsTable+
+	rows, err := conn.Query(ctx, "SELECT topic, part, min(o) FROM (SELECT tbl, topic, part, max(off) AS o FROM "+CheckpointsTable+
 		" WHERE proj = ? AND generation = ? GROUP BY tbl, topic, part) GROUP BY topic, part", projection, uint32(gen))
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints of %s: %w", projection, err)
 	}
 	defer rows.Close()
-	have := map[tp]int64{}
+	have := map[TopicPartition]int64{}
 	for rows.Next() {
 		var topic string
 		var part uint32
@@ -60,7 +60,7 @@ func notApplied(ctx context.Context, conn driver.Conn, projection string, gen in
 		if err := rows.Scan(&topic, &part, &off); err != nil {
 			return nil, err
 		}
-		have[tp{topic, int32(part)}] = int64(off)
+		have[TopicPartition{topic, int32(part)}] = int64(off)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -68,7 +68,7 @@ func notApplied(ctx context.Context, conn driver.Conn, projection string, gen in
 	var missing []string
 	for topic, parts := range offsets {
 		for p, off := range parts {
-			if got, ok := have[tp{topic, p}]; !ok || got < off {
+			if got, ok := have[TopicPartition{topic, p}]; !ok || got < off {
 				missing = append(missing, fmt.Sprintf("%s/%d@%d", topic, p, off))
 			}
 		}

@@ -1,4 +1,4 @@
-package projectors
+package store
 
 import (
 	"context"
@@ -37,33 +37,27 @@ var effectsDDL = `CREATE TABLE IF NOT EXISTS ` + effectsTable + ` (
   from_off Int64, until_off Int64, pending UInt8, recorded_at DateTime64(6, 'UTC')
 ) ENGINE = ReplacingMergeTree(recorded_at) ORDER BY (proj, generation, topic, part)`
 
-// openEnd is the until of an open window.
-const openEnd = math.MaxInt64
+// OpenEnd is the until of an open window.
+const OpenEnd = math.MaxInt64
 
-// effect is one side effect with the offset of the event that asked for it.
-type effect struct {
-	off int64
-	fn  func(context.Context) error
-}
-
-// effectsWindow returns the (from, until] window of a generation's
+// EffectsWindow returns the (from, until] window of a generation's
 // partition, waiting while it is pending.
-func effectsWindow(ctx context.Context, conn driver.Conn, proj string, gen int, k tp) (from, until int64, err error) {
+func EffectsWindow(ctx context.Context, conn driver.Conn, proj string, gen int, k TopicPartition) (from, until int64, err error) {
 	for {
 		var n uint64
 		var pending uint8
 		err := conn.QueryRow(ctx, "SELECT count(), argMax(from_off, recorded_at), argMax(until_off, recorded_at), argMax(pending, recorded_at) FROM "+effectsTable+
-			" WHERE proj = ? AND generation = ? AND topic = ? AND part = ?", proj, uint32(gen), k.topic, uint32(k.partition)).Scan(&n, &from, &until, &pending)
+			" WHERE proj = ? AND generation = ? AND topic = ? AND part = ?", proj, uint32(gen), k.Topic, uint32(k.Partition)).Scan(&n, &from, &until, &pending)
 		if err != nil {
-			return 0, 0, fmt.Errorf("read the effects window of %s g%d %s/%d: %w", proj, gen, k.topic, k.partition, err)
+			return 0, 0, fmt.Errorf("read the effects window of %s g%d %s/%d: %w", proj, gen, k.Topic, k.Partition, err)
 		}
 		if n == 0 {
-			status, err := generationStatus(ctx, conn, proj, gen)
+			status, err := GenerationStatusOf(ctx, conn, proj, gen)
 			if err != nil {
 				return 0, 0, err
 			}
 			if status == StatusLive {
-				return -1, openEnd, nil
+				return -1, OpenEnd, nil
 			}
 			return -1, -1, nil
 		}
@@ -76,15 +70,6 @@ func effectsWindow(ctx context.Context, conn driver.Conn, proj string, gen int, 
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-func generationStatus(ctx context.Context, conn driver.Conn, proj string, gen int) (string, error) {
-	var s string
-	err := conn.QueryRow(ctx, "SELECT argMax(status, updated_at) FROM "+generationsTable+" WHERE proj = ? AND generation = ?", proj, uint32(gen)).Scan(&s)
-	if err != nil {
-		return "", fmt.Errorf("read the status of %s g%d: %w", proj, gen, err)
-	}
-	return s, nil
 }
 
 // Handover is where HandOverEffects moved the effects: per topic and
@@ -120,15 +105,15 @@ func HandOverEffects(ctx context.Context, conn driver.Conn, from, to *Layout) (H
 	if err != nil {
 		return nil, err
 	}
-	parts := map[tp]bool{}
+	parts := map[TopicPartition]bool{}
 	for _, m := range []map[string]map[int32]int64{pf, pt} {
 		for t, ps := range m {
 			for p := range ps {
-				parts[tp{t, p}] = true
+				parts[TopicPartition{t, p}] = true
 			}
 		}
 	}
-	starts := map[tp]int64{}
+	starts := map[TopicPartition]int64{}
 	for k := range parts {
 		f, _, err := windowNow(ctx, conn, proj, from.Generation, k)
 		if err != nil {
@@ -136,7 +121,7 @@ func HandOverEffects(ctx context.Context, conn driver.Conn, from, to *Layout) (H
 		}
 		starts[k] = f
 	}
-	write := func(rows func(k tp) [][4]int64) error {
+	write := func(rows func(k TopicPartition) [][4]int64) error {
 		b, err := conn.PrepareBatch(chclient.WriteContext(ctx, nil), "INSERT INTO "+effectsTable+" (proj, generation, topic, part, from_off, until_off, pending, recorded_at)")
 		if err != nil {
 			return err
@@ -145,7 +130,7 @@ func HandOverEffects(ctx context.Context, conn driver.Conn, from, to *Layout) (H
 		now := time.Now().UTC()
 		for k := range parts {
 			for _, r := range rows(k) {
-				if err := b.Append(proj, uint32(r[0]), k.topic, uint32(k.partition), r[1], r[2], uint8(r[3]), now); err != nil {
+				if err := b.Append(proj, uint32(r[0]), k.Topic, uint32(k.Partition), r[1], r[2], uint8(r[3]), now); err != nil {
 					return err
 				}
 			}
@@ -153,8 +138,8 @@ func HandOverEffects(ctx context.Context, conn driver.Conn, from, to *Layout) (H
 		return b.Send()
 	}
 	g1, g2 := int64(from.Generation), int64(to.Generation)
-	if err := write(func(k tp) [][4]int64 {
-		return [][4]int64{{g1, starts[k], openEnd, 1}, {g2, -1, openEnd, 1}}
+	if err := write(func(k TopicPartition) [][4]int64 {
+		return [][4]int64{{g1, starts[k], OpenEnd, 1}, {g2, -1, OpenEnd, 1}}
 	}); err != nil {
 		return nil, fmt.Errorf("mark the effects hand-over of %s pending: %w", proj, err)
 	}
@@ -168,20 +153,20 @@ func HandOverEffects(ctx context.Context, conn driver.Conn, from, to *Layout) (H
 	h := Handover{}
 	for k := range parts {
 		c := int64(-1)
-		if v, ok := pf[k.topic][k.partition]; ok {
+		if v, ok := pf[k.Topic][k.Partition]; ok {
 			c = max(c, v)
 		}
-		if v, ok := pt[k.topic][k.partition]; ok {
+		if v, ok := pt[k.Topic][k.Partition]; ok {
 			c = max(c, v)
 		}
-		if h[k.topic] == nil {
-			h[k.topic] = map[int32]int64{}
+		if h[k.Topic] == nil {
+			h[k.Topic] = map[int32]int64{}
 		}
-		h[k.topic][k.partition] = c
+		h[k.Topic][k.Partition] = c
 	}
-	if err := write(func(k tp) [][4]int64 {
-		c := h[k.topic][k.partition]
-		return [][4]int64{{g1, starts[k], max(c, starts[k]), 0}, {g2, c, openEnd, 0}}
+	if err := write(func(k TopicPartition) [][4]int64 {
+		c := h[k.Topic][k.Partition]
+		return [][4]int64{{g1, starts[k], max(c, starts[k]), 0}, {g2, c, OpenEnd, 0}}
 	}); err != nil {
 		return nil, fmt.Errorf("record the effects hand-over of %s: %w", proj, err)
 	}
@@ -189,12 +174,12 @@ func HandOverEffects(ctx context.Context, conn driver.Conn, from, to *Layout) (H
 }
 
 // windowNow is the current window without waiting (pending or not).
-func windowNow(ctx context.Context, conn driver.Conn, proj string, gen int, k tp) (from, until int64, err error) {
+func windowNow(ctx context.Context, conn driver.Conn, proj string, gen int, k TopicPartition) (from, until int64, err error) {
 	var n uint64
 	err = conn.QueryRow(ctx, "SELECT count(), argMax(from_off, recorded_at), argMax(until_off, recorded_at) FROM "+effectsTable+
-		" WHERE proj = ? AND generation = ? AND topic = ? AND part = ?", proj, uint32(gen), k.topic, uint32(k.partition)).Scan(&n, &from, &until)
+		" WHERE proj = ? AND generation = ? AND topic = ? AND part = ?", proj, uint32(gen), k.Topic, uint32(k.Partition)).Scan(&n, &from, &until)
 	if err != nil || n == 0 {
-		return -1, openEnd, err
+		return -1, OpenEnd, err
 	}
 	return from, until, nil
 }

@@ -1,10 +1,12 @@
-package projectors
+package store
 
 import (
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/reel-dev/reel/projectors/projection"
 )
 
 // Definition is the part of a Projection that shapes its ClickHouse objects
@@ -15,28 +17,28 @@ import (
 // guessed. Apply itself is code: its changes are declared by bumping
 // Projection.Version.
 type Definition struct {
-	Projection string     `json:"projection"`
-	Version    int        `json:"version"`
-	Tables     []TableDef `json:"tables"` // sorted by name
-	Views      []View     `json:"views"`  // sorted by name; SQL as declared ({{table}} unexpanded)
+	Projection string            `json:"projection"`
+	Version    int               `json:"version"`
+	Tables     []TableDef        `json:"tables"` // sorted by name
+	Views      []projection.View `json:"views"`  // sorted by name; SQL as declared ({{table}} unexpanded)
 }
 
 // TableDef is one table of a Definition.
 type TableDef struct {
-	Name    string   `json:"name"`
-	Columns []Column `json:"columns"` // declared order
-	OrderBy string   `json:"order_by"`
-	Engine  string   `json:"engine"` // as created: "ReplacingMergeTree(_offset)" for the State table
-	State   bool     `json:"state,omitempty"`
-	Key     string   `json:"key,omitempty"`
-	History bool     `json:"history,omitempty"`
+	Name    string              `json:"name"`
+	Columns []projection.Column `json:"columns"` // declared order
+	OrderBy string              `json:"order_by"`
+	Engine  string              `json:"engine"` // as created: "ReplacingMergeTree(_offset)" for the State table
+	State   bool                `json:"state,omitempty"`
+	Key     string              `json:"key,omitempty"`
+	History bool                `json:"history,omitempty"`
 }
 
 // DefinitionOf returns p's definition in canonical form.
-func DefinitionOf(p *Projection) Definition {
+func DefinitionOf(p *projection.Projection) Definition {
 	d := Definition{Projection: p.Name, Version: p.Version}
 	for _, t := range p.Tables {
-		td := TableDef{Name: t.Name, Columns: append([]Column(nil), t.Columns...), OrderBy: normSQL(t.OrderBy),
+		td := TableDef{Name: t.Name, Columns: append([]projection.Column(nil), t.Columns...), OrderBy: normSQL(t.OrderBy),
 			State: t.State, Key: t.Key, History: t.History, Engine: t.Engine}
 		if t.State {
 			td.Engine = "ReplacingMergeTree(_offset)"
@@ -46,10 +48,10 @@ func DefinitionOf(p *Projection) Definition {
 		d.Tables = append(d.Tables, td)
 	}
 	for _, v := range p.Views {
-		d.Views = append(d.Views, View{Name: v.Name, SQL: strings.TrimSpace(v.SQL)})
+		d.Views = append(d.Views, projection.View{Name: v.Name, SQL: strings.TrimSpace(v.SQL)})
 	}
 	slices.SortFunc(d.Tables, func(a, b TableDef) int { return strings.Compare(a.Name, b.Name) })
-	slices.SortFunc(d.Views, func(a, b View) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(d.Views, func(a, b projection.View) int { return strings.Compare(a.Name, b.Name) })
 	return d
 }
 
@@ -172,7 +174,7 @@ func Diff(old, cur Definition) []Change {
 			if hasState || t.State {
 				k = AddStateTable
 			}
-			out = append(out, Change{Kind: k, Table: t.Name, To: columnList(t.Columns)})
+			out = append(out, Change{Kind: k, Table: t.Name, To: ColumnList(t.Columns)})
 			continue
 		}
 		for _, f := range []struct{ what, a, b string }{
@@ -186,7 +188,7 @@ func Diff(old, cur Definition) []Change {
 				out = append(out, Change{Kind: ChangeTable, Table: t.Name, From: f.what + " " + f.a, To: f.what + " " + f.b})
 			}
 		}
-		oc := map[string]Column{}
+		oc := map[string]projection.Column{}
 		for _, c := range o.Columns {
 			oc[c.Name] = c
 		}
@@ -232,7 +234,7 @@ func Diff(old, cur Definition) []Change {
 	return out
 }
 
-func defaultClause(c Column) string {
+func defaultClause(c projection.Column) string {
 	if c.Default == "" {
 		return " (existing rows: the type's default)"
 	}

@@ -1,4 +1,4 @@
-package projectors
+package store
 
 import (
 	"context"
@@ -17,12 +17,12 @@ import (
 // 26.7 refuses them as query settings, so they are set on the tables).
 const durableSettings = "fsync_after_insert = 1, fsync_part_directory = 1"
 
-// makeDurable turns durable mode on for every table of the generation
+// MakeDurable turns durable mode on for every table of the generation
 // (idempotent; tables created before durable mode was chosen included).
-func makeDurable(ctx context.Context, conn driver.Conn, l *Layout) error {
-	for _, t := range l.tables {
-		if err := conn.Exec(ctx, "ALTER TABLE "+t.name+" MODIFY SETTING "+durableSettings); err != nil {
-			return fmt.Errorf("durable mode for %s: %w", t.name, err)
+func MakeDurable(ctx context.Context, conn driver.Conn, l *Layout) error {
+	for _, t := range l.Tables {
+		if err := conn.Exec(ctx, "ALTER TABLE "+t.Name+" MODIFY SETTING "+durableSettings); err != nil {
+			return fmt.Errorf("durable mode for %s: %w", t.Name, err)
 		}
 	}
 	return nil
@@ -44,9 +44,9 @@ func CheckSettings(ctx context.Context, conn driver.Conn, l *Layout, durable boo
 	if len(overridden) > 0 && log != nil {
 		log.Info("server defaults differ from Reel's write settings; every write overrides them", "server_defaults", overridden)
 	}
-	names := make([]string, 0, 3*len(l.tables))
-	for _, t := range l.tables {
-		names = append(names, t.name, t.name+inboxSuffix, t.name+guardSuffix)
+	names := make([]string, 0, 3*len(l.Tables))
+	for _, t := range l.Tables {
+		names = append(names, t.Name, t.Name+inboxSuffix, t.Name+guardSuffix)
 	}
 	rows, err := conn.Query(ctx, "SELECT name, engine, create_table_query FROM system.tables WHERE database = currentDatabase() AND name IN (?)", names)
 	if err != nil {
@@ -67,10 +67,10 @@ func CheckSettings(ctx context.Context, conn driver.Conn, l *Layout, durable boo
 		return err
 	}
 	var problems []string
-	for _, t := range l.tables {
-		ti, ok := found[t.name]
+	for _, t := range l.Tables {
+		ti, ok := found[t.Name]
 		if !ok {
-			problems = append(problems, fmt.Sprintf("table %s is missing", t.name))
+			problems = append(problems, fmt.Sprintf("table %s is missing", t.Name))
 			continue
 		}
 		set := map[string]int{}
@@ -79,16 +79,16 @@ func CheckSettings(ctx context.Context, conn driver.Conn, l *Layout, durable boo
 		}
 		if w := set["non_replicated_deduplication_window"]; w < dedupWindow {
 			problems = append(problems, fmt.Sprintf("table %s has non_replicated_deduplication_window = %d: a retried insert could be stored twice (fix: ALTER TABLE %s MODIFY SETTING non_replicated_deduplication_window = %d)",
-				t.name, w, t.name, dedupWindow))
+				t.Name, w, t.Name, dedupWindow))
 		}
 		if durable && (set["fsync_after_insert"] != 1 || set["fsync_part_directory"] != 1) {
-			problems = append(problems, fmt.Sprintf("durable mode is on but table %s does not fsync its inserts (fix: ALTER TABLE %s MODIFY SETTING %s)", t.name, t.name, durableSettings))
+			problems = append(problems, fmt.Sprintf("durable mode is on but table %s does not fsync its inserts (fix: ALTER TABLE %s MODIFY SETTING %s)", t.Name, t.Name, durableSettings))
 		}
-		if in, ok := found[t.name+inboxSuffix]; !ok || in.engine != "Null" {
-			problems = append(problems, fmt.Sprintf("inbox %s%s is missing or not a Null table (restart to recreate it)", t.name, inboxSuffix))
+		if in, ok := found[t.Name+inboxSuffix]; !ok || in.engine != "Null" {
+			problems = append(problems, fmt.Sprintf("inbox %s%s is missing or not a Null table (restart to recreate it)", t.Name, inboxSuffix))
 		}
-		if g, ok := found[t.name+guardSuffix]; !ok || g.engine != "MaterializedView" {
-			problems = append(problems, fmt.Sprintf("guard view %s%s is missing: writes into the inbox would be dropped (restart to recreate it)", t.name, guardSuffix))
+		if g, ok := found[t.Name+guardSuffix]; !ok || g.engine != "MaterializedView" {
+			problems = append(problems, fmt.Sprintf("guard view %s%s is missing: writes into the inbox would be dropped (restart to recreate it)", t.Name, guardSuffix))
 		}
 	}
 	if len(problems) > 0 {

@@ -1,4 +1,16 @@
-package projectors
+// Package projection is what a projection's author uses: the Projection
+// value (tables, views, Apply), Validate, and the Tx that Apply writes
+// into. The runtime that runs projections is package projectors; the SQL of
+// Reel's own tables is package projectors/store.
+//
+//	p := &projection.Projection{
+//		Name: "orders", Topics: []string{"shop.orders"},
+//		Tables: []projection.Table{{Name: "orders", Columns: cols, OrderBy: "order_id"}},
+//		Apply: func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
+//			return tx.Emit("orders", ev.AggregateID, ev.Type)
+//		},
+//	}
+package projection
 
 import (
 	"context"
@@ -40,7 +52,7 @@ type Projection struct {
 	// new generation atomically at cut-over.
 	Views []View
 	// Apply turns one event into row changes.
-	Apply func(ctx context.Context, tx *Tx, ev schemas.Event) error
+	Apply func(ctx context.Context, tx Tx, ev schemas.Event) error
 }
 
 // Column is one user column of a table.
@@ -159,7 +171,9 @@ func (p *Projection) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (p *Projection) table(name string) (int, *Table) {
+// Table returns the index and declaration of the table called name
+// (-1, nil: none).
+func (p *Projection) Table(name string) (int, *Table) {
 	for i := range p.Tables {
 		if p.Tables[i].Name == name {
 			return i, &p.Tables[i]
@@ -168,7 +182,8 @@ func (p *Projection) table(name string) (int, *Table) {
 	return -1, nil
 }
 
-func (p *Projection) wants(eventType string) bool {
+// Wants reports whether Apply is called for events of eventType.
+func (p *Projection) Wants(eventType string) bool {
 	if len(p.Events) == 0 {
 		return true
 	}

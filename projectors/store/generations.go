@@ -1,4 +1,4 @@
-package projectors
+package store
 
 import (
 	"context"
@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/internal/chclient"
+	"github.com/reel-dev/reel/projectors/projection"
 )
 
 // Generation statuses in _reel_generations. A projection has at most one
@@ -41,7 +44,7 @@ func EnsureSystemTables(ctx context.Context, conn driver.Conn) error {
 
 // Generations returns a projection's generations, oldest first.
 func Generations(ctx context.Context, conn driver.Conn, projection string) ([]GenerationInfo, error) {
-	rows, err := conn.Query(ctx, "SELECT proj, generation, status, grp, logic_version, note, updated_at FROM "+generationsTable+
+	rows, err := conn.Query(ctx, "SELECT proj, generation, status, grp, logic_version, note, updated_at FROM "+GenerationsTable+
 		" FINAL WHERE proj = ? ORDER BY generation", projection)
 	if err != nil {
 		return nil, fmt.Errorf("read generations of %s: %w", projection, err)
@@ -60,17 +63,28 @@ func Generations(ctx context.Context, conn driver.Conn, projection string) ([]Ge
 	return out, rows.Err()
 }
 
+// GenerationStatusOf is the status the registry records for a generation
+// ("": none).
+func GenerationStatusOf(ctx context.Context, conn driver.Conn, proj string, gen int) (string, error) {
+	var s string
+	err := conn.QueryRow(ctx, "SELECT argMax(status, updated_at) FROM "+GenerationsTable+" WHERE proj = ? AND generation = ?", proj, uint32(gen)).Scan(&s)
+	if err != nil {
+		return "", fmt.Errorf("read the status of %s g%d: %w", proj, gen, err)
+	}
+	return s, nil
+}
+
 // SetGeneration records a generation's status. It goes through a batch
 // (SetGenerations): a query parameter would bind updated_at with whole
 // seconds, and a status written in the same second as an earlier one with
 // microseconds would lose to it in the ReplacingMergeTree.
-func SetGeneration(ctx context.Context, conn driver.Conn, p *Projection, gen int, status, note string) error {
+func SetGeneration(ctx context.Context, conn driver.Conn, p *projection.Projection, gen int, status, note string) error {
 	return SetGenerations(ctx, conn, p, GenerationStatus{Generation: gen, Status: status, Note: note})
 }
 
 // LiveGeneration returns the live generation of p, registering generation
 // 1 as live when the projection has never run.
-func LiveGeneration(ctx context.Context, conn driver.Conn, p *Projection) (int, error) {
+func LiveGeneration(ctx context.Context, conn driver.Conn, p *projection.Projection) (int, error) {
 	if err := EnsureSystemTables(ctx, conn); err != nil {
 		return 0, err
 	}
@@ -90,4 +104,32 @@ func LiveGeneration(ctx context.Context, conn driver.Conn, p *Projection) (int, 
 		return 0, err
 	}
 	return 1, nil
+}
+
+// GenerationStatus is one status change for SetGenerations.
+type GenerationStatus struct {
+	Generation int
+	Status     string
+	Note       string
+}
+
+// SetGenerations records several generations' statuses in ONE insert: a
+// single block is atomic in ClickHouse, so a crash never leaves a cut-over
+// half recorded (two live generations, or none).
+func SetGenerations(ctx context.Context, conn driver.Conn, p *projection.Projection, changes ...GenerationStatus) error {
+	b, err := conn.PrepareBatch(chclient.WriteContext(ctx, nil), "INSERT INTO "+GenerationsTable+" (proj, generation, status, grp, logic_version, note, updated_at)")
+	if err != nil {
+		return fmt.Errorf("record generations of %s: %w", p.Name, err)
+	}
+	defer b.Close()
+	now := time.Now().UTC()
+	for _, c := range changes {
+		if err := b.Append(p.Name, uint32(c.Generation), c.Status, Group(p.Name, c.Generation), uint32(p.Version), c.Note, now); err != nil {
+			return err
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("record generations of %s: %w", p.Name, err)
+	}
+	return nil
 }

@@ -1,10 +1,9 @@
-package projectors
+package store
 
 import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -12,8 +11,8 @@ import (
 	"github.com/reel-dev/reel/internal/chclient"
 )
 
-// This file holds the read-side SQL of parked events and progress that the
-// operator tools (`reel dlq`, `reel status`, the lag collector) share. It
+// This file holds the read-side SQL of parked events that the operator
+// tools (`reel dlq`, `reel status`, the lag collector) share. It
 // only reads, except MarkParkedResolved, which an offline discard uses when
 // no projector is running (a running one must be asked through its admin
 // endpoint, because its workers keep parked aggregates in memory).
@@ -50,7 +49,7 @@ type ParkedEvent struct {
 
 // unresolved is the WHERE clause selecting a parked table's unresolved rows;
 // its two parameters are the projection and the generation.
-const unresolved = `(_topic, _partition, _offset) NOT IN (SELECT topic, part, off FROM ` + resolvedTable + ` WHERE proj = ? AND generation = ?)`
+const unresolved = `(_topic, _partition, _offset) NOT IN (SELECT topic, part, off FROM ` + ResolvedTable + ` WHERE proj = ? AND generation = ?)`
 
 // parkedTable returns the generation's parked table, or "" when the
 // generation never ran (no table yet: nothing parked).
@@ -64,8 +63,8 @@ func parkedTable(ctx context.Context, conn driver.Conn, projection string, gen i
 		return "", nil
 	}
 	var m uint8
-	if err := conn.QueryRow(ctx, "EXISTS TABLE "+resolvedTable).Scan(&m); err != nil {
-		return "", fmt.Errorf("look up %s: %w", resolvedTable, err)
+	if err := conn.QueryRow(ctx, "EXISTS TABLE "+ResolvedTable).Scan(&m); err != nil {
+		return "", fmt.Errorf("look up %s: %w", ResolvedTable, err)
 	}
 	if m == 0 {
 		return "", nil
@@ -161,7 +160,7 @@ func MarkParkedResolved(ctx context.Context, conn driver.Conn, projection string
 	if err != nil || len(evs) == 0 {
 		return 0, err
 	}
-	b, err := conn.PrepareBatch(chclient.WriteContext(ctx, nil), "INSERT INTO "+resolvedTable+" (proj, generation, topic, part, off, resolution, resolved_at)")
+	b, err := conn.PrepareBatch(chclient.WriteContext(ctx, nil), "INSERT INTO "+ResolvedTable+" (proj, generation, topic, part, off, resolution, resolved_at)")
 	if err != nil {
 		return 0, fmt.Errorf("record resolution: %w", err)
 	}
@@ -176,68 +175,4 @@ func MarkParkedResolved(ctx context.Context, conn driver.Conn, projection string
 		return 0, fmt.Errorf("record resolution: %w", err)
 	}
 	return len(evs), nil
-}
-
-// PartitionProgress is how far a generation has applied one partition.
-type PartitionProgress struct {
-	Topic     string    `json:"topic"`
-	Partition int32     `json:"partition"`
-	Applied   int64     `json:"applied_offset"`  // highest offset durable in every table
-	EventTime time.Time `json:"last_event_time"` // newest _event_ts of any table (zero: none)
-	UpdatedAt time.Time `json:"updated_at"`      // when the last batch's checkpoint was written
-}
-
-// QueryProgress returns, per partition, the applied offset a generation's
-// checkpoints record (every replica writes them, so this is group-wide) and
-// the newest event time its tables hold.
-func QueryProgress(ctx context.Context, conn driver.Conn, p *Projection, gen int) ([]PartitionProgress, error) {
-	var ok uint8
-	if err := conn.QueryRow(ctx, "EXISTS TABLE "+checkpointsTable).Scan(&ok); err != nil || ok == 0 {
-		return nil, err
-	}
-	rows, err := conn.Query(ctx, "SELECT topic, part, min(o), max(u) FROM (SELECT tbl, topic, part, max(off) AS o, max(updated_at) AS u FROM "+checkpointsTable+
-		" WHERE proj = ? AND generation = ? GROUP BY tbl, topic, part) GROUP BY topic, part ORDER BY topic, part", p.Name, uint32(gen))
-	if err != nil {
-		return nil, fmt.Errorf("read checkpoints of %s g%d: %w", p.Name, gen, err)
-	}
-	var out []PartitionProgress
-	idx := map[tp]int{}
-	for rows.Next() {
-		var pp PartitionProgress
-		var part uint32
-		var off uint64
-		if err := rows.Scan(&pp.Topic, &part, &off, &pp.UpdatedAt); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		pp.Partition, pp.Applied = int32(part), int64(off)
-		idx[tp{pp.Topic, pp.Partition}] = len(out)
-		out = append(out, pp)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil || len(out) == 0 {
-		return out, err
-	}
-	l := NewLayout(p, gen)
-	parts := make([]string, 0, len(l.tables))
-	for _, t := range l.tables {
-		parts = append(parts, "SELECT _topic AS t, _partition AS p, max(_event_ts) AS ts FROM "+t.name+" GROUP BY _topic, _partition")
-	}
-	rows, err = conn.Query(ctx, "SELECT t, p, max(ts) FROM ("+strings.Join(parts, " UNION ALL ")+") GROUP BY t, p")
-	if err != nil {
-		return nil, fmt.Errorf("read event times of %s g%d: %w", p.Name, gen, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var topic string
-		var part uint32
-		var ts time.Time
-		if err := rows.Scan(&topic, &part, &ts); err != nil {
-			return nil, err
-		}
-		if i, ok := idx[tp{topic, int32(part)}]; ok {
-			out[i].EventTime = ts.UTC()
-		}
-	}
-	return out, rows.Err()
 }

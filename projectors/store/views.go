@@ -1,4 +1,4 @@
-package projectors
+package store
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/reel-dev/reel/internal/chclient"
+	"github.com/reel-dev/reel/projectors/projection"
 )
 
 // liveTable holds, per projection, which generation its views serve: one
@@ -142,13 +143,13 @@ func padTo(ctx context.Context, conn driver.Conn, old, cur string) (string, erro
 	return "SELECT " + strings.Join(sel, ", "), nil
 }
 
-func describe(ctx context.Context, conn driver.Conn, query string) ([]Column, error) {
+func describe(ctx context.Context, conn driver.Conn, query string) ([]projection.Column, error) {
 	rows, err := conn.Query(ctx, "DESCRIBE ("+query+")")
 	if err != nil {
 		return nil, fmt.Errorf("describe: %w", err)
 	}
 	defer rows.Close()
-	var out []Column
+	var out []projection.Column
 	cols := rows.Columns()
 	for rows.Next() {
 		vals := make([]any, len(cols))
@@ -160,7 +161,7 @@ func describe(ctx context.Context, conn driver.Conn, query string) ([]Column, er
 		if err := rows.Scan(vals...); err != nil {
 			return nil, err
 		}
-		out = append(out, Column{Name: name, Type: typ})
+		out = append(out, projection.Column{Name: name, Type: typ})
 	}
 	return out, rows.Err()
 }

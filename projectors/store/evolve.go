@@ -1,4 +1,4 @@
-package projectors
+package store
 
 import (
 	"context"
@@ -10,15 +10,16 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/reel-dev/reel/internal/chclient"
+	"github.com/reel-dev/reel/projectors/projection"
 )
 
-// definitionsTable records every generation's definition, one row per
+// DefinitionsTable records every generation's definition, one row per
 // revision: revision 1 when the generation's tables were created (or
 // adopted), one more per migration, with the changes and the statements
 // that applied them.
-const definitionsTable = "_reel_definitions"
+const DefinitionsTable = "_reel_definitions"
 
-var definitionsDDL = `CREATE TABLE IF NOT EXISTS ` + definitionsTable + ` (
+var definitionsDDL = `CREATE TABLE IF NOT EXISTS ` + DefinitionsTable + ` (
   proj LowCardinality(String), generation UInt32, revision UInt32, definition String, logic_version UInt32,
   changes String, statements String, applied_at DateTime64(6, 'UTC')
 ) ENGINE = MergeTree ORDER BY (proj, generation, revision)`
@@ -51,7 +52,7 @@ func (e *DefinitionError) Unwrap() error { return ErrDefinitionChanged }
 func StoredDefinition(ctx context.Context, conn driver.Conn, proj string, gen int) (Definition, int, error) {
 	var s string
 	var rev uint32
-	err := conn.QueryRow(ctx, "SELECT argMax(definition, revision), max(revision) FROM "+definitionsTable+" WHERE proj = ? AND generation = ?",
+	err := conn.QueryRow(ctx, "SELECT argMax(definition, revision), max(revision) FROM "+DefinitionsTable+" WHERE proj = ? AND generation = ?",
 		proj, uint32(gen)).Scan(&s, &rev)
 	if err != nil {
 		return Definition{}, 0, fmt.Errorf("read the stored definition of %s g%d: %w", proj, gen, err)
@@ -66,10 +67,10 @@ func StoredDefinition(ctx context.Context, conn driver.Conn, proj string, gen in
 // AsProjection returns a projection with d's tables, views and version and
 // no Apply: enough for the layout (physical names, columns) of a
 // generation created with d.
-func (d Definition) AsProjection() *Projection {
-	p := &Projection{Name: d.Projection, Version: d.Version}
+func (d Definition) AsProjection() *projection.Projection {
+	p := &projection.Projection{Name: d.Projection, Version: d.Version}
 	for _, t := range d.Tables {
-		tt := Table{Name: t.Name, Columns: append([]Column(nil), t.Columns...), OrderBy: t.OrderBy, State: t.State, Key: t.Key, History: t.History}
+		tt := projection.Table{Name: t.Name, Columns: append([]projection.Column(nil), t.Columns...), OrderBy: t.OrderBy, State: t.State, Key: t.Key, History: t.History}
 		if !t.State {
 			tt.Engine = t.Engine
 		}
@@ -82,7 +83,7 @@ func (d Definition) AsProjection() *Projection {
 // StoredLayout is the layout of generation gen as its stored definition
 // describes it (NewLayout(p, gen) when none is stored): the physical tables
 // that exist, with the columns they have.
-func StoredLayout(ctx context.Context, conn driver.Conn, p *Projection, gen int) (*Layout, error) {
+func StoredLayout(ctx context.Context, conn driver.Conn, p *projection.Projection, gen int) (*Layout, error) {
 	d, rev, err := StoredDefinition(ctx, conn, p.Name, gen)
 	if err != nil || rev == 0 {
 		return NewLayout(p, gen), err
@@ -131,7 +132,7 @@ func PlanMigration(ctx context.Context, conn driver.Conn, l *Layout, views bool)
 	// Only the table this reads: a runner's start runs the rest of
 	// Reel's DDL once, in EnsureSchema.
 	if err := conn.Exec(ctx, definitionsDDL); err != nil {
-		return m, fmt.Errorf("create %s: %w", definitionsTable, err)
+		return m, fmt.Errorf("create %s: %w", DefinitionsTable, err)
 	}
 	cur := DefinitionOf(p)
 	stored, rev, err := StoredDefinition(ctx, conn, p.Name, l.Generation)
@@ -158,15 +159,15 @@ func PlanMigration(ctx context.Context, conn driver.Conn, l *Layout, views bool)
 		switch c.Kind {
 		case AddColumn, ChangeDefault:
 			col := columnOf(p, c.Table, c.Column)
-			for _, t := range l.tables {
-				if t.logical != c.Table && t.logical != c.Table+"_history" {
+			for _, t := range l.Tables {
+				if t.Logical != c.Table && t.Logical != c.Table+"_history" {
 					continue
 				}
 				// The table first, then its inbox: the guard view
 				// forwards the inbox's columns by name (SELECT * EXCEPT
 				// (_epoch) is expanded per insert), so the table must
 				// have a column before any insert can carry it.
-				for _, name := range []string{t.name, t.name + inboxSuffix} {
+				for _, name := range []string{t.Name, t.Name + inboxSuffix} {
 					if c.Kind == AddColumn {
 						m.Statements = append(m.Statements, fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s %s%s", name, col.Name, col.Type, columnDefault(col)))
 					} else if col.Default == "" {
@@ -177,10 +178,10 @@ func PlanMigration(ctx context.Context, conn driver.Conn, l *Layout, views bool)
 				}
 			}
 		case AddTable:
-			for _, t := range l.tables {
-				if t.logical == c.Table {
-					m.Statements = append(m.Statements, t.ddl)
-					m.Statements = append(m.Statements, guardedDDL(t.name, tableGuard(p.Name, l.Generation))...)
+			for _, t := range l.Tables {
+				if t.Logical == c.Table {
+					m.Statements = append(m.Statements, t.DDL)
+					m.Statements = append(m.Statements, guardedDDL(t.Name, tableGuard(p.Name, l.Generation))...)
 					m.Backfill = append(m.Backfill, c.Table)
 				}
 			}
@@ -198,18 +199,18 @@ func PlanMigration(ctx context.Context, conn driver.Conn, l *Layout, views bool)
 	return m, nil
 }
 
-func columnOf(p *Projection, table, column string) Column {
-	if _, t := p.table(table); t != nil {
+func columnOf(p *projection.Projection, table, column string) projection.Column {
+	if _, t := p.Table(table); t != nil {
 		for _, c := range t.Columns {
 			if c.Name == column {
 				return c
 			}
 		}
 	}
-	return Column{Name: column}
+	return projection.Column{Name: column}
 }
 
-func columnDefault(c Column) string {
+func columnDefault(c projection.Column) string {
 	if c.Default == "" {
 		return ""
 	}
@@ -258,8 +259,8 @@ func Evolve(ctx context.Context, conn driver.Conn, l *Layout, views bool) (Migra
 }
 
 // RecordDefinition stores p's definition as revision rev of generation gen.
-func RecordDefinition(ctx context.Context, conn driver.Conn, p *Projection, gen, rev int, note string, statements []string) error {
-	err := conn.Exec(chclient.WriteContext(ctx, nil), "INSERT INTO "+definitionsTable+" (proj, generation, revision, definition, logic_version, changes, statements, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+func RecordDefinition(ctx context.Context, conn driver.Conn, p *projection.Projection, gen, rev int, note string, statements []string) error {
+	err := conn.Exec(chclient.WriteContext(ctx, nil), "INSERT INTO "+DefinitionsTable+" (proj, generation, revision, definition, logic_version, changes, statements, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		p.Name, uint32(gen), uint32(rev), DefinitionOf(p).Canonical(), uint32(p.Version), note, strings.Join(statements, ";\n"), time.Now().UTC())
 	if err != nil {
 		return fmt.Errorf("record the definition of %s g%d: %w", p.Name, gen, err)
@@ -272,7 +273,7 @@ func RecordDefinition(ctx context.Context, conn driver.Conn, p *Projection, gen,
 // ClickHouse has them, tables that do not exist left out, and the logic
 // version the registry recorded. exists is false when none of the
 // generation's tables exists.
-func adopt(ctx context.Context, conn driver.Conn, p *Projection, gen int) (d Definition, exists bool, err error) {
+func adopt(ctx context.Context, conn driver.Conn, p *projection.Projection, gen int) (d Definition, exists bool, err error) {
 	d = DefinitionOf(p)
 	sys := map[string]bool{epochColumn.Name: true}
 	for _, c := range systemColumns {
@@ -285,9 +286,9 @@ func adopt(ctx context.Context, conn driver.Conn, p *Projection, gen int) (d Def
 		if err != nil {
 			return d, false, fmt.Errorf("read the columns of %s g%d: %w", p.Name, gen, err)
 		}
-		var cols []Column
+		var cols []projection.Column
 		for rows.Next() {
-			var c Column
+			var c projection.Column
 			var kind string
 			if err := rows.Scan(&c.Name, &c.Type, &kind, &c.Default); err != nil {
 				rows.Close()

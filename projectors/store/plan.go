@@ -1,4 +1,4 @@
-package projectors
+package store
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/projectors/projection"
 )
 
 // Plan is what running the current code would do to each of a projection's
@@ -24,7 +26,7 @@ type GenerationPlan struct {
 }
 
 // PlanChanges computes the Plan of p without changing anything.
-func PlanChanges(ctx context.Context, conn driver.Conn, p *Projection) (Plan, error) {
+func PlanChanges(ctx context.Context, conn driver.Conn, p *projection.Projection) (Plan, error) {
 	pl := Plan{Projection: p.Name}
 	if err := p.Validate(); err != nil {
 		return pl, err
