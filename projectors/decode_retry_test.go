@@ -35,8 +35,8 @@ func TestDecodeRetriesWhileRegistryDown(t *testing.T) {
 	r, recs := handRunner(t, "regdown", 5)
 	r.dec = &flakyDecoder{Decoder: r.dec, fails: 3}
 	w := newWorker(r, testClaim(t, r, tp{Topic: handTopic, Partition: 0}), noPositions(r), nil)
-	w.process(ctx, recs)
-	if err := w.flush(ctx); err != nil {
+	w.a.process(ctx, recs)
+	if err := w.a.flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var rows, parked uint64

@@ -42,12 +42,12 @@ func TestRetriedInsertIsDeduplicated(t *testing.T) {
 	defer r.cancel()
 	w := newWorker(r, testClaim(t, r, tp{Topic: "t", Partition: 0}), []int64{-1, -1}, nil)
 	pt := r.layout.Tables[r.layout.ByUser[0]]
-	b := &batch{rows: make([][]pendingRow, len(r.layout.Tables)), epoch: w.claim.epoch}
+	b := &batch{rows: make([][]pendingRow, len(r.layout.Tables))}
 	for i := range 100 {
-		b.add(r.layout.ByUser[0], w.k, int64(i), "k", time.Unix(int64(i), 0).UTC(), []any{"row"})
+		b.add(r.layout.ByUser[0], int64(i), "k", []any{"row"}, []any{w.k.Topic, uint32(w.k.Partition), uint64(i), time.Unix(int64(i), 0).UTC(), w.claim.epoch})
 	}
 	send := func(rows []pendingRow) {
-		pb, err := w.prepare(ctx, pt, rows)
+		pb, err := w.c.prepare(ctx, pt, rows)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -109,7 +109,8 @@ func (r *Runner) parkedRecords(ctx context.Context, aggregate string) ([]*kgo.Re
 // resolve runs on the worker goroutine, between batches.
 func (w *worker) resolve(ctx context.Context, key string, recs []*kgo.Record, replay bool) (ReplayResult, error) {
 	res := ReplayResult{Aggregate: key, Topic: w.k.Topic, Partition: w.k.Partition}
-	if err := w.flush(ctx); err != nil {
+	a, c := w.a, w.c
+	if err := a.flush(ctx); err != nil {
 		return res, err
 	}
 	var done []*kgo.Record
@@ -121,28 +122,28 @@ func (w *worker) resolve(ctx context.Context, key string, recs []*kgo.Record, re
 		if err != nil {
 			return res, err
 		}
-		delete(w.cache, key)
-		w.authorit = false
+		a.cache.drop(key)
+		a.authorit = false
 		// The operator says the cause is fixed: rows of the aggregate are
 		// no longer refused by default.
-		w.fl.mu.Lock()
-		delete(w.fl.rejected, key)
-		w.fl.mu.Unlock()
-		saved := w.b
-		w.resetBatch()
+		c.mu.Lock()
+		delete(c.refused, key)
+		c.mu.Unlock()
+		saved := a.b
+		a.resetBatch()
 		for _, rec := range recs {
-			if err := w.applyRecord(ctx, rec, ck, true); err != nil {
+			if err := a.applyRecord(ctx, rec, ck, true); err != nil {
 				res.Error = fmt.Sprintf("offset %d: %v", rec.Offset, err)
 				break
 			}
 			done = append(done, rec)
 		}
-		err = w.persistRows(ctx, &w.b)
-		w.b = saved
+		err = c.persistRows(ctx, &a.b)
+		a.b = saved
 		if err != nil {
 			return res, err
 		}
-		delete(w.cache, key) // the failed event may have touched it
+		a.cache.drop(key) // the failed event may have touched it
 	} else {
 		done = recs
 	}
@@ -151,15 +152,15 @@ func (w *worker) resolve(ctx context.Context, key string, recs []*kgo.Record, re
 	}
 	// The guard drops a stale member's writes silently: before reporting
 	// success, make sure this member still held the partition.
-	if err := w.checkFence(ctx); err != nil {
+	if err := c.checkFence(ctx); err != nil {
 		return res, err
 	}
 	res.Resolved = len(done)
 	res.StillHeld = len(recs) - len(done)
 	if res.StillHeld > 0 {
-		w.parkedFrom[key] = recs[len(done)].Offset
+		a.parkedFrom[key] = recs[len(done)].Offset
 	} else {
-		delete(w.parkedFrom, key)
+		delete(a.parkedFrom, key)
 	}
 	w.log.Info("parked aggregate resolved", "aggregate", key, "replay", replay, "resolved", res.Resolved, "still_parked", res.StillHeld)
 	return res, nil
@@ -168,20 +169,20 @@ func (w *worker) resolve(ctx context.Context, key string, recs []*kgo.Record, re
 // keyPositions returns, per physical table, the highest of recs' offsets
 // the table already holds (-1: none), and for the parked table "all" (the
 // events are there already).
-func (w *worker) keyPositions(ctx context.Context, recs []*kgo.Record) ([]int64, error) {
+func (p *partition) keyPositions(ctx context.Context, recs []*kgo.Record) ([]int64, error) {
 	offs := make([]uint64, len(recs))
 	for i, r := range recs {
 		offs[i] = uint64(r.Offset)
 	}
-	ck := make([]int64, len(w.layout.Tables))
-	for i, t := range w.layout.Tables {
-		if i == w.layout.Parked {
+	ck := make([]int64, len(p.layout.Tables))
+	for i, t := range p.layout.Tables {
+		if i == p.layout.Parked {
 			ck[i] = recs[len(recs)-1].Offset
 			continue
 		}
 		var n, mx uint64
-		err := w.r.conn.QueryRow(ctx, fmt.Sprintf("SELECT count(), max(_offset) FROM %s WHERE _topic = ? AND _partition = ? AND _offset IN (?)", t.Name),
-			w.k.Topic, uint32(w.k.Partition), offs).Scan(&n, &mx)
+		err := p.r.conn.QueryRow(ctx, fmt.Sprintf("SELECT count(), max(_offset) FROM %s WHERE _topic = ? AND _partition = ? AND _offset IN (?)", t.Name),
+			p.k.Topic, uint32(p.k.Partition), offs).Scan(&n, &mx)
 		if err != nil {
 			return nil, fmt.Errorf("check earlier replay in %s: %w", t.Name, err)
 		}
@@ -193,18 +194,18 @@ func (w *worker) keyPositions(ctx context.Context, recs []*kgo.Record) ([]int64,
 	return ck, nil
 }
 
-func (w *worker) markResolved(ctx context.Context, recs []*kgo.Record, resolution string) error {
+func (p *partition) markResolved(ctx context.Context, recs []*kgo.Record, resolution string) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	b, err := w.r.conn.PrepareBatch(w.fenced(ctx, nil), store.ResolvedInsert)
+	b, err := p.r.conn.PrepareBatch(p.fenced(ctx, nil), store.ResolvedInsert)
 	if err != nil {
 		return fmt.Errorf("record resolution: %w", err)
 	}
 	defer b.Close()
 	now := time.Now().UTC()
 	for _, r := range recs {
-		if err := b.Append(w.proj.Name, uint32(w.layout.Generation), r.Topic, uint32(r.Partition), uint64(r.Offset), resolution, now, w.claim.epoch); err != nil {
+		if err := b.Append(p.proj.Name, uint32(p.layout.Generation), r.Topic, uint32(r.Partition), uint64(r.Offset), resolution, now, p.claim.epoch); err != nil {
 			return err
 		}
 	}
@@ -217,10 +218,10 @@ func (w *worker) markResolved(ctx context.Context, recs []*kgo.Record, resolutio
 // landed reports whether rows are in the table after an ambiguous insert
 // failure: the batch's last offset is present. Rows re-applied from the
 // parked table carry old offsets, so for them the exact offsets are checked.
-func (w *worker) landed(ctx context.Context, pt store.PhysTable, rows []pendingRow) (bool, error) {
+func (c *committer) landed(ctx context.Context, pt store.PhysTable, rows []pendingRow) (bool, error) {
 	last := rows[len(rows)-1].off
 	var n uint64
-	err := w.r.conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE _topic = ? AND _partition = ? AND _offset = ?", pt.Name),
-		w.k.Topic, uint32(w.k.Partition), uint64(last)).Scan(&n)
+	err := c.r.conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE _topic = ? AND _partition = ? AND _offset = ?", pt.Name),
+		c.k.Topic, uint32(c.k.Partition), uint64(last)).Scan(&n)
 	return n > 0, err
 }

@@ -1,7 +1,7 @@
 // Package projectors is the runtime that runs projections: a Runner per
 // generation of a projection in its consumer group, its partition workers
-// and flushers, the fence against stale members, DLQ replay, options and
-// metrics.
+// (queue, applier, committer), the fence against stale members, DLQ
+// replay, options and metrics.
 //
 //	r, err := projectors.NewRunner(p, conn, codec, projectors.Brokers(brokers...))
 //	if err != nil {

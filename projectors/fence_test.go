@@ -38,13 +38,13 @@ func TestStaleWorkerLandsNothing(t *testing.T) {
 	r.cfg.fenceCheck = 0 // check after every batch, so the second one notices
 	k := tp{Topic: handTopic, Partition: 0}
 	stale := newWorker(r, testClaim(t, r, k), noPositions(r), nil)
-	stale.process(ctx, recs[:4])
-	if err := stale.flush(ctx); err != nil {
+	stale.a.process(ctx, recs[:4])
+	if err := stale.a.flush(ctx); err != nil {
 		t.Fatalf("the owner's flush: %v", err)
 	}
 	testClaim(t, r, k) // another member takes the partition over
-	stale.process(ctx, recs[4:])
-	if err := stale.flush(ctx); !errors.Is(err, ErrFenced) {
+	stale.a.process(ctx, recs[4:])
+	if err := stale.a.flush(ctx); !errors.Is(err, ErrFenced) {
 		t.Errorf("stale flush returned %v, want ErrFenced", err)
 	}
 	rows, ck, _ := fenceCounts(t, r)

@@ -12,14 +12,22 @@ import (
 	"github.com/reel-dev/reel/schemas"
 )
 
-// BenchWorker drives one partition worker without Kafka or ClickHouse,
+// BenchWorker drives one partition's applier without Kafka or ClickHouse,
 // for benchmarks in projectors_test (which may import the demo
 // projections; this package may not): records go through decode → Apply
-// → row batching exactly as in the runtime, and a full batch is dropped
-// instead of flushed.
-type BenchWorker struct{ w *worker }
+// → row batching exactly as in the runtime, and a full batch goes to a
+// sink that drops it.
+type BenchWorker struct{ a *applier }
 
-// NewBenchWorker returns a worker of generation 1, partition 0 of p's
+// discard is a sink that drops batches.
+type discard struct{}
+
+func (discard) put(context.Context, *batch) error { return nil }
+func (discard) sync(context.Context) error        { return nil }
+func (discard) waiting() bool                     { return false }
+func (discard) rejects() []reject                 { return nil }
+
+// NewBenchWorker returns an applier of generation 1, partition 0 of p's
 // first topic, with nothing in ClickHouse (so state misses mean "new").
 func NewBenchWorker(p *projection.Projection, dec Decoder, batch int) *BenchWorker {
 	c := defaultCfg()
@@ -30,27 +38,32 @@ func NewBenchWorker(p *projection.Projection, dec Decoder, batch int) *BenchWork
 	for i := range ck {
 		ck[i] = -1
 	}
-	return &BenchWorker{w: newWorker(r, claim{k: tp{Topic: p.Topics[0], Partition: 0}}, ck, nil)}
+	k := tp{Topic: p.Topics[0], Partition: 0}
+	return &BenchWorker{a: newApplier(&partition{r: r, proj: p, layout: r.layout, k: k, claim: claim{k: k}, log: r.log}, discard{}, ck, nil)}
 }
 
-// Process applies one record as the worker's poll loop does.
+// Process applies one record as the worker does. A full batch is dropped
+// without moving the positions, so that the records can be applied again.
 func (b *BenchWorker) Process(ctx context.Context, rec *kgo.Record) error {
-	err := b.w.applyRecord(ctx, rec, b.w.ckpt, false)
-	if b.w.b.events >= b.w.r.cfg.batchEvents {
-		b.w.resetBatch()
+	err := b.a.applyRecord(ctx, rec, b.a.ckpt, false)
+	if b.a.b.events >= b.a.r.cfg.batchEvents {
+		for i, rows := range b.a.b.rows {
+			b.a.prev[i] = len(rows)
+		}
+		b.a.resetBatch()
 	}
 	return err
 }
 
-// Apply runs only the projection's Apply with a Tx as the worker builds it
-// (state from the worker's cache), keeping the new state.
+// Apply runs only the projection's Apply with a Tx as the applier builds
+// it (state from the applier's cache), keeping the new state.
 func (b *BenchWorker) Apply(ctx context.Context, off int64, ev schemas.Event) error {
-	tx := &eventTx{w: b.w, pos: projection.Position{Topic: b.w.k.Topic, Partition: 0, Offset: off}, key: ev.AggregateID, ts: ev.OccurredAt}
-	if err := b.w.proj.Apply(ctx, tx, ev); err != nil {
+	tx := &eventTx{a: b.a, pos: projection.Position{Topic: b.a.k.Topic, Offset: off}, key: ev.AggregateID, ts: ev.OccurredAt}
+	if err := b.a.proj.Apply(ctx, tx, ev); err != nil {
 		return err
 	}
 	if tx.state != nil {
-		b.w.cache[tx.key] = tx.state
+		b.a.cache.put(tx.key, tx.state)
 	}
 	return nil
 }
@@ -58,17 +71,9 @@ func (b *BenchWorker) Apply(ctx context.Context, off int64, ev schemas.Event) er
 // AddRow queues one row of the first physical table, as applyRecord does
 // for every row Apply emits.
 func (b *BenchWorker) AddRow(off int64, key string, ts time.Time, user []any) {
-	b.w.addRow(0, off, key, ts, user, b.w.ckpt)
-	if len(b.w.b.rows[0]) >= b.w.r.cfg.batchEvents {
-		b.w.resetBatch()
+	b.a.sys[2], b.a.sys[3] = uint64(off), ts
+	b.a.addRow(0, off, key, user, b.a.ckpt)
+	if len(b.a.b.rows[0]) >= b.a.r.cfg.batchEvents {
+		b.a.resetBatch()
 	}
-}
-
-// Batched reports the rows queued in the current batch.
-func (b *BenchWorker) Batched() int {
-	n := 0
-	for _, rs := range b.w.b.rows {
-		n += len(rs)
-	}
-	return n
 }

@@ -17,6 +17,7 @@ type cfg struct {
 	brokers         []string
 	generation      int
 	batchEvents     int
+	batchBytes      int64
 	flushInterval   time.Duration
 	insertTimeout   time.Duration
 	retryMin        time.Duration
@@ -24,8 +25,10 @@ type cfg struct {
 	shutdownTimeout time.Duration
 	maxPollRecords  int
 	maxPending      int
+	maxPendingBytes int64
 	fenceCheck      time.Duration
 	stateCacheSize  int
+	stateCacheBytes int64
 	replay          bool
 	effectsByGen    bool
 	pipeline        bool
@@ -43,13 +46,15 @@ func defaultCfg() cfg {
 	return cfg{
 		generation:      1,
 		batchEvents:     5000,
+		batchBytes:      DefaultBatchBytes,
 		flushInterval:   200 * time.Millisecond,
 		insertTimeout:   30 * time.Second,
 		retryMin:        100 * time.Millisecond,
 		retryMax:        10 * time.Second,
 		shutdownTimeout: 30 * time.Second,
 		maxPollRecords:  10000,
-		stateCacheSize:  200000,
+		maxPendingBytes: DefaultMaxPendingBytes,
+		stateCacheBytes: DefaultStateCacheBytes,
 		fenceCheck:      5 * time.Second,
 		views:           true,
 		logger:          slog.Default(),
@@ -64,14 +69,20 @@ func (c *cfg) validate() error {
 	if c.generation < 1 {
 		errs = append(errs, fmt.Errorf("generation %d: must be ≥ 1", c.generation))
 	}
-	if c.batchEvents < 1 {
-		errs = append(errs, fmt.Errorf("batch size %d: must be ≥ 1", c.batchEvents))
-	}
-	if c.maxPending == 0 {
-		c.maxPending = 10 * c.batchEvents
-	}
-	if c.maxPending < 1 {
-		errs = append(errs, fmt.Errorf("max pending %d: must be ≥ 1", c.maxPending))
+	for _, n := range []struct {
+		what   string
+		v, min int64
+	}{
+		{"batch size (BatchEvents)", int64(c.batchEvents), 1},
+		{"batch bytes (BatchBytes)", c.batchBytes, 1},
+		{"pending bytes (MaxPendingBytes)", c.maxPendingBytes, 1},
+		{"pending records (MaxPending; 0: no bound by count)", int64(c.maxPending), 0},
+		{"state cache bytes (StateCacheBytes)", c.stateCacheBytes, 1},
+		{"state cache entries (StateCacheSize; 0: no bound by count)", int64(c.stateCacheSize), 0},
+	} {
+		if n.v < n.min {
+			errs = append(errs, fmt.Errorf("%s %d: must be ≥ %d", n.what, n.v, n.min))
+		}
 	}
 	if c.flushInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("flush interval %s: must be ≥ 1ms", c.flushInterval))
@@ -102,6 +113,10 @@ func Generation(g int) Opt { return func(c *cfg) { c.generation = g } }
 // BatchEvents flushes a partition's batch at this many events. Default 5000.
 func BatchEvents(n int) Opt { return func(c *cfg) { c.batchEvents = n } }
 
+// BatchBytes also flushes a partition's batch once its rows hold this many
+// bytes (estimated from their values). Default DefaultBatchBytes (4 MiB).
+func BatchBytes(n int64) Opt { return func(c *cfg) { c.batchBytes = n } }
+
 // FlushInterval flushes a partition's batch this long after its first
 // event. Default 200ms.
 func FlushInterval(d time.Duration) Opt { return func(c *cfg) { c.flushInterval = d } }
@@ -118,17 +133,43 @@ func RetryBackoff(minD, maxD time.Duration) Opt {
 // ShutdownTimeout bounds the final flush of revoked partitions. Default 30s.
 func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.shutdownTimeout = d } }
 
-// MaxPending pauses fetching a partition while this many of its records wait
-// for its worker. Default: ten times BatchEvents (pausing is costly: the
-// partition's fetching restarts on resume).
+// Memory bounds per partition worker, by default. The load test's five
+// demo projections over two topics of 4 partitions run 24 workers, 16 of
+// them with a State table: at most 48 MiB of fetched records wait and
+// 64 MiB of state is cached (its 10 000 aggregates need ~1.5 MiB per
+// partition), which leaves room under a 256 MiB pod for batches in flight
+// and the Kafka client's fetch buffers.
+const (
+	DefaultBatchBytes      = 4 << 20
+	DefaultMaxPendingBytes = 2 << 20
+	DefaultStateCacheBytes = 4 << 20
+)
+
+// MaxPendingBytes pauses fetching a partition while this many bytes of its
+// records (key, value and headers, plus a record's own size) wait for its
+// worker. Default DefaultMaxPendingBytes (2 MiB). Pausing is costly (the
+// partition's fetching restarts on resume), so not much smaller than a
+// fetch.
+func MaxPendingBytes(n int64) Opt { return func(c *cfg) { c.maxPendingBytes = n } }
+
+// MaxPending also pauses fetching a partition while this many of its
+// records wait for its worker. Default 0: bounded by MaxPendingBytes only.
 func MaxPending(n int) Opt { return func(c *cfg) { c.maxPending = n } }
 
-// StateCacheSize caps the cached aggregate states per partition. Default 200000.
+// StateCacheBytes bounds the cached aggregate states of a partition, by an
+// estimate of their keys and values; past it, states already durable are
+// forgotten (and read back from the State table when needed). States of
+// batches not yet durable are kept, so the cache can exceed the bound by
+// those of two batches. Default DefaultStateCacheBytes (4 MiB).
+func StateCacheBytes(n int64) Opt { return func(c *cfg) { c.stateCacheBytes = n } }
+
+// StateCacheSize also bounds the cached aggregate states of a partition by
+// count. Default 0: bounded by StateCacheBytes only.
 func StateCacheSize(n int) Opt { return func(c *cfg) { c.stateCacheSize = n } }
 
 // Pipeline lets a partition's worker apply the next batch while the previous
 // one is being inserted. Default false: on a machine shared with
-// ClickHouse it adds latency and no throughput (see flush.go).
+// ClickHouse it adds latency and no throughput (see commit.go).
 func Pipeline(on bool) Opt { return func(c *cfg) { c.pipeline = on } }
 
 // Durable makes every insert of the generation fsync its part and the
@@ -163,7 +204,7 @@ func StartOffsets(m map[string]map[int32]kgo.Offset) Opt { return func(c *cfg) {
 // (e.g. kgo.NewOffset().AfterMilli(ts)). Default: the earliest offset.
 func StartAt(o kgo.Offset) Opt { return func(c *cfg) { c.startAt = &o } }
 
-// FenceCheckInterval is how often a partition's flusher checks that no
+// FenceCheckInterval is how often a partition's committer checks that no
 // other member claimed the partition since (default 5s; also before every
 // batch with side effects). Correctness does not depend on it: the
 // ClickHouse guard drops a stale member's rows; the check makes a stale

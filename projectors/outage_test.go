@@ -375,12 +375,12 @@ func TestOutageClickHouseSlow(t *testing.T) {
 
 	suffix, shopTopic, seatsTopic := outageSetup(t, brokers, 2)
 	// Small fetches make the bound visible: per partition at most the
-	// worker's pending records (MaxPending) plus a batch plus one buffered
-	// fetch.
+	// worker's pending records (MaxPendingBytes: ~1500 of event_log's) plus
+	// a batch plus one buffered fetch.
 	const batch = 1000
 	hook := &polledHook{next: map[string]map[int32]int64{}}
 	names := []string{"event_log"}
-	ip := runInProcess(t, conn, brokers, suffix, names, projectors.BatchEvents(batch), projectors.MaxPending(2*batch), projectors.FlushInterval(100*time.Millisecond),
+	ip := runInProcess(t, conn, brokers, suffix, names, projectors.BatchEvents(batch), projectors.MaxPendingBytes(1<<20), projectors.FlushInterval(100*time.Millisecond),
 		projectors.KafkaHooks(hook), projectors.KafkaOpts(kgo.FetchMaxPartitionBytes(32<<10), kgo.FetchMaxBytes(64<<10)))
 	// Warm up (tables, assignment) before slowing ClickHouse down.
 	stop := make(chan struct{})

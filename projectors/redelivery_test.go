@@ -23,9 +23,9 @@ func TestWorkerIgnoresRedeliveredRecords(t *testing.T) {
 	ctx := context.Background()
 	r, recs := handRunner(t, "redelivery", 10)
 	w := newWorker(r, testClaim(t, r, tp{Topic: handTopic, Partition: 0}), noPositions(r), nil)
-	w.process(ctx, recs[:6]) // held from the earlier assignment
-	w.process(ctx, recs)     // fetched again by the new one
-	if err := w.flush(ctx); err != nil {
+	w.a.process(ctx, recs[:6]) // held from the earlier assignment
+	w.a.process(ctx, recs)     // fetched again by the new one
+	if err := w.a.flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var n, distinct uint64

@@ -246,7 +246,7 @@ func (r *Runner) consume(ctx context.Context) error {
 					r.refuse(k, recreatedError(r.layout, ft.Topic, w.claim.topicID, id))
 					continue
 				}
-				w.enqueue(fp.Records)
+				w.q.push(fp.Records)
 			}
 		})
 		// Rebalances wait while records are handed to workers
@@ -377,7 +377,7 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); w.run() }()
 		r.log.Info("partition assigned", "topic", k.Topic, "partition", k.Partition, "resume_offset", start,
-			"parked_aggregates", len(w.parkedFrom), "epoch", c.epoch, "kafka_generation", kgen)
+			"parked_aggregates", len(w.a.parkedFrom), "epoch", c.epoch, "kafka_generation", kgen)
 	}
 	return offsets, nil
 }

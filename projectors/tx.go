@@ -9,11 +9,11 @@ import (
 )
 
 // eventTx is the runtime's projection.Tx: it collects the effects of one
-// event on the worker's goroutine. Nothing it collects reaches ClickHouse
+// event on the applier's (the worker's) goroutine. Nothing it collects reaches ClickHouse
 // unless Apply returns nil; the rows then join the partition's batch and
 // are inserted with the event's position.
 type eventTx struct {
-	w      *worker
+	a      *applier
 	pos    projection.Position
 	key    string
 	ts     time.Time
@@ -22,7 +22,8 @@ type eventTx struct {
 	// windows, or an event some table already holds).
 	noEffects bool
 	rows      []txRow
-	state     []any // pending new state of the aggregate (State table), nil if untouched
+	rowBuf    [2]txRow // rows' first backing array: most events emit one or two rows, and the Tx is allocated anyway
+	state     []any    // pending new state of the aggregate (State table), nil if untouched
 	effects   []effect
 }
 
@@ -52,16 +53,16 @@ func (tx *eventTx) Replaying() bool { return tx.replay }
 // Emit adds a row to a table; values are in the table's column order.
 // For the State table the row becomes the aggregate's new current state.
 func (tx *eventTx) Emit(table string, values ...any) error {
-	i, t := tx.w.proj.Table(table)
+	i, t := tx.a.proj.Table(table)
 	if t == nil {
-		return fmt.Errorf("emit: projection %q has no table %q", tx.w.proj.Name, table)
+		return fmt.Errorf("emit: projection %q has no table %q", tx.a.proj.Name, table)
 	}
 	if len(values) != len(t.Columns) {
 		return fmt.Errorf("emit %s: %d values for %d columns", table, len(values), len(t.Columns))
 	}
 	if t.State {
-		if k, _ := values[tx.w.keyCol].(string); k != tx.key {
-			return fmt.Errorf("emit %s: key column %q is %v, but the event's aggregate is %q", table, t.Key, values[tx.w.keyCol], tx.key)
+		if k, _ := values[tx.a.keyCol].(string); k != tx.key {
+			return fmt.Errorf("emit %s: key column %q is %v, but the event's aggregate is %q", table, t.Key, values[tx.a.keyCol], tx.key)
 		}
 		tx.state = values
 	}
@@ -73,13 +74,13 @@ func (tx *eventTx) Emit(table string, values ...any) error {
 // table (with this event's earlier Emits applied), or ok=false when the
 // aggregate has no row yet. The slice is a copy; change it and Emit it.
 func (tx *eventTx) State() (values []any, ok bool, err error) {
-	if tx.w.stateIdx < 0 {
-		return nil, false, fmt.Errorf("projection %q has no State table", tx.w.proj.Name)
+	if tx.a.stateIdx < 0 {
+		return nil, false, fmt.Errorf("projection %q has no State table", tx.a.proj.Name)
 	}
 	if tx.state != nil {
 		return append([]any(nil), tx.state...), true, nil
 	}
-	row, ok, err := tx.w.loadState(tx.key)
+	row, ok, err := tx.a.loadState(tx.key)
 	if err != nil || !ok {
 		return nil, false, err
 	}

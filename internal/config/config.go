@@ -22,6 +22,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -131,14 +132,26 @@ type ClickHouse struct {
 
 // Projector tunes the runtime; the defaults are the runtime's.
 type Projector struct {
-	Projections    []string      `yaml:"projections"` // empty: every declared one (projections.dir), else every Go one; env REEL_PROJECTIONS (comma-separated)
-	BatchEvents    int           `yaml:"batchEvents"`
-	FlushInterval  time.Duration `yaml:"flushInterval"`
-	InsertTimeout  time.Duration `yaml:"insertTimeout"`
-	RetryMin       time.Duration `yaml:"retryMin"`
-	RetryMax       time.Duration `yaml:"retryMax"`
-	StateCacheSize int           `yaml:"stateCacheSize"`
-	GenerationPoll time.Duration `yaml:"generationPoll"`
+	Projections   []string      `yaml:"projections"` // empty: every declared one (projections.dir), else every Go one; env REEL_PROJECTIONS (comma-separated)
+	BatchEvents   int           `yaml:"batchEvents"`
+	FlushInterval time.Duration `yaml:"flushInterval"`
+	InsertTimeout time.Duration `yaml:"insertTimeout"`
+	RetryMin      time.Duration `yaml:"retryMin"`
+	RetryMax      time.Duration `yaml:"retryMax"`
+	// BatchBytes also ends a partition's batch once its rows hold this
+	// many bytes (estimated from their values; default 4 MiB).
+	BatchBytes int64 `yaml:"batchBytes"`
+	// StateCacheBytes bounds each partition's cache of aggregate states
+	// (estimated bytes of keys and values; default 4 MiB); past it, states
+	// already in ClickHouse are forgotten and read back when needed.
+	StateCacheBytes int64 `yaml:"stateCacheBytes"`
+	// StateCacheSize also bounds it by count of aggregates (default 0: by
+	// bytes only). Before stateCacheBytes it was the only bound.
+	StateCacheSize int `yaml:"stateCacheSize"`
+	// MaxPendingBytes pauses fetching a partition while this many bytes
+	// of its fetched records wait for its worker (default 2 MiB).
+	MaxPendingBytes int64         `yaml:"maxPendingBytes"`
+	GenerationPoll  time.Duration `yaml:"generationPoll"`
 	// Durable makes every insert fsync its part and the part's directory
 	// (the tables' fsync_after_insert, fsync_part_directory) before it is
 	// acknowledged. Default false. Env REEL_DURABLE=1.
@@ -163,13 +176,15 @@ func Default() Config {
 		Kafka:      Kafka{Brokers: []string{"kafka:9092"}, ClientID: "reel"},
 		ClickHouse: ClickHouse{DSN: "http://clickhouse:8123/reel"},
 		Projector: Projector{
-			BatchEvents:    5000,
-			FlushInterval:  200 * time.Millisecond,
-			InsertTimeout:  30 * time.Second,
-			RetryMin:       100 * time.Millisecond,
-			RetryMax:       10 * time.Second,
-			StateCacheSize: 200000,
-			GenerationPoll: 5 * time.Second,
+			BatchEvents:     5000,
+			FlushInterval:   200 * time.Millisecond,
+			InsertTimeout:   30 * time.Second,
+			RetryMin:        100 * time.Millisecond,
+			RetryMax:        10 * time.Second,
+			BatchBytes:      projectors.DefaultBatchBytes,
+			StateCacheBytes: projectors.DefaultStateCacheBytes,
+			MaxPendingBytes: projectors.DefaultMaxPendingBytes,
+			GenerationPoll:  5 * time.Second,
 		},
 		HTTP: HTTP{Listen: ":9464"},
 		Log:  Log{Level: "info", Format: "json"},

@@ -51,6 +51,9 @@ projector:
   retryMin: 10ms
   retryMax: 1s
   stateCacheSize: 1000
+  stateCacheBytes: 65536
+  maxPendingBytes: 1048576
+  batchBytes: 2097152
   generationPoll: 2s
   durable: true
 http:
@@ -76,7 +79,8 @@ func TestParseFullShape(t *testing.T) {
 		t.Fatalf("kafka: %+v", c.Kafka)
 	}
 	p := c.Projector
-	if p.BatchEvents != 100 || p.FlushInterval != 50*time.Millisecond || p.GenerationPoll != 2*time.Second || p.RetryMax != time.Second || !p.Durable {
+	if p.BatchEvents != 100 || p.FlushInterval != 50*time.Millisecond || p.GenerationPoll != 2*time.Second || p.RetryMax != time.Second || !p.Durable ||
+		p.StateCacheSize != 1000 || p.StateCacheBytes != 65536 || p.MaxPendingBytes != 1<<20 || p.BatchBytes != 2<<20 {
 		t.Fatalf("projector: %+v", p)
 	}
 	if c.Log.Level != "debug" {
@@ -162,6 +166,9 @@ clickhouse:
 projector:
   projections: [orders, nope, orders]
   batchEvents: 0
+  stateCacheBytes: 100
+  maxPendingBytes: -1
+  batchBytes: 1
   retryMin: 2s
   retryMax: 1s
   generationPoll: 1ms
@@ -187,7 +194,7 @@ log:
 	for _, want := range []string{
 		"kafka.brokers[0]", "kafka.clientId", "kafka.sasl.mechanism", "schemaRegistry.url", "clickhouse.dsn",
 		"clickhouse.tls.enabled", "clickhouse.tls.caFile", "projector.projections[1]", "projector.projections[2]",
-		"projector.batchEvents", "projector.retryMax", "projector.generationPoll", "http.listen", "log.level", "log.format",
+		"projector.batchEvents", "projector.stateCacheBytes", "projector.maxPendingBytes", "projector.batchBytes", "projector.retryMax", "projector.generationPoll", "http.listen", "log.level", "log.format",
 	} {
 		if !paths[want] {
 			t.Errorf("no error for %s", want)

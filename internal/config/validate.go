@@ -194,7 +194,16 @@ func (c *Config) Validate() error {
 		add("projector.retryMax", "%s: must be ≥ retryMin (%s)", p.RetryMax, p.RetryMin)
 	}
 	if p.StateCacheSize < 0 {
-		add("projector.stateCacheSize", "%d: must be ≥ 0", p.StateCacheSize)
+		add("projector.stateCacheSize", "%d: must be ≥ 0 (0: bounded by stateCacheBytes only)", p.StateCacheSize)
+	}
+	if p.BatchBytes < 1<<10 {
+		add("projector.batchBytes", "%d: must be ≥ 1024 (bytes per batch)", p.BatchBytes)
+	}
+	if p.StateCacheBytes < 1<<10 {
+		add("projector.stateCacheBytes", "%d: must be ≥ 1024 (bytes per partition)", p.StateCacheBytes)
+	}
+	if p.MaxPendingBytes < 1<<10 {
+		add("projector.maxPendingBytes", "%d: must be ≥ 1024 (bytes per partition)", p.MaxPendingBytes)
 	}
 	if p.GenerationPoll < 100*time.Millisecond {
 		add("projector.generationPoll", "%s: must be ≥ 100ms", p.GenerationPoll)

@@ -22,11 +22,11 @@ import (
 //     live in the registry (a projection that never cut over), none
 //     otherwise (building, standby);
 //   - a window (from, until]: effects of offsets in it, nothing else;
-//   - a pending window: the flusher waits until it is resolved.
+//   - a pending window: the committer waits until it is resolved.
 //
 // HandOverEffects moves the effects of every partition from one
 // generation to another at a precise offset C (see there for why no
-// effect runs twice or never). The flusher reads the window after the
+// effect runs twice or never). The committer reads the window after the
 // batch's rows and checkpoints are durable, right before the effects.
 
 // effectsTable holds the effects windows.
@@ -80,7 +80,7 @@ type Handover map[string]map[int32]int64
 // generation from to generation to, at offset C per partition:
 //
 //  1. Both windows are marked pending (from keeps its start; to opens).
-//     From here on, a flusher of either generation that is about to run
+//     From here on, a committer of either generation that is about to run
 //     effects waits.
 //  2. C = the higher of the two generations' applied positions, read
 //     after step 1. A batch whose window check came before step 1 had its

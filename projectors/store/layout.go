@@ -155,7 +155,7 @@ func createTable(name string, cols []projection.Column, engine, orderBy string) 
 	// that "max _offset present" implies "the whole batch is present".
 	// The deduplication window makes a retried insert with the same
 	// insert_deduplication_token a no-op even when the first attempt landed
-	// after the retry's "did it land?" check (see flush.go).
+	// after the retry's "did it land?" check (see commit.go).
 	fmt.Fprintf(&b, ") ENGINE = %s ORDER BY (%s) SETTINGS non_replicated_deduplication_window = %d, deduplicate_merge_projection_mode = 'rebuild'",
 		engine, orderBy, dedupWindow)
 	return b.String()

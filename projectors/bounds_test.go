@@ -1,0 +1,125 @@
+package projectors
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestQueuePausesPastBytes: fetching pauses once the bytes waiting reach
+// the bound — however few records they are — and resumes when the worker
+// takes them.
+func TestQueuePausesPastBytes(t *testing.T) {
+	var pauses, resumes int
+	q := newQueue(64<<10, 0, func() { pauses++ }, func() { resumes++ })
+	rec := func(size int) *kgo.Record { return &kgo.Record{Key: []byte("k"), Value: make([]byte, size)} }
+
+	q.push([]*kgo.Record{rec(1000), rec(1000)})
+	if pauses != 0 {
+		t.Fatalf("paused at %d bytes of a 64 KiB bound", 2*recordSize(rec(1000)))
+	}
+	q.push([]*kgo.Record{rec(40 << 10), rec(30 << 10)}) // 4 records, past 64 KiB
+	if pauses != 1 {
+		t.Fatalf("%d pauses after 4 records of ~72 KiB; want 1", pauses)
+	}
+	q.push([]*kgo.Record{rec(10)})
+	if pauses != 1 {
+		t.Fatalf("paused again while paused: %d pauses", pauses)
+	}
+	select {
+	case <-q.ready:
+	case <-time.After(time.Second):
+		t.Fatal("no ready signal")
+	}
+	var n int
+	for _, c := range q.take() {
+		n += len(c)
+	}
+	if n != 5 || resumes != 1 {
+		t.Fatalf("took %d records with %d resumes; want 5 and 1", n, resumes)
+	}
+	// Empty again: the bound counts from zero.
+	q.push([]*kgo.Record{rec(60 << 10)})
+	if pauses != 1 {
+		t.Fatalf("paused below the bound after a take: %d pauses", pauses)
+	}
+}
+
+// TestQueuePausesPastRecords: MaxPending, the bound by count, still works
+// beside the byte bound.
+func TestQueuePausesPastRecords(t *testing.T) {
+	var pauses int
+	q := newQueue(1<<30, 3, func() { pauses++ }, func() {})
+	q.push([]*kgo.Record{{}, {}})
+	q.push([]*kgo.Record{{}})
+	if pauses != 1 {
+		t.Fatalf("%d pauses at 3 records with MaxPending 3; want 1", pauses)
+	}
+}
+
+// TestStateCacheShrinks: past its byte bound the cache forgets entries
+// down to three quarters of it, and its count of bytes stays exact.
+func TestStateCacheShrinks(t *testing.T) {
+	c := newStateCache(10<<10, 0)
+	row := []any{"order-1", "customer-1", uint32(2), int64(3900), time.Time{}}
+	for i := range 200 {
+		c.put(string(rune('a'+i%26))+string(rune('a'+i/26)), row)
+	}
+	if !c.over() {
+		t.Fatalf("200 entries of %d bytes in a 10 KiB cache are not over it (%d bytes)", entrySize("aa", row), c.bytes)
+	}
+	n := c.shrink()
+	if n == 0 || c.over() || c.bytes > 10<<10/4*3 {
+		t.Fatalf("shrink forgot %d entries, %d bytes left (bound %d)", n, c.bytes, 10<<10)
+	}
+	var sum int64
+	for k, r := range c.rows {
+		sum += entrySize(k, r)
+	}
+	if sum != c.bytes {
+		t.Fatalf("cache counts %d bytes, its entries make %d", c.bytes, sum)
+	}
+	c.put("aa", nil) // replaced or added: still exact
+	c.drop("ab")
+	sum = 0
+	for k, r := range c.rows {
+		sum += entrySize(k, r)
+	}
+	if sum != c.bytes {
+		t.Fatalf("after put/drop the cache counts %d bytes, its entries make %d", c.bytes, sum)
+	}
+}
+
+// recorder is a sink that keeps the batches put.
+type recorder struct{ got []*batch }
+
+func (r *recorder) put(_ context.Context, b *batch) error { r.got = append(r.got, b); return nil }
+func (r *recorder) sync(context.Context) error            { return nil }
+func (r *recorder) waiting() bool                         { return false }
+func (r *recorder) rejects() []reject                     { return nil }
+
+// TestBatchEndsAtBytes: a batch ends once its rows' estimated bytes reach
+// BatchBytes, long before BatchEvents.
+func TestBatchEndsAtBytes(t *testing.T) {
+	r, recs := handRunner(t, "batchbytes", 20)
+	r.cfg.batchEvents = 1000
+	r.cfg.batchBytes = 1000
+	k := tp{Topic: handTopic, Partition: 0}
+	sink := &recorder{}
+	a := newApplier(&partition{r: r, proj: r.proj, layout: r.layout, k: k, claim: claim{k: k}, log: r.log}, sink, noPositions(r), nil)
+	if err := a.process(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.got) < 3 {
+		t.Fatalf("%d batches of 20 events with a 1000-byte bound; want several", len(sink.got))
+	}
+	for _, b := range sink.got {
+		// The bound is checked after each event: a batch is at most one
+		// event's rows past it.
+		if b.bytes < r.cfg.batchBytes || b.bytes > r.cfg.batchBytes+400 {
+			t.Errorf("batch of %d events holds %d bytes; want the bound %d reached by at most one event", b.events, b.bytes, r.cfg.batchBytes)
+		}
+	}
+}

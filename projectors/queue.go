@@ -1,0 +1,79 @@
+package projectors
+
+import (
+	"sync"
+	"unsafe"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// queue hands a partition's fetched records from the poll loop (push) to
+// the worker's goroutine (take). push never blocks: the poll loop must
+// not, see runner.go. Past maxBytes (or maxRecords, when set) waiting, it
+// pauses the partition's fetching until the worker takes them: that is the
+// backpressure that bounds memory while ClickHouse is slow or down.
+type queue struct {
+	maxBytes   int64
+	maxRecords int // 0: no bound by count
+	pause      func()
+	resume     func()
+
+	mu     sync.Mutex
+	chunks [][]*kgo.Record
+	bytes  int64
+	n      int
+	paused bool
+	ready  chan struct{} // capacity 1: records are waiting
+}
+
+func newQueue(maxBytes int64, maxRecords int, pause, resume func()) *queue {
+	return &queue{maxBytes: maxBytes, maxRecords: maxRecords, pause: pause, resume: resume, ready: make(chan struct{}, 1)}
+}
+
+// recordOverhead is what a record costs beyond its key, value and headers.
+const recordOverhead = int64(unsafe.Sizeof(kgo.Record{}))
+
+// recordSize estimates the memory a fetched record holds.
+func recordSize(r *kgo.Record) int64 {
+	n := recordOverhead + int64(len(r.Key)+len(r.Value))
+	for _, h := range r.Headers {
+		n += int64(len(h.Key)+len(h.Value)) + 40 // the header's strings and slice
+	}
+	return n
+}
+
+// push appends records for the worker.
+func (q *queue) push(recs []*kgo.Record) {
+	var size int64
+	for _, r := range recs {
+		size += recordSize(r)
+	}
+	q.mu.Lock()
+	q.chunks = append(q.chunks, recs)
+	q.bytes += size
+	q.n += len(recs)
+	if !q.paused && (q.bytes >= q.maxBytes || (q.maxRecords > 0 && q.n >= q.maxRecords)) {
+		q.paused = true
+		// Under mu, so that a concurrent take cannot resume first and
+		// leave the partition paused for good.
+		q.pause()
+	}
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns every waiting chunk and resumes fetching if it was paused.
+func (q *queue) take() [][]*kgo.Record {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := q.chunks
+	q.chunks, q.bytes, q.n = nil, 0, 0
+	if q.paused {
+		q.paused = false
+		q.resume()
+	}
+	return out
+}

@@ -1,0 +1,105 @@
+package projectors
+
+import "time"
+
+// stateCache holds the current State-table row of a partition's
+// aggregates (a nil row: known absent), bounded in bytes by an estimate
+// of each entry's size (its key and values, see rowSize). Only the
+// applier's goroutine uses it.
+type stateCache struct {
+	rows       map[string][]any
+	bytes      int64
+	maxBytes   int64
+	maxEntries int // 0: no bound by count
+}
+
+func newStateCache(maxBytes int64, maxEntries int) *stateCache {
+	return &stateCache{rows: map[string][]any{}, maxBytes: maxBytes, maxEntries: maxEntries}
+}
+
+// entryOverhead approximates what a map entry costs beyond its key's bytes
+// and its values: the key's and the slice's headers, the map's bucket.
+const entryOverhead = 96
+
+func (c *stateCache) get(key string) (row []any, known bool) {
+	row, known = c.rows[key]
+	return row, known
+}
+
+func (c *stateCache) put(key string, row []any) {
+	if old, ok := c.rows[key]; ok {
+		c.bytes -= entrySize(key, old)
+	}
+	c.rows[key] = row
+	c.bytes += entrySize(key, row)
+}
+
+func (c *stateCache) drop(key string) {
+	if old, ok := c.rows[key]; ok {
+		c.bytes -= entrySize(key, old)
+		delete(c.rows, key)
+	}
+}
+
+// over reports whether the cache is past its bounds.
+func (c *stateCache) over() bool {
+	return c.bytes > c.maxBytes || (c.maxEntries > 0 && len(c.rows) > c.maxEntries)
+}
+
+// shrink forgets entries until the cache holds at most three quarters of
+// its bounds (so that it does not shrink at every batch), and returns how
+// many it forgot. Which ones is left to map iteration: aggregates are
+// keyed by hash anyway, so no order would be a better guess.
+func (c *stateCache) shrink() int {
+	n := 0
+	for k, row := range c.rows {
+		if c.bytes <= c.maxBytes/4*3 && (c.maxEntries == 0 || len(c.rows) <= c.maxEntries/4*3) {
+			break
+		}
+		c.bytes -= entrySize(k, row)
+		delete(c.rows, k)
+		n++
+	}
+	return n
+}
+
+func entrySize(key string, row []any) int64 { return entryOverhead + int64(len(key)) + rowSize(row) }
+
+// rowSize estimates the memory of a row's values: their interface words
+// plus what they point to. Cheap: no reflection.
+func rowSize(vals []any) int64 {
+	n := int64(16 * len(vals))
+	for _, v := range vals {
+		n += valueSize(v)
+	}
+	return n
+}
+
+func valueSize(v any) int64 {
+	switch v := v.(type) {
+	case nil, bool, int8, uint8:
+		return 0
+	case string:
+		return 16 + int64(len(v))
+	case []byte:
+		return 24 + int64(len(v))
+	case time.Time:
+		return 24
+	case []string:
+		n := int64(24)
+		for _, s := range v {
+			n += 16 + int64(len(s))
+		}
+		return n
+	case map[string]string:
+		n := int64(48)
+		for k, s := range v {
+			n += 32 + int64(len(k)+len(s))
+		}
+		return n
+	case []any:
+		return 24 + rowSize(v)
+	default:
+		return 8 // numbers, and a guess for the rest
+	}
+}
