@@ -27,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -68,6 +69,16 @@ func WithBindings(bs ...schemas.Binding) Option {
 	return func(pr *program) { pr.bindings = append(pr.bindings, bs...) }
 }
 
+// WithCatalog sets the program's event catalog (a tree of .avsc files
+// with an optional catalog.yaml, as schemas.LoadFS reads): what every
+// command uses when given no catalog (catalog.dir, REEL_CATALOG, -catalog,
+// -dir). Default: none, so a command that needs a catalog and is given
+// none fails and says how to give one. The stock binary passes the
+// demo's.
+func WithCatalog(fsys fs.FS) Option {
+	return func(pr *program) { pr.catalog = fsys }
+}
+
 // DevProducer is a service `reel dev` runs beside the projections when it
 // runs the program's Go projections (no -projections, or -demo): it
 // publishes events with codec to the embedded Kafka (kafka seeds it)
@@ -107,6 +118,7 @@ type program struct {
 	name        string
 	projections []*projection.Projection
 	bindings    []schemas.Binding
+	catalog     fs.FS
 	producers   []DevProducer
 	queries     []devQuery
 	extra       map[string]command
@@ -125,6 +137,17 @@ func newProgram(opts ...Option) *program {
 func (pr *program) configure(c *config.Config) {
 	c.GoProjections = pr.projections
 	c.Bindings = pr.bindings
+	c.ProgramCatalog = pr.catalog
+}
+
+// loadCatalog loads dir, else the program's catalog (WithCatalog).
+func (pr *program) loadCatalog(dir string) (*schemas.Catalog, error) {
+	c := config.Config{Catalog: config.Catalog{Dir: dir}, ProgramCatalog: pr.catalog}
+	cat, err := c.LoadCatalog()
+	if errors.Is(err, config.ErrNoCatalog) {
+		return nil, fmt.Errorf("%w: no event catalog: give a directory of .avsc files (-catalog, or -dir for reel schemas)", errUsage)
+	}
+	return cat, err
 }
 
 // command is one subcommand; run gets the arguments after its name.

@@ -39,7 +39,7 @@ func (pr *program) cmdDev(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", "", "keep Kafka and ClickHouse data here (default: a temporary directory, removed on exit)")
 	chListen := fs.String("clickhouse-listen", "127.0.0.1:8123", "address of the embedded ClickHouse HTTP interface (falls back to a free port)")
 	every := fs.Duration("print-every", 5*time.Second, "print the queries this often")
-	catDir := fs.String("catalog", "", "your event catalog: a directory of .avsc files (default: the embedded demo catalog)")
+	catDir := fs.String("catalog", "", "your event catalog: a directory of .avsc files (default: the catalog the binary embeds)")
 	projDir := fs.String("projections", "", "your declared projections: a directory of projection files (runs these instead of the Go projections compiled in)")
 	demo := fs.Bool("demo", false, "with -projections: run the producers compiled in too (they need the embedded catalog)")
 	kafkaPort := fs.Int("kafka-port", 0, "port of the embedded Kafka broker for your producers (default: a free port)")
@@ -231,11 +231,7 @@ type devQuery struct{ title, sql string }
 func (pr *program) devSetup(catDir, projDir string) (*schemas.Catalog, []*projection.Projection, []devQuery, error) {
 	var cat *schemas.Catalog
 	var err error
-	if catDir != "" {
-		cat, err = schemas.LoadDir(catDir)
-	} else {
-		cat, err = schemas.Load()
-	}
+	cat, err = pr.loadCatalog(catDir)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("catalog: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/internal/testenv"
@@ -157,11 +158,11 @@ func produceRecords(t *testing.T, brokers []string, recs []*kgo.Record) map[int3
 
 func encodeAll(t *testing.T, evs []schemas.Event) []*kgo.Record {
 	t.Helper()
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,16 +185,16 @@ func demoSeatEvents(conferences, reservations int) ([]schemas.Event, map[string]
 	fold := map[string]int64{}
 	for c := 0; c < conferences; c++ {
 		id := fmt.Sprintf("conf-%02d", c)
-		evs = append(evs, schemas.NewEvent(&schemas.ConferenceCreated{ConferenceID: id, Name: "Conf " + id, StartsAt: at, EndsAt: at.Add(48 * time.Hour), TimeZone: "UTC"}, schemas.At(at)))
+		evs = append(evs, schemas.NewEvent(&events.ConferenceCreated{ConferenceID: id, Name: "Conf " + id, StartsAt: at, EndsAt: at.Add(48 * time.Hour), TimeZone: "UTC"}, schemas.At(at)))
 		for _, st := range []string{"general", "vip"} {
-			evs = append(evs, schemas.NewEvent(&schemas.SeatsAdded{ConferenceID: id, SeatType: st, Quantity: 100, PriceCents: 10000, Currency: "EUR"}, schemas.At(at)))
+			evs = append(evs, schemas.NewEvent(&events.SeatsAdded{ConferenceID: id, SeatType: st, Quantity: 100, PriceCents: 10000, Currency: "EUR"}, schemas.At(at)))
 			fold[id+"/"+st] += 0
 		}
 	}
 	for i := 0; i < reservations; i++ {
 		id := fmt.Sprintf("conf-%02d", i%conferences)
 		st := []string{"general", "vip"}[i%2]
-		evs = append(evs, schemas.NewEvent(&schemas.SeatsReserved{ConferenceID: id, ReservationID: fmt.Sprint("r", i), SeatType: st, Quantity: 1 + i%3, AttendeeEmail: "a@example.com", ReservedAt: at}, schemas.At(at)))
+		evs = append(evs, schemas.NewEvent(&events.SeatsReserved{ConferenceID: id, ReservationID: fmt.Sprint("r", i), SeatType: st, Quantity: 1 + i%3, AttendeeEmail: "a@example.com", ReservedAt: at}, schemas.At(at)))
 		fold[id+"/"+st] += int64(1 + i%3)
 	}
 	return evs, fold
@@ -276,12 +277,12 @@ func TestProjectStatusDLQ(t *testing.T) {
 	at := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
 	poisonID := "conf-poison"
 	before := encodeAll(t, []schemas.Event{
-		schemas.NewEvent(&schemas.ConferenceCreated{ConferenceID: poisonID, Name: "Poison", StartsAt: at, EndsAt: at, TimeZone: "UTC"}, schemas.At(at)),
+		schemas.NewEvent(&events.ConferenceCreated{ConferenceID: poisonID, Name: "Poison", StartsAt: at, EndsAt: at, TimeZone: "UTC"}, schemas.At(at)),
 	})
 	// Garbage bytes with a valid key and the headers of a real event.
-	garbage := encodeAll(t, []schemas.Event{schemas.NewEvent(&schemas.SeatsAdded{ConferenceID: poisonID, SeatType: "general", Quantity: 5, PriceCents: 1, Currency: "EUR"}, schemas.At(at))})[0]
+	garbage := encodeAll(t, []schemas.Event{schemas.NewEvent(&events.SeatsAdded{ConferenceID: poisonID, SeatType: "general", Quantity: 5, PriceCents: 1, Currency: "EUR"}, schemas.At(at))})[0]
 	garbage.Value = []byte("\xde\xad\xbe\xef not avro at all")
-	after := encodeAll(t, []schemas.Event{schemas.NewEvent(&schemas.SeatsAdded{ConferenceID: poisonID, SeatType: "vip", Quantity: 7, PriceCents: 1, Currency: "EUR"}, schemas.At(at))})
+	after := encodeAll(t, []schemas.Event{schemas.NewEvent(&events.SeatsAdded{ConferenceID: poisonID, SeatType: "vip", Quantity: 7, PriceCents: 1, Currency: "EUR"}, schemas.At(at))})
 	recs := append(append(append(encodeAll(t, evs), before...), garbage), after...)
 	last := produceRecords(t, brokers, recs)
 
@@ -463,7 +464,7 @@ func TestProjectStatusDLQ(t *testing.T) {
 	if err := callAdmin(ctx, io.Discard, base, testToken, "replay", "seats", 0, poisonID); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("replay of a non-parked aggregate: want 404, got %v", err)
 	}
-	more := produceRecords(t, brokers, encodeAll(t, []schemas.Event{schemas.NewEvent(&schemas.SeatsAdded{ConferenceID: poisonID, SeatType: "general", Quantity: 11, PriceCents: 1, Currency: "EUR"}, schemas.At(at))}))
+	more := produceRecords(t, brokers, encodeAll(t, []schemas.Event{schemas.NewEvent(&events.SeatsAdded{ConferenceID: poisonID, SeatType: "general", Quantity: 11, PriceCents: 1, Currency: "EUR"}, schemas.At(at))}))
 	waitFor(t, "the discarded aggregate's next event applied", 60*time.Second, func() error {
 		return store.WaitApplied(ctx, ch.Conn, "seats", 1, map[string]map[int32]int64{seats.Topic: more}, 0)
 	})

@@ -23,7 +23,7 @@ func (pr *program) cmdProjections(_ context.Context, args []string) error {
 		return fmt.Errorf("%w: reel projections check|list DIR [-catalog DIR] [-config reel.yaml]", errUsage)
 	}
 	fs := flag.NewFlagSet("projections "+args[0], flag.ContinueOnError)
-	catDir := fs.String("catalog", os.Getenv("REEL_CATALOG"), "catalog directory (env REEL_CATALOG; default: catalog.dir of -config, else the embedded demo catalog)")
+	catDir := fs.String("catalog", os.Getenv("REEL_CATALOG"), "catalog directory (env REEL_CATALOG; default: catalog.dir of -config, else the catalog the binary embeds)")
 	cfgPath := fs.String("config", "", "YAML config file: its catalog.dir and projections.dir are used when arguments leave them out")
 	// Flags may come after DIR.
 	rest := args[1:]
@@ -61,17 +61,13 @@ func (pr *program) cmdProjections(_ context.Context, args []string) error {
 	if dir == "" {
 		return fmt.Errorf("%w: no projections directory (argument, projections.dir of -config or REEL_PROJECTIONS_DIR)", errUsage)
 	}
-	return checkProjections(os.Stdout, os.Stderr, dir, *catDir, args[0] == "list")
+	return pr.checkProjections(os.Stdout, os.Stderr, dir, *catDir, args[0] == "list")
 }
 
-func checkProjections(out, errw io.Writer, dir, catDir string, list bool) error {
+func (pr *program) checkProjections(out, errw io.Writer, dir, catDir string, list bool) error {
 	var cat *schemas.Catalog
 	var err error
-	if catDir != "" {
-		cat, err = schemas.LoadDir(catDir)
-	} else {
-		cat, err = schemas.Load()
-	}
+	cat, err = pr.loadCatalog(catDir)
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}

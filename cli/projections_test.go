@@ -13,7 +13,7 @@ import (
 // catalog; every error of a broken file with file:line:column, non-zero.
 func TestProjectionsCheck(t *testing.T) {
 	var out, errw bytes.Buffer
-	if err := checkProjections(&out, &errw, "../examples/projections", "", false); err != nil {
+	if err := demoProgram().checkProjections(&out, &errw, "../examples/projections", "", false); err != nil {
 		t.Fatalf("declared demo: %v\n%s", err, errw.String())
 	}
 	for _, n := range []string{"event_log: OK", "orders: OK", "sales: OK", "seats: OK", "order_saga: OK", "5 projection(s)"} {
@@ -22,7 +22,7 @@ func TestProjectionsCheck(t *testing.T) {
 		}
 	}
 	out.Reset()
-	if err := checkProjections(&out, &errw, "../projectors/declare/testdata/acme", "../schemas/testdata/acme", true); err != nil {
+	if err := demoProgram().checkProjections(&out, &errw, "../projectors/declare/testdata/acme", "../schemas/testdata/acme", true); err != nil {
 		t.Fatalf("acme: %v\n%s", err, errw.String())
 	}
 	if !strings.Contains(out.String(), "acme_orders\tv1\ttopics acme.orders\ttables acme_orders,acme_shipments") {
@@ -35,13 +35,13 @@ func TestProjectionsCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	errw.Reset()
-	err := checkProjections(&out, &errw, dir, "", false)
+	err := demoProgram().checkProjections(&out, &errw, dir, "", false)
 	if err == nil || !strings.Contains(err.Error(), "2 error(s)") {
 		t.Fatalf("broken: %v", err)
 	}
 	for _, want := range []string{
 		filepath.Join(dir, "p.yaml") + ":6:14: set n: the expression is string, want int",
-		filepath.Join(dir, "p.yaml") + `:7:3: on shop.Nope: the catalog (embedded demo catalog) has no event type "shop.Nope"`,
+		filepath.Join(dir, "p.yaml") + `:7:3: on shop.Nope: the catalog (embedded catalog) has no event type "shop.Nope"`,
 	} {
 		if !strings.Contains(errw.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errw.String())

@@ -22,7 +22,7 @@ func (pr *program) cmdSchemas(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: reel schemas check|list|register [flags]", errUsage)
 	}
 	fset := flag.NewFlagSet("schemas "+args[0], flag.ContinueOnError)
-	dir := fset.String("dir", os.Getenv("REEL_CATALOG"), "catalog directory: .avsc files in any layout plus an optional catalog.yaml (env REEL_CATALOG; default: catalog.dir of -config, else the embedded demo catalog)")
+	dir := fset.String("dir", os.Getenv("REEL_CATALOG"), "catalog directory: .avsc files in any layout plus an optional catalog.yaml (env REEL_CATALOG; default: catalog.dir of -config, else the catalog the binary embeds)")
 	cfgPath := fset.String("config", "", "YAML config file: its catalog.dir and schemaRegistry are used when flags leave them out")
 	var registry, user, pass *string
 	var setCompat *bool
@@ -57,11 +57,7 @@ func (pr *program) cmdSchemas(ctx context.Context, args []string) error {
 	}
 	var cat *schemas.Catalog
 	var err error
-	if *dir != "" {
-		cat, err = schemas.LoadDir(*dir)
-	} else {
-		cat, err = schemas.Load()
-	}
+	cat, err = pr.loadCatalog(*dir)
 	if err != nil {
 		return err
 	}

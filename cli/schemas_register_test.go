@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -32,7 +33,7 @@ const orderPlaced = "shop.OrderPlaced"
 // (breaks every direction).
 func orderPlacedV3(t *testing.T, change string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "schemas", "demo", "shop", "OrderPlaced.v2.avsc"))
+	b, err := os.ReadFile(filepath.Join("..", "examples", "demo", "events", "catalog", "shop", "OrderPlaced.v2.avsc"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func wantConflict(t *testing.T, what string, err error) {
 func TestSchemasRegisterRefusesWeakLevels(t *testing.T) {
 	ctx := context.Background()
 	cl, url := testenv.RegistryClient(t)
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func TestSchemasRegisterRefusesWeakLevels(t *testing.T) {
 func TestSchemasRegisterBreakingChange(t *testing.T) {
 	ctx := context.Background()
 	cl, url := testenv.RegistryClient(t)
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ func TestSchemasRegisterBreakingChange(t *testing.T) {
 	// Reel's own gate refuses a catalog with a breaking version before the
 	// registry sees it.
 	dir := t.TempDir()
-	manifest, err := os.ReadFile(filepath.Join("..", "schemas", "demo", "catalog.yaml"))
+	manifest, err := os.ReadFile(filepath.Join("..", "examples", "demo", "events", "catalog", "catalog.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestSchemasRegisterBreakingChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ns := range []string{"conference", "shop"} {
-		src := filepath.Join("..", "schemas", "demo", ns)
+		src := filepath.Join("..", "examples", "demo", "events", "catalog", ns)
 		files, err := filepath.Glob(filepath.Join(src, "*.avsc"))
 		if err != nil || len(files) == 0 {
 			t.Fatalf("catalog files in %s: %v", src, err)

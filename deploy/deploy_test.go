@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/projectors"
@@ -44,6 +45,7 @@ func exported(t *testing.T) map[string]bool {
 	projectors.NewMetrics(r)
 	rebuild.NewMetrics(r)
 	cfg := config.Default()
+	cfg.ProgramCatalog = events.FS() // the stock image's (cmd/reel)
 	if _, err := app.NewSupervisor(&cfg, nil, nil, nil, r, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatalf("NewSupervisor: %v", err)
 	}
@@ -316,6 +318,8 @@ func TestComposeFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The stock image's catalog, as cmd/reel passes it.
+	cfg.ProgramCatalog = events.FS()
 	if err := cfg.Validate(); err != nil {
 		t.Error(err)
 	}

@@ -16,13 +16,13 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/registry"
-	"github.com/reel-dev/reel/internal/chclient"
+	"github.com/reel-dev/reel/internal/app"
+	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/projection"
-	"github.com/reel-dev/reel/schemas"
 )
 
 // ChildArg is the first argument that makes `reel loadtest` run as the
@@ -62,29 +62,33 @@ func ChildMain(ctx context.Context, args []string) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	conn, err := chclient.Open(ctx, *dsn)
+	// The flags fill a config, as a file would `reel project`'s: one place
+	// (app.RunnerOptions) makes runner options of it.
+	cfg := config.Default()
+	cfg.Kafka.Brokers = strings.Split(*brokers, ",")
+	cfg.ClickHouse.DSN = *dsn
+	cfg.SchemaRegistry.URL = *reg
+	cfg.Projector.Projections = strings.Split(*projs, ",")
+	cfg.Projector.BatchEvents = *batch
+	cfg.ProgramCatalog, cfg.GoProjections, cfg.Bindings = events.FS(), registry.All(), events.Bindings()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	parts, err := app.Open(ctx, &cfg)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	codec, err := newCodec(*reg)
-	if err != nil {
-		return err
-	}
+	defer parts.Conn.Close()
 	promReg := prometheus.NewRegistry()
 	metrics := projectors.NewMetrics(promReg)
 	var runners []*projectors.Runner
-	for _, name := range strings.Split(*projs, ",") {
-		p, err := demoProjection(name, *prefix)
-		if err != nil {
-			return err
-		}
-		opts := []projectors.Opt{projectors.Brokers(strings.Split(*brokers, ",")...), projectors.Generation(*gen),
-			projectors.Logger(log), projectors.WithMetrics(metrics), projectors.BatchEvents(*batch)}
+	for _, p := range parts.Projections {
+		prefixTopics(p, *prefix)
+		opts := app.RunnerOptions(&cfg, *gen, parts.Kafka, log, metrics)
 		if *replay {
 			opts = append(opts, projectors.Replay(true), projectors.WithoutViews())
 		}
-		r, err := projectors.NewRunner(p, conn, codec, opts...)
+		r, err := projectors.NewRunner(p, parts.Conn, parts.Codec, opts...)
 		if err != nil {
 			return err
 		}
@@ -179,27 +183,15 @@ func demoProjection(name, prefix string) (*projection.Projection, error) {
 	if err != nil {
 		return nil, err
 	}
+	prefixTopics(p, prefix)
+	return p, nil
+}
+
+// prefixTopics makes the fresh projection p read the run's topics.
+func prefixTopics(p *projection.Projection, prefix string) {
 	topics := make([]string, len(p.Topics))
 	for i, t := range p.Topics {
 		topics[i] = prefix + t
 	}
 	p.Topics = topics
-	return p, nil
-}
-
-// newCodec builds the codec: Confluent framing through the registry at
-// url, or single-object encoding when url is empty.
-func newCodec(url string) (*schemas.Codec, error) {
-	cat, err := schemas.Load()
-	if err != nil {
-		return nil, err
-	}
-	if url == "" {
-		return schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
-	}
-	cl, err := sr.NewClient(sr.URLs(url))
-	if err != nil {
-		return nil, err
-	}
-	return schemas.NewCodec(cat, schemas.WithRegistry(cl), schemas.WithBindings(schemas.DemoBindings()...))
 }

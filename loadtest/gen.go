@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -80,26 +81,26 @@ func (g *gen) nextSeat(i int, s *slot, now time.Time) schemas.Event {
 	if s.step == 0 {
 		s.id = fmt.Sprintf("conf-%d", i)
 		s.step = 1
-		return schemas.NewEvent(&schemas.ConferenceCreated{ConferenceID: s.id, Name: "Conference " + s.id,
+		return schemas.NewEvent(&events.ConferenceCreated{ConferenceID: s.id, Name: "Conference " + s.id,
 			StartsAt: now.Add(90 * 24 * time.Hour), EndsAt: now.Add(92 * 24 * time.Hour), TimeZone: "UTC"}, schemas.At(now))
 	}
 	if s.step <= len(seatTypes) {
 		st := seatTypes[s.step-1]
 		s.step++
-		return schemas.NewEvent(&schemas.SeatsAdded{ConferenceID: s.id, SeatType: st, Quantity: 100000,
+		return schemas.NewEvent(&events.SeatsAdded{ConferenceID: s.id, SeatType: st, Quantity: 100000,
 			PriceCents: 25000, Currency: "EUR"}, schemas.At(now))
 	}
 	if len(s.open) > 0 && (g.rng.Float64() < 0.1 || len(s.open) >= 64) {
 		k := g.rng.IntN(len(s.open))
 		r := s.open[k]
 		s.open = append(s.open[:k], s.open[k+1:]...)
-		return schemas.NewEvent(&schemas.SeatReservationCancelled{ConferenceID: s.id, ReservationID: r.id,
+		return schemas.NewEvent(&events.SeatReservationCancelled{ConferenceID: s.id, ReservationID: r.id,
 			SeatType: r.seatType, Quantity: r.qty, Reason: "customer", CancelledAt: now}, schemas.At(now))
 	}
 	s.seq++
 	r := resv{id: fmt.Sprintf("%s-r%d", s.id, s.seq), seatType: seatTypes[g.rng.IntN(len(seatTypes))], qty: 1 + g.rng.IntN(4)}
 	s.open = append(s.open, r)
-	return schemas.NewEvent(&schemas.SeatsReserved{ConferenceID: s.id, ReservationID: r.id, SeatType: r.seatType,
+	return schemas.NewEvent(&events.SeatsReserved{ConferenceID: s.id, ReservationID: r.id, SeatType: r.seatType,
 		Quantity: r.qty, AttendeeEmail: "a" + r.id + "@example.com", ReservedAt: now}, schemas.At(now))
 }
 
@@ -122,39 +123,39 @@ func (g *gen) nextOrder(i int, s *slot, now time.Time) (schemas.Event, bool) {
 			s.fail = 2
 		}
 		s.step = 1
-		return schemas.NewEvent(&schemas.OrderPlaced{OrderID: s.id, CustomerID: fmt.Sprintf("cust-%d", g.rng.IntN(50000)),
+		return schemas.NewEvent(&events.OrderPlaced{OrderID: s.id, CustomerID: fmt.Sprintf("cust-%d", g.rng.IntN(50000)),
 			Currency: "EUR", ItemCount: s.lines, PlacedAt: now, Channel: []string{"web", "app", "store"}[g.rng.IntN(3)]}, schemas.At(now)), true
 	}
 	if s.step <= s.lines {
 		q, price := 1+g.rng.IntN(3), int64(500+g.rng.IntN(20000))
 		s.total += int64(q) * price
-		ev := schemas.NewEvent(&schemas.OrderItemAdded{OrderID: s.id, LineNo: s.step, ProductID: fmt.Sprintf("p-%d", 1+g.rng.IntN(20)),
+		ev := schemas.NewEvent(&events.OrderItemAdded{OrderID: s.id, LineNo: s.step, ProductID: fmt.Sprintf("p-%d", 1+g.rng.IntN(20)),
 			Quantity: q, UnitPriceCents: price, AddedAt: now}, schemas.At(now))
 		s.step++
 		return ev, true
 	}
 	k := s.step - s.lines // saga step after the items
 	s.step++
-	lines := []schemas.StockLine{{ProductID: "p-1", Quantity: 1}}
+	lines := []events.StockLine{{ProductID: "p-1", Quantity: 1}}
 	switch {
 	case s.fail == 1 && k == 1:
-		return schemas.NewEvent(&schemas.StockReservationFailed{OrderID: s.id, ProductID: "p-1", Requested: 1, Reason: "out of stock", FailedAt: now}, schemas.At(now)), false
+		return schemas.NewEvent(&events.StockReservationFailed{OrderID: s.id, ProductID: "p-1", Requested: 1, Reason: "out of stock", FailedAt: now}, schemas.At(now)), false
 	case s.fail == 1:
 		s.step = 0
-		return schemas.NewEvent(&schemas.OrderCancelled{OrderID: s.id, Reason: "out of stock", CancelledAt: now}, schemas.At(now)), true
+		return schemas.NewEvent(&events.OrderCancelled{OrderID: s.id, Reason: "out of stock", CancelledAt: now}, schemas.At(now)), true
 	case k == 1:
-		return schemas.NewEvent(&schemas.StockReserved{OrderID: s.id, ReservationID: s.id + "-s", Lines: lines, ReservedAt: now}, schemas.At(now)), true
+		return schemas.NewEvent(&events.StockReserved{OrderID: s.id, ReservationID: s.id + "-s", Lines: lines, ReservedAt: now}, schemas.At(now)), true
 	case s.fail == 2 && k == 2:
-		return schemas.NewEvent(&schemas.PaymentFailed{OrderID: s.id, PaymentID: s.id + "-p", AmountCents: s.total, Currency: "EUR", Reason: "declined", FailedAt: now}, schemas.At(now)), false
+		return schemas.NewEvent(&events.PaymentFailed{OrderID: s.id, PaymentID: s.id + "-p", AmountCents: s.total, Currency: "EUR", Reason: "declined", FailedAt: now}, schemas.At(now)), false
 	case s.fail == 2 && k == 3:
-		return schemas.NewEvent(&schemas.StockReleased{OrderID: s.id, ReservationID: s.id + "-s", Lines: lines, Reason: "payment failed", ReleasedAt: now}, schemas.At(now)), false
+		return schemas.NewEvent(&events.StockReleased{OrderID: s.id, ReservationID: s.id + "-s", Lines: lines, Reason: "payment failed", ReleasedAt: now}, schemas.At(now)), false
 	case s.fail == 2:
 		s.step = 0
-		return schemas.NewEvent(&schemas.OrderCancelled{OrderID: s.id, Reason: "payment failed", CancelledAt: now}, schemas.At(now)), true
+		return schemas.NewEvent(&events.OrderCancelled{OrderID: s.id, Reason: "payment failed", CancelledAt: now}, schemas.At(now)), true
 	case k == 2:
-		return schemas.NewEvent(&schemas.PaymentConfirmed{OrderID: s.id, PaymentID: s.id + "-p", AmountCents: s.total, Currency: "EUR", ConfirmedAt: now, Method: "card"}, schemas.At(now)), true
+		return schemas.NewEvent(&events.PaymentConfirmed{OrderID: s.id, PaymentID: s.id + "-p", AmountCents: s.total, Currency: "EUR", ConfirmedAt: now, Method: "card"}, schemas.At(now)), true
 	default:
 		s.step = 0
-		return schemas.NewEvent(&schemas.OrderConfirmed{OrderID: s.id, TotalCents: s.total, Currency: "EUR", ConfirmedAt: now}, schemas.At(now)), true
+		return schemas.NewEvent(&events.OrderConfirmed{OrderID: s.id, TotalCents: s.total, Currency: "EUR", ConfirmedAt: now}, schemas.At(now)), true
 	}
 }

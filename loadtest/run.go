@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/producers"
 	"github.com/reel-dev/reel/projectors/store"
@@ -184,14 +185,14 @@ func (r *run) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		return err
 	}
 	if _, err := schemas.Register(ctx, srcl, cat, schemas.RegisterOptions{SetCompatibility: true}); err != nil {
 		return fmt.Errorf("register schemas: %w", err)
 	}
-	codec, err := schemas.NewCodec(cat, schemas.WithRegistry(srcl), schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithRegistry(srcl), schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		return err
 	}

@@ -11,9 +11,9 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/projectors/store"
-	"github.com/reel-dev/reel/schemas"
 )
 
 // Scale is the scale curve (-scale): throughput and freshness against
@@ -175,7 +175,7 @@ func (r *run) newScaleEnv(ctx context.Context, prefix string, partitions int) (*
 	if partitions == 0 {
 		return e, nil
 	}
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		e.close()
 		return nil, err

@@ -1,10 +1,10 @@
 // Package producers is the SDK services use to publish Reel events.
 //
-//	cat, _ := schemas.Load()
-//	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+//	cat, _ := schemas.LoadDir("catalog")
+//	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.BindPayload[OrderPlaced]()))
 //	p, _ := producers.Open(codec, kgo.SeedBrokers("127.0.0.1:9092"))
 //	defer p.Close()
-//	pos, err := p.Publish(ctx, schemas.NewEvent(&schemas.OrderPlaced{OrderID: "o-1", …}))
+//	pos, err := p.Publish(ctx, schemas.NewEvent(&OrderPlaced{OrderID: "o-1", …}))
 //	// pos[0] = shop.orders/3@1742: hand it to read-your-writes.
 //
 // # Guarantees of Producer

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/producers"
 	"github.com/reel-dev/reel/schemas"
@@ -16,11 +17,11 @@ import (
 
 func codec(t testing.TB) *schemas.Codec {
 	t.Helper()
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	c, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +60,8 @@ func readAll(t testing.TB, brokers []string, topic string, n int) []*kgo.Record 
 	return out
 }
 
-func order(id string) *schemas.OrderPlaced {
-	return &schemas.OrderPlaced{OrderID: id, CustomerID: "cu", Currency: "EUR", ItemCount: 1, PlacedAt: time.Now().UTC().Truncate(time.Millisecond), Channel: "web"}
+func order(id string) *events.OrderPlaced {
+	return &events.OrderPlaced{OrderID: id, CustomerID: "cu", Currency: "EUR", ItemCount: 1, PlacedAt: time.Now().UTC().Truncate(time.Millisecond), Channel: "web"}
 }
 
 func TestPublish(t *testing.T) {
@@ -70,8 +71,8 @@ func TestPublish(t *testing.T) {
 	id := "o-" + time.Now().Format("150405.000000000")
 	evs := []schemas.Event{
 		schemas.NewEvent(order(id)),
-		schemas.NewEvent(&schemas.OrderItemAdded{OrderID: id, LineNo: 1, ProductID: "p", Quantity: 1, UnitPriceCents: 10, AddedAt: time.Now()}),
-		schemas.NewEvent(&schemas.OrderCancelled{OrderID: id, Reason: "customer", CancelledAt: time.Now()}),
+		schemas.NewEvent(&events.OrderItemAdded{OrderID: id, LineNo: 1, ProductID: "p", Quantity: 1, UnitPriceCents: 10, AddedAt: time.Now()}),
+		schemas.NewEvent(&events.OrderCancelled{OrderID: id, Reason: "customer", CancelledAt: time.Now()}),
 	}
 	pos, err := p.Publish(ctx, evs...)
 	if err != nil {
@@ -86,7 +87,7 @@ func TestPublish(t *testing.T) {
 	wg.Add(1)
 	var apos producers.Position
 	var aerr error
-	p.PublishAsync(ctx, schemas.NewEvent(&schemas.OrderConfirmed{OrderID: id, TotalCents: 1, Currency: "EUR", ConfirmedAt: time.Now()}), func(pos producers.Position, err error) {
+	p.PublishAsync(ctx, schemas.NewEvent(&events.OrderConfirmed{OrderID: id, TotalCents: 1, Currency: "EUR", ConfirmedAt: time.Now()}), func(pos producers.Position, err error) {
 		apos, aerr = pos, err
 		wg.Done()
 	})
@@ -121,7 +122,7 @@ func TestPublishValidatesBeforeSending(t *testing.T) {
 	}{
 		{"empty aggregate", schemas.NewEvent(order("")), schemas.ErrEmptyAggregateID},
 		{"unknown type", schemas.Event{Type: "shop.Refunded", AggregateID: id, Payload: struct{ X int }{1}}, schemas.ErrUnknownEventType},
-		{"payload mismatch", schemas.Event{Type: "shop.OrderPlaced", AggregateID: id, Payload: &schemas.OrderCancelled{OrderID: id}}, schemas.ErrSchemaMismatch},
+		{"payload mismatch", schemas.Event{Type: "shop.OrderPlaced", AggregateID: id, Payload: &events.OrderCancelled{OrderID: id}}, schemas.ErrSchemaMismatch},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

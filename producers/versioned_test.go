@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/producers"
 	"github.com/reel-dev/reel/schemas"
@@ -29,7 +30,7 @@ func openVersioned(t *testing.T, brokers []string, txid string, fold func(schema
 }
 
 func seats(conf, res string, q int) schemas.Event {
-	return schemas.NewEvent(&schemas.SeatsReserved{ConferenceID: conf, ReservationID: res, SeatType: "standard", Quantity: q, ReservedAt: time.Now()})
+	return schemas.NewEvent(&events.SeatsReserved{ConferenceID: conf, ReservationID: res, SeatType: "standard", Quantity: q, ReservedAt: time.Now()})
 }
 
 func TestStaleWriterRejected(t *testing.T) {

@@ -88,7 +88,7 @@ func newApplier(p *partition, s sink, ckpt []int64, parked map[string]int64) *ap
 		ckpt:       ckpt,
 		parkedFrom: parked,
 		stateIdx:   -1,
-		cache:      newStateCache(cfg.stateCacheBytes, cfg.stateCacheSize),
+		cache:      newStateCache(cfg.StateCacheBytes, cfg.StateCacheSize),
 		seen:       minOf(ckpt),
 		prev:       make([]int, len(p.layout.Tables)),
 	}
@@ -142,7 +142,7 @@ func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
 		}
 		a.seen = rec.Offset
 		_ = a.applyRecord(ctx, rec, a.ckpt, false) // failures park the record
-		if a.b.events >= a.r.cfg.batchEvents || a.b.bytes >= a.r.cfg.batchBytes {
+		if a.b.events >= a.r.cfg.BatchEvents || a.b.bytes >= a.r.cfg.BatchBytes {
 			if err := a.endBatch(ctx); err != nil {
 				return err
 			}
@@ -157,7 +157,7 @@ func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
 // per-insert cost.
 func (a *applier) tick(ctx context.Context) error {
 	a.applyRejects()
-	if a.b.events > 0 && time.Since(a.b.started) >= a.r.cfg.flushInterval && !a.sink.waiting() {
+	if a.b.events > 0 && time.Since(a.b.started) >= a.r.cfg.FlushInterval && !a.sink.waiting() {
 		return a.endBatch(ctx)
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/eventlog"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/examples/demo/projectors/shop"
@@ -35,36 +36,36 @@ func benchEvents() (shopEvs, seatEvs []schemas.Event) {
 		id := fmt.Sprintf("order-%d", i)
 		at := schemas.At(benchT0.Add(time.Duration(i) * time.Millisecond))
 		shopEvs = append(shopEvs,
-			schemas.NewEvent(&schemas.OrderPlaced{OrderID: id, CustomerID: "c-1", Currency: "EUR", ItemCount: 2, PlacedAt: benchT0, Channel: "web"}, at),
-			schemas.NewEvent(&schemas.OrderItemAdded{OrderID: id, LineNo: 1, ProductID: "p-1", Quantity: 2, UnitPriceCents: 1500, AddedAt: benchT0}, at),
-			schemas.NewEvent(&schemas.OrderItemAdded{OrderID: id, LineNo: 2, ProductID: "p-2", Quantity: 1, UnitPriceCents: 900, AddedAt: benchT0}, at),
-			schemas.NewEvent(&schemas.StockReserved{OrderID: id, ReservationID: id + "-s", Lines: []schemas.StockLine{{ProductID: "p-1", Quantity: 2}}, ReservedAt: benchT0}, at),
-			schemas.NewEvent(&schemas.PaymentConfirmed{OrderID: id, PaymentID: id + "-p", AmountCents: 3900, Currency: "EUR", ConfirmedAt: benchT0, Method: "card"}, at),
-			schemas.NewEvent(&schemas.OrderConfirmed{OrderID: id, TotalCents: 3900, Currency: "EUR", ConfirmedAt: benchT0}, at),
+			schemas.NewEvent(&events.OrderPlaced{OrderID: id, CustomerID: "c-1", Currency: "EUR", ItemCount: 2, PlacedAt: benchT0, Channel: "web"}, at),
+			schemas.NewEvent(&events.OrderItemAdded{OrderID: id, LineNo: 1, ProductID: "p-1", Quantity: 2, UnitPriceCents: 1500, AddedAt: benchT0}, at),
+			schemas.NewEvent(&events.OrderItemAdded{OrderID: id, LineNo: 2, ProductID: "p-2", Quantity: 1, UnitPriceCents: 900, AddedAt: benchT0}, at),
+			schemas.NewEvent(&events.StockReserved{OrderID: id, ReservationID: id + "-s", Lines: []events.StockLine{{ProductID: "p-1", Quantity: 2}}, ReservedAt: benchT0}, at),
+			schemas.NewEvent(&events.PaymentConfirmed{OrderID: id, PaymentID: id + "-p", AmountCents: 3900, Currency: "EUR", ConfirmedAt: benchT0, Method: "card"}, at),
+			schemas.NewEvent(&events.OrderConfirmed{OrderID: id, TotalCents: 3900, Currency: "EUR", ConfirmedAt: benchT0}, at),
 		)
 	}
 	for i := range 100 {
 		id := fmt.Sprintf("conf-%d", i)
 		at := schemas.At(benchT0)
 		seatEvs = append(seatEvs,
-			schemas.NewEvent(&schemas.ConferenceCreated{ConferenceID: id, Name: id, StartsAt: benchT0, EndsAt: benchT0, TimeZone: "UTC"}, at),
-			schemas.NewEvent(&schemas.SeatsAdded{ConferenceID: id, SeatType: "standard", Quantity: 1000, PriceCents: 100, Currency: "EUR"}, at))
+			schemas.NewEvent(&events.ConferenceCreated{ConferenceID: id, Name: id, StartsAt: benchT0, EndsAt: benchT0, TimeZone: "UTC"}, at),
+			schemas.NewEvent(&events.SeatsAdded{ConferenceID: id, SeatType: "standard", Quantity: 1000, PriceCents: 100, Currency: "EUR"}, at))
 		for k := range 8 {
-			seatEvs = append(seatEvs, schemas.NewEvent(&schemas.SeatsReserved{ConferenceID: id, ReservationID: fmt.Sprintf("%s-r%d", id, k),
+			seatEvs = append(seatEvs, schemas.NewEvent(&events.SeatsReserved{ConferenceID: id, ReservationID: fmt.Sprintf("%s-r%d", id, k),
 				SeatType: "standard", Quantity: 2, AttendeeEmail: "a@example.com", ReservedAt: benchT0}, at))
 		}
-		seatEvs = append(seatEvs, schemas.NewEvent(&schemas.SeatReservationCancelled{ConferenceID: id, ReservationID: id + "-r0",
+		seatEvs = append(seatEvs, schemas.NewEvent(&events.SeatReservationCancelled{ConferenceID: id, ReservationID: id + "-r0",
 			SeatType: "standard", Quantity: 2, Reason: "x", CancelledAt: benchT0}, at))
 	}
 	return shopEvs, seatEvs
 }
 
 func benchCodec(b *testing.B) *schemas.Codec {
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	c, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
@@ -72,8 +73,8 @@ func TestBadInputAtScale(t *testing.T) {
 	rng := rand.New(rand.NewSource(11))
 	evs := seatEvents(rng, 50, good-150)
 	ctx := context.Background()
-	cat, _ := schemas.Load()
-	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	cat, _ := events.Load()
+	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	var goodRecs []*kgo.Record
 	for _, ev := range evs {
 		r, err := codec.Encode(ctx, ev)
@@ -179,8 +180,8 @@ func TestBadInputAtScale(t *testing.T) {
 // terabytes — it killed the process before the codec bounded arrays.
 func arrayBomb(t *testing.T, codec *schemas.Codec, topic string) *kgo.Record {
 	t.Helper()
-	r, err := codec.Encode(context.Background(), schemas.NewEvent(&schemas.StockReserved{OrderID: "o-1", ReservationID: "r",
-		Lines: []schemas.StockLine{{ProductID: "p", Quantity: 1}}, ReservedAt: time.Now()}))
+	r, err := codec.Encode(context.Background(), schemas.NewEvent(&events.StockReserved{OrderID: "o-1", ReservationID: "r",
+		Lines: []events.StockLine{{ProductID: "p", Quantity: 1}}, ReservedAt: time.Now()}))
 	must(t, err)
 	const prefix = 10 + 4 + 2 // single-object header, "o-1", "r"
 	r.Value = append(r.Value[:prefix:prefix], 0x01, 0x06, 0x02, 0x02, 0x00, 0x80, 0x84, 0xc6, 0xb9, 0xe6, 0x63)

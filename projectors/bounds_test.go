@@ -104,8 +104,8 @@ func (r *recorder) rejects() []reject                     { return nil }
 // BatchBytes, long before BatchEvents.
 func TestBatchEndsAtBytes(t *testing.T) {
 	r, recs := handRunner(t, "batchbytes", 20)
-	r.cfg.batchEvents = 1000
-	r.cfg.batchBytes = 1000
+	r.cfg.BatchEvents = 1000
+	r.cfg.BatchBytes = 1000
 	k := tp{Topic: handTopic, Partition: 0}
 	sink := &recorder{}
 	a := newApplier(&partition{r: r, proj: r.proj, layout: r.layout, k: k, claim: claim{k: k}, log: r.log}, sink, noPositions(r), nil)
@@ -118,8 +118,8 @@ func TestBatchEndsAtBytes(t *testing.T) {
 	for _, b := range sink.got {
 		// The bound is checked after each event: a batch is at most one
 		// event's rows past it.
-		if b.bytes < r.cfg.batchBytes || b.bytes > r.cfg.batchBytes+400 {
-			t.Errorf("batch of %d events holds %d bytes; want the bound %d reached by at most one event", b.events, b.bytes, r.cfg.batchBytes)
+		if b.bytes < r.cfg.BatchBytes || b.bytes > r.cfg.BatchBytes+400 {
+			t.Errorf("batch of %d events holds %d bytes; want the bound %d reached by at most one event", b.events, b.bytes, r.cfg.BatchBytes)
 		}
 	}
 }

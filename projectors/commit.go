@@ -171,7 +171,7 @@ func (c *committer) persist(ctx context.Context, b *batch) error {
 	// that a member that lost it stops). A freeze between the check and
 	// the effect can still run one twice: effects are at-most-once per
 	// member, not across members.
-	if len(b.effects) > 0 || time.Since(c.fenceChecked) >= c.r.cfg.fenceCheck {
+	if len(b.effects) > 0 || time.Since(c.fenceChecked) >= c.r.cfg.FenceCheckInterval {
 		if err := c.checkFence(ctx); err != nil {
 			return err
 		}
@@ -231,7 +231,7 @@ func (c *committer) persistRows(ctx context.Context, b *batch) error {
 			if len(rows) == 0 {
 				continue
 			}
-			ictx, cancel := context.WithTimeout(ctx, c.r.cfg.insertTimeout)
+			ictx, cancel := context.WithTimeout(ctx, c.r.cfg.InsertTimeout)
 			cancels[i] = cancel
 			pb, err := c.prepare(ictx, c.layout.Tables[i], rows)
 			if errors.As(err, &rej) {

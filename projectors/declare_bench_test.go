@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
@@ -98,7 +99,7 @@ func benchDeclared(b *testing.B, run func(*testing.B, *projection.Projection, pr
 }
 
 func genericCodec(b *testing.B) *schemas.Codec {
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func genericCodec(b *testing.B) *schemas.Codec {
 }
 
 func declaredDemo(b *testing.B) []*projection.Projection {
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/store"
@@ -18,11 +19,11 @@ import (
 func TestRetriedInsertIsDeduplicated(t *testing.T) {
 	ch := testenv.ClickHouse(t)
 	ctx := context.Background()
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

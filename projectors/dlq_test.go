@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
@@ -34,7 +35,7 @@ func TestParkAndReplay(t *testing.T) {
 	inner := p.Apply
 	p.Apply = func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
 		if tx.AggregateID() == broken && !fixed.Load() {
-			if _, ok := ev.Payload.(*schemas.SeatsReserved); ok {
+			if _, ok := ev.Payload.(*events.SeatsReserved); ok {
 				return errors.New("simulated bug in Apply")
 			}
 		}
@@ -91,7 +92,7 @@ func TestParkAndReplay(t *testing.T) {
 	firstBad := -1
 	for i, ev := range all {
 		if ev.AggregateID == broken {
-			if _, ok := ev.Payload.(*schemas.SeatsReserved); ok && firstBad < 0 {
+			if _, ok := ev.Payload.(*events.SeatsReserved); ok && firstBad < 0 {
 				firstBad = i
 			}
 			if firstBad >= 0 {
@@ -148,7 +149,7 @@ func TestParkAndReplay(t *testing.T) {
 		t.Fatalf("%d parked events left after replay and discard", left)
 	}
 	// New events of the discarded aggregate are applied again.
-	extra := []schemas.Event{schemas.NewEvent(&schemas.SeatsReserved{ConferenceID: "conf-007", ReservationID: "late", SeatType: "vip", Quantity: 3, ReservedAt: time.Now()})}
+	extra := []schemas.Event{schemas.NewEvent(&events.SeatsReserved{ConferenceID: "conf-007", ReservationID: "late", SeatType: "vip", Quantity: 3, ReservedAt: time.Now()})}
 	lp := produce(t, brokers, extra)
 	waitApplied(t, ch, p.Name, seats.Topic, lp, done)
 	var parkedNow uint64
@@ -164,11 +165,11 @@ func TestParkAndReplay(t *testing.T) {
 
 func newCodec(t *testing.T) *schemas.Codec {
 	t.Helper()
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	c, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

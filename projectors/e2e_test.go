@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
@@ -26,9 +27,9 @@ func seatEvents(rng *rand.Rand, conferences, reservations int) []schemas.Event {
 	at := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
 	for c := 0; c < conferences; c++ {
 		id := fmt.Sprintf("conf-%03d", c)
-		evs = append(evs, schemas.NewEvent(&schemas.ConferenceCreated{ConferenceID: id, Name: "Conf " + id, StartsAt: at, EndsAt: at.Add(48 * time.Hour), TimeZone: "UTC"}, schemas.At(at)))
+		evs = append(evs, schemas.NewEvent(&events.ConferenceCreated{ConferenceID: id, Name: "Conf " + id, StartsAt: at, EndsAt: at.Add(48 * time.Hour), TimeZone: "UTC"}, schemas.At(at)))
 		for _, st := range []string{"general", "vip"} {
-			evs = append(evs, schemas.NewEvent(&schemas.SeatsAdded{ConferenceID: id, SeatType: st, Quantity: 1000, PriceCents: 10000, Currency: "EUR"}, schemas.At(at)))
+			evs = append(evs, schemas.NewEvent(&events.SeatsAdded{ConferenceID: id, SeatType: st, Quantity: 1000, PriceCents: 10000, Currency: "EUR"}, schemas.At(at)))
 		}
 	}
 	for i := 0; i < reservations; i++ {
@@ -36,10 +37,10 @@ func seatEvents(rng *rand.Rand, conferences, reservations int) []schemas.Event {
 		st := []string{"general", "vip"}[rng.Intn(2)]
 		q := 1 + rng.Intn(4)
 		if rng.Intn(10) == 0 {
-			evs = append(evs, schemas.NewEvent(&schemas.SeatReservationCancelled{ConferenceID: id, ReservationID: fmt.Sprint("r", i), SeatType: st, Quantity: q, Reason: "changed plans", CancelledAt: at}, schemas.At(at)))
+			evs = append(evs, schemas.NewEvent(&events.SeatReservationCancelled{ConferenceID: id, ReservationID: fmt.Sprint("r", i), SeatType: st, Quantity: q, Reason: "changed plans", CancelledAt: at}, schemas.At(at)))
 			continue
 		}
-		evs = append(evs, schemas.NewEvent(&schemas.SeatsReserved{ConferenceID: id, ReservationID: fmt.Sprint("r", i), SeatType: st, Quantity: q, AttendeeEmail: "a@example.com", ReservedAt: at}, schemas.At(at)))
+		evs = append(evs, schemas.NewEvent(&events.SeatsReserved{ConferenceID: id, ReservationID: fmt.Sprint("r", i), SeatType: st, Quantity: q, AttendeeEmail: "a@example.com", ReservedAt: at}, schemas.At(at)))
 	}
 	return evs
 }
@@ -50,11 +51,11 @@ func foldSeats(evs []schemas.Event) map[string]int64 {
 	out := map[string]int64{}
 	for _, ev := range evs {
 		switch e := ev.Payload.(type) {
-		case *schemas.SeatsReserved:
+		case *events.SeatsReserved:
 			out[e.ConferenceID+"/"+e.SeatType] += int64(e.Quantity)
-		case *schemas.SeatReservationCancelled:
+		case *events.SeatReservationCancelled:
 			out[e.ConferenceID+"/"+e.SeatType] -= int64(e.Quantity)
-		case *schemas.SeatsAdded:
+		case *events.SeatsAdded:
 			out[e.ConferenceID+"/"+e.SeatType] += 0
 		}
 	}
@@ -64,11 +65,11 @@ func foldSeats(evs []schemas.Event) map[string]int64 {
 func produce(t *testing.T, brokers []string, evs []schemas.Event) map[int32]int64 {
 	t.Helper()
 	ctx := context.Background()
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +141,8 @@ func TestSeatsEndToEnd(t *testing.T) {
 	evs := seatEvents(rng, 20, 3000)
 	last := produce(t, brokers, evs)
 
-	cat, _ := schemas.Load()
-	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	cat, _ := events.Load()
+	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	p := seats.Availability()
 	r, err := projectors.NewRunner(p, ch.Conn, codec, projectors.Brokers(brokers...), projectors.KafkaOpts(kgo.ClientID(t.Name())))
 	if err != nil {

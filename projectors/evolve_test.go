@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
@@ -41,7 +42,7 @@ func bookings(change string, effects *sync.Map) *projection.Projection {
 	}
 	p.Apply = func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
 		switch e := ev.Payload.(type) {
-		case *schemas.SeatsReserved:
+		case *events.SeatsReserved:
 			if effects != nil {
 				id := e.ReservationID
 				tx.SideEffect(func(context.Context) error {
@@ -58,7 +59,7 @@ func bookings(change string, effects *sync.Map) *projection.Projection {
 				vals = append(vals, e.SeatType)
 			}
 			return tx.Emit("booking_lines", vals...)
-		case *schemas.SeatReservationCancelled:
+		case *events.SeatReservationCancelled:
 			if change == "table" {
 				return tx.Emit("booking_cancellations", e.ConferenceID, e.ReservationID, int64(e.Quantity))
 			}
@@ -179,7 +180,7 @@ func TestAdditiveChangesMigrateLiveGeneration(t *testing.T) {
 	// Side effects: once per reservation across the three definitions.
 	n := 0
 	for _, ev := range all {
-		if e, ok := ev.Payload.(*schemas.SeatsReserved); ok {
+		if e, ok := ev.Payload.(*events.SeatsReserved); ok {
 			n++
 			v, ok := effects.Load(e.ReservationID)
 			if !ok || *v.(*int) != 1 {
@@ -222,10 +223,10 @@ func checkBookings(ctx context.Context, t *testing.T, ch testenv.CH, evs []schem
 	canc := uint64(0)
 	for _, ev := range evs {
 		switch e := ev.Payload.(type) {
-		case *schemas.SeatsReserved:
+		case *events.SeatsReserved:
 			seatsPer[e.ConferenceID] += int64(e.Quantity)
 			lines[e.ConferenceID]++
-		case *schemas.SeatReservationCancelled:
+		case *events.SeatReservationCancelled:
 			canc++
 		}
 	}
@@ -270,12 +271,12 @@ func checkBookings(ctx context.Context, t *testing.T, ch testenv.CH, evs []schem
 func checkSeatTypes(ctx context.Context, t *testing.T, ch testenv.CH, before, after []schemas.Event) string {
 	want := map[string]string{}
 	for _, ev := range before {
-		if e, ok := ev.Payload.(*schemas.SeatsReserved); ok {
+		if e, ok := ev.Payload.(*events.SeatsReserved); ok {
 			want[e.ReservationID] = "unknown"
 		}
 	}
 	for _, ev := range after {
-		if e, ok := ev.Payload.(*schemas.SeatsReserved); ok {
+		if e, ok := ev.Payload.(*events.SeatsReserved); ok {
 			want[e.ReservationID] = e.SeatType
 		}
 	}
@@ -305,9 +306,9 @@ func checkSeatTypes(ctx context.Context, t *testing.T, ch testenv.CH, before, af
 func relabel(evs []schemas.Event, prefix string) []schemas.Event {
 	for _, ev := range evs {
 		switch e := ev.Payload.(type) {
-		case *schemas.SeatsReserved:
+		case *events.SeatsReserved:
 			e.ReservationID = prefix + e.ReservationID
-		case *schemas.SeatReservationCancelled:
+		case *events.SeatReservationCancelled:
 			e.ReservationID = prefix + e.ReservationID
 		}
 	}

@@ -35,7 +35,7 @@ func fenceCounts(t *testing.T, r *Runner) (rows, checkpoints, resolved uint64) {
 func TestStaleWorkerLandsNothing(t *testing.T) {
 	ctx := context.Background()
 	r, recs := handRunner(t, "fenced", 10)
-	r.cfg.fenceCheck = 0 // check after every batch, so the second one notices
+	r.cfg.FenceCheckInterval = 0 // check after every batch, so the second one notices
 	k := tp{Topic: handTopic, Partition: 0}
 	stale := newWorker(r, testClaim(t, r, k), noPositions(r), nil)
 	stale.a.process(ctx, recs[:4])

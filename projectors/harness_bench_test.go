@@ -31,7 +31,7 @@ func (discard) rejects() []reject                 { return nil }
 // first topic, with nothing in ClickHouse (so state misses mean "new").
 func NewBenchWorker(p *projection.Projection, dec Decoder, batch int) *BenchWorker {
 	c := defaultCfg()
-	c.batchEvents = batch
+	c.BatchEvents = batch
 	r := &Runner{proj: p, layout: store.NewLayout(p, 1), dec: dec, cfg: c, log: slog.New(slog.DiscardHandler),
 		metrics: NewMetrics(nil), ctx: context.Background(), workers: map[tp]*worker{}}
 	ck := make([]int64, len(r.layout.Tables))
@@ -46,7 +46,7 @@ func NewBenchWorker(p *projection.Projection, dec Decoder, batch int) *BenchWork
 // without moving the positions, so that the records can be applied again.
 func (b *BenchWorker) Process(ctx context.Context, rec *kgo.Record) error {
 	err := b.a.applyRecord(ctx, rec, b.a.ckpt, false)
-	if b.a.b.events >= b.a.r.cfg.batchEvents {
+	if b.a.b.events >= b.a.r.cfg.BatchEvents {
 		for i, rows := range b.a.b.rows {
 			b.a.prev[i] = len(rows)
 		}
@@ -73,7 +73,7 @@ func (b *BenchWorker) Apply(ctx context.Context, off int64, ev schemas.Event) er
 func (b *BenchWorker) AddRow(off int64, key string, ts time.Time, user []any) {
 	b.a.sys[2], b.a.sys[3] = uint64(off), ts
 	b.a.addRow(0, off, key, user, b.a.ckpt)
-	if len(b.a.b.rows[0]) >= b.a.r.cfg.batchEvents {
+	if len(b.a.b.rows[0]) >= b.a.r.cfg.BatchEvents {
 		b.a.resetBatch()
 	}
 }

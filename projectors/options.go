@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -14,50 +15,140 @@ import (
 type Opt func(*cfg)
 
 type cfg struct {
-	brokers         []string
-	generation      int
-	batchEvents     int
-	batchBytes      int64
-	flushInterval   time.Duration
-	insertTimeout   time.Duration
-	retryMin        time.Duration
-	retryMax        time.Duration
-	shutdownTimeout time.Duration
-	maxPollRecords  int
-	maxPending      int
-	maxPendingBytes int64
-	fenceCheck      time.Duration
-	stateCacheSize  int
-	stateCacheBytes int64
-	replay          bool
-	effectsByGen    bool
-	pipeline        bool
-	durable         bool
-	views           bool
-	start           map[string]map[int32]kgo.Offset
-	startAt         *kgo.Offset
-	logger          *slog.Logger
-	metrics         *Metrics
-	hooks           []kgo.Hook
-	kgoOpts         []kgo.Opt
+	// Tuning is what the config file sets (projector.*).
+	Tuning
+	brokers        []string
+	generation     int
+	maxPollRecords int
+	replay         bool
+	effectsByGen   bool
+	views          bool
+	start          map[string]map[int32]kgo.Offset
+	startAt        *kgo.Offset
+	logger         *slog.Logger
+	metrics        *Metrics
+	hooks          []kgo.Hook
+	kgoOpts        []kgo.Opt
 }
+
+// Tuning is a runner's tunables as plain values: the config file's
+// projector section holds them under the YAML keys beside each field
+// (projector.batchEvents, …), WithTuning applies them, and
+// DefaultTuning and Validate are the only defaults and checks of these
+// values, so `reel project -validate` and NewRunner agree. Each field has
+// an option of its name (BatchEvents, FlushInterval, …) for programs.
+type Tuning struct {
+	BatchEvents        int           `yaml:"batchEvents"`        // default 5000
+	BatchBytes         int64         `yaml:"batchBytes"`         // default DefaultBatchBytes (4 MiB)
+	FlushInterval      time.Duration `yaml:"flushInterval"`      // default 200ms
+	InsertTimeout      time.Duration `yaml:"insertTimeout"`      // default 30s
+	RetryMin           time.Duration `yaml:"retryMin"`           // default 100ms
+	RetryMax           time.Duration `yaml:"retryMax"`           // default 10s
+	ShutdownTimeout    time.Duration `yaml:"shutdownTimeout"`    // default 30s
+	MaxPendingBytes    int64         `yaml:"maxPendingBytes"`    // default DefaultMaxPendingBytes (2 MiB)
+	MaxPending         int           `yaml:"maxPending"`         // default 0: by bytes only
+	StateCacheBytes    int64         `yaml:"stateCacheBytes"`    // default DefaultStateCacheBytes (4 MiB)
+	StateCacheSize     int           `yaml:"stateCacheSize"`     // default 0: by bytes only
+	FenceCheckInterval time.Duration `yaml:"fenceCheckInterval"` // default 5s
+	Pipeline           bool          `yaml:"pipeline"`           // default false
+	Durable            bool          `yaml:"durable"`            // default false
+}
+
+// DefaultTuning is the runtime's defaults, the values a config file
+// leaves out.
+func DefaultTuning() Tuning {
+	return Tuning{
+		BatchEvents:        5000,
+		BatchBytes:         DefaultBatchBytes,
+		FlushInterval:      200 * time.Millisecond,
+		InsertTimeout:      30 * time.Second,
+		RetryMin:           100 * time.Millisecond,
+		RetryMax:           10 * time.Second,
+		ShutdownTimeout:    30 * time.Second,
+		MaxPendingBytes:    DefaultMaxPendingBytes,
+		StateCacheBytes:    DefaultStateCacheBytes,
+		FenceCheckInterval: 5 * time.Second,
+	}
+}
+
+// TuningError is one invalid setting; Key is its YAML key (batchEvents).
+type TuningError struct {
+	Key, Msg string
+}
+
+func (e TuningError) Error() string { return e.Key + ": " + e.Msg }
+
+// TuningErrors lists every invalid setting.
+type TuningErrors []TuningError
+
+func (es TuningErrors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Validate returns TuningErrors naming each invalid value by its key, or
+// nil.
+func (s Tuning) Validate() error {
+	var es TuningErrors
+	add := func(key, format string, args ...any) {
+		es = append(es, TuningError{key, fmt.Sprintf(format, args...)})
+	}
+	if s.BatchEvents < 1 {
+		add("batchEvents", "%d: must be ≥ 1", s.BatchEvents)
+	}
+	if s.BatchBytes < 1024 {
+		add("batchBytes", "%d: must be ≥ 1024 (bytes per batch)", s.BatchBytes)
+	}
+	if s.FlushInterval < time.Millisecond {
+		add("flushInterval", "%s: must be ≥ 1ms", s.FlushInterval)
+	}
+	if s.InsertTimeout <= 0 {
+		add("insertTimeout", "%s: must be > 0", s.InsertTimeout)
+	}
+	if s.RetryMin <= 0 {
+		add("retryMin", "%s: must be > 0", s.RetryMin)
+	}
+	if s.RetryMax < s.RetryMin {
+		add("retryMax", "%s: must be ≥ retryMin (%s)", s.RetryMax, s.RetryMin)
+	}
+	if s.ShutdownTimeout <= 0 {
+		add("shutdownTimeout", "%s: must be > 0", s.ShutdownTimeout)
+	}
+	if s.MaxPendingBytes < 1024 {
+		add("maxPendingBytes", "%d: must be ≥ 1024 (bytes per partition)", s.MaxPendingBytes)
+	}
+	if s.MaxPending < 0 {
+		add("maxPending", "%d: must be ≥ 0 (0: bounded by maxPendingBytes only)", s.MaxPending)
+	}
+	if s.StateCacheBytes < 1024 {
+		add("stateCacheBytes", "%d: must be ≥ 1024 (bytes per partition)", s.StateCacheBytes)
+	}
+	if s.StateCacheSize < 0 {
+		add("stateCacheSize", "%d: must be ≥ 0 (0: bounded by stateCacheBytes only)", s.StateCacheSize)
+	}
+	if s.FenceCheckInterval < 0 {
+		add("fenceCheckInterval", "%s: must be ≥ 0 (0: after every batch)", s.FenceCheckInterval)
+	}
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+// WithTuning applies every setting of s (a config file's projector
+// section).
+func WithTuning(s Tuning) Opt { return func(c *cfg) { c.Tuning = s } }
 
 func defaultCfg() cfg {
 	return cfg{
-		generation:      1,
-		batchEvents:     5000,
-		batchBytes:      DefaultBatchBytes,
-		flushInterval:   200 * time.Millisecond,
-		insertTimeout:   30 * time.Second,
-		retryMin:        100 * time.Millisecond,
-		retryMax:        10 * time.Second,
-		shutdownTimeout: 30 * time.Second,
-		maxPollRecords:  10000,
-		maxPendingBytes: DefaultMaxPendingBytes,
-		stateCacheBytes: DefaultStateCacheBytes,
-		fenceCheck:      5 * time.Second,
-		views:           true,
-		logger:          slog.Default(),
+		Tuning:         DefaultTuning(),
+		generation:     1,
+		maxPollRecords: 10000,
+		views:          true,
+		logger:         slog.Default(),
 	}
 }
 
@@ -69,26 +160,8 @@ func (c *cfg) validate() error {
 	if c.generation < 1 {
 		errs = append(errs, fmt.Errorf("generation %d: must be ≥ 1", c.generation))
 	}
-	for _, n := range []struct {
-		what   string
-		v, min int64
-	}{
-		{"batch size (BatchEvents)", int64(c.batchEvents), 1},
-		{"batch bytes (BatchBytes)", c.batchBytes, 1},
-		{"pending bytes (MaxPendingBytes)", c.maxPendingBytes, 1},
-		{"pending records (MaxPending; 0: no bound by count)", int64(c.maxPending), 0},
-		{"state cache bytes (StateCacheBytes)", c.stateCacheBytes, 1},
-		{"state cache entries (StateCacheSize; 0: no bound by count)", int64(c.stateCacheSize), 0},
-	} {
-		if n.v < n.min {
-			errs = append(errs, fmt.Errorf("%s %d: must be ≥ %d", n.what, n.v, n.min))
-		}
-	}
-	if c.flushInterval < time.Millisecond {
-		errs = append(errs, fmt.Errorf("flush interval %s: must be ≥ 1ms", c.flushInterval))
-	}
-	if c.retryMin <= 0 || c.retryMax < c.retryMin {
-		errs = append(errs, fmt.Errorf("retry backoff %s..%s: need 0 < min ≤ max", c.retryMin, c.retryMax))
+	if err := c.Tuning.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -111,27 +184,27 @@ func Brokers(b ...string) Opt { return func(c *cfg) { c.brokers = b } }
 func Generation(g int) Opt { return func(c *cfg) { c.generation = g } }
 
 // BatchEvents flushes a partition's batch at this many events. Default 5000.
-func BatchEvents(n int) Opt { return func(c *cfg) { c.batchEvents = n } }
+func BatchEvents(n int) Opt { return func(c *cfg) { c.BatchEvents = n } }
 
 // BatchBytes also flushes a partition's batch once its rows hold this many
 // bytes (estimated from their values). Default DefaultBatchBytes (4 MiB).
-func BatchBytes(n int64) Opt { return func(c *cfg) { c.batchBytes = n } }
+func BatchBytes(n int64) Opt { return func(c *cfg) { c.BatchBytes = n } }
 
 // FlushInterval flushes a partition's batch this long after its first
 // event. Default 200ms.
-func FlushInterval(d time.Duration) Opt { return func(c *cfg) { c.flushInterval = d } }
+func FlushInterval(d time.Duration) Opt { return func(c *cfg) { c.FlushInterval = d } }
 
 // InsertTimeout bounds one ClickHouse insert. Default 30s.
-func InsertTimeout(d time.Duration) Opt { return func(c *cfg) { c.insertTimeout = d } }
+func InsertTimeout(d time.Duration) Opt { return func(c *cfg) { c.InsertTimeout = d } }
 
 // RetryBackoff sets the capped exponential backoff of ClickHouse retries.
 // Default 100ms to 10s.
 func RetryBackoff(minD, maxD time.Duration) Opt {
-	return func(c *cfg) { c.retryMin, c.retryMax = minD, maxD }
+	return func(c *cfg) { c.RetryMin, c.RetryMax = minD, maxD }
 }
 
 // ShutdownTimeout bounds the final flush of revoked partitions. Default 30s.
-func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.shutdownTimeout = d } }
+func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.ShutdownTimeout = d } }
 
 // Memory bounds per partition worker, by default. The load test's five
 // demo projections over two topics of 4 partitions run 24 workers, 16 of
@@ -150,27 +223,27 @@ const (
 // worker. Default DefaultMaxPendingBytes (2 MiB). Pausing is costly (the
 // partition's fetching restarts on resume), so not much smaller than a
 // fetch.
-func MaxPendingBytes(n int64) Opt { return func(c *cfg) { c.maxPendingBytes = n } }
+func MaxPendingBytes(n int64) Opt { return func(c *cfg) { c.MaxPendingBytes = n } }
 
 // MaxPending also pauses fetching a partition while this many of its
 // records wait for its worker. Default 0: bounded by MaxPendingBytes only.
-func MaxPending(n int) Opt { return func(c *cfg) { c.maxPending = n } }
+func MaxPending(n int) Opt { return func(c *cfg) { c.MaxPending = n } }
 
 // StateCacheBytes bounds the cached aggregate states of a partition, by an
 // estimate of their keys and values; past it, states already durable are
 // forgotten (and read back from the State table when needed). States of
 // batches not yet durable are kept, so the cache can exceed the bound by
 // those of two batches. Default DefaultStateCacheBytes (4 MiB).
-func StateCacheBytes(n int64) Opt { return func(c *cfg) { c.stateCacheBytes = n } }
+func StateCacheBytes(n int64) Opt { return func(c *cfg) { c.StateCacheBytes = n } }
 
 // StateCacheSize also bounds the cached aggregate states of a partition by
 // count. Default 0: bounded by StateCacheBytes only.
-func StateCacheSize(n int) Opt { return func(c *cfg) { c.stateCacheSize = n } }
+func StateCacheSize(n int) Opt { return func(c *cfg) { c.StateCacheSize = n } }
 
 // Pipeline lets a partition's worker apply the next batch while the previous
 // one is being inserted. Default false: on a machine shared with
 // ClickHouse it adds latency and no throughput (see commit.go).
-func Pipeline(on bool) Opt { return func(c *cfg) { c.pipeline = on } }
+func Pipeline(on bool) Opt { return func(c *cfg) { c.Pipeline = on } }
 
 // Durable makes every insert of the generation fsync its part and the
 // part's directory before it returns (the tables' fsync_after_insert and
@@ -178,7 +251,7 @@ func Pipeline(on bool) Opt { return func(c *cfg) { c.pipeline = on } }
 // the ClickHouse host, at the cost of an fsync per insert. Default false:
 // ClickHouse acknowledges an insert once the part is written to the page
 // cache, and replicas or backups are the usual protection.
-func Durable(on bool) Opt { return func(c *cfg) { c.durable = on } }
+func Durable(on bool) Opt { return func(c *cfg) { c.Durable = on } }
 
 // Replay marks the runner as replaying history (a rebuild): Tx.Replaying
 // is true and side effects are not run. Default false.
@@ -209,7 +282,7 @@ func StartAt(o kgo.Offset) Opt { return func(c *cfg) { c.startAt = &o } }
 // batch with side effects). Correctness does not depend on it: the
 // ClickHouse guard drops a stale member's rows; the check makes a stale
 // member stop and rejoin sooner.
-func FenceCheckInterval(d time.Duration) Opt { return func(c *cfg) { c.fenceCheck = d } }
+func FenceCheckInterval(d time.Duration) Opt { return func(c *cfg) { c.FenceCheckInterval = d } }
 
 // Logger sets the logger. Default slog.Default().
 func Logger(l *slog.Logger) Opt { return func(c *cfg) { c.logger = l } }

@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/examples/demo/projectors/shop"
@@ -45,9 +46,9 @@ type inproc struct {
 
 func runInProcess(t *testing.T, conn driver.Conn, brokers []string, suffix string, names []string, opts ...projectors.Opt) *inproc {
 	t.Helper()
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	must(t, err)
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	must(t, err)
 	ip := &inproc{reg: prometheus.NewRegistry(), errs: make(chan error, len(names))}
 	m := projectors.NewMetrics(ip.reg)

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/testenv"
@@ -37,8 +38,8 @@ func TestPermanentErrorStopsPartition(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
 	last := produceTo(t, brokers, topic, seatEvents(rng, 4, 200))
 
-	cat, _ := schemas.Load()
-	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	cat, _ := events.Load()
+	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	reg := prometheus.NewRegistry()
 	r, err := projectors.NewRunner(p, ch.Conn, codec, projectors.Brokers(brokers...),
 		projectors.WithMetrics(projectors.NewMetrics(reg)), projectors.RetryBackoff(10*time.Millisecond, 50*time.Millisecond),
@@ -140,9 +141,9 @@ func errCount(t *testing.T, reg *prometheus.Registry) float64 {
 func produceTo(t *testing.T, brokers []string, topic string, evs []schemas.Event) map[int32]int64 {
 	t.Helper()
 	ctx := context.Background()
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	must(t, err)
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	must(t, err)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	must(t, err)
@@ -177,8 +178,8 @@ func TestPermanentClaimErrorStopsPartitions(t *testing.T) {
 		p.Topics[i] = topic
 	}
 	last := produceTo(t, brokers, topic, seatEvents(rand.New(rand.NewSource(9)), 4, 200))
-	cat, _ := schemas.Load()
-	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	cat, _ := events.Load()
+	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	start := func(name string) (*projectors.Runner, context.CancelFunc, chan error) {
 		r, err := projectors.NewRunner(p, ch.Conn, codec, projectors.Brokers(brokers...),
 			projectors.RetryBackoff(10*time.Millisecond, 50*time.Millisecond),

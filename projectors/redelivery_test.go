@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/store"
@@ -46,11 +47,11 @@ func handRunner(t *testing.T, name string, n int) (*Runner, []*kgo.Record) {
 	t.Helper()
 	ch := testenv.ClickHouse(t)
 	ctx := context.Background()
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,7 @@ func handRunner(t *testing.T, name string, n int) (*Runner, []*kgo.Record) {
 	t.Cleanup(r.cl.Close)
 	var recs []*kgo.Record
 	for i := range n {
-		ev := schemas.NewEvent(&schemas.SeatsAdded{ConferenceID: "c1", SeatType: "general", Quantity: 1, Currency: "EUR"},
+		ev := schemas.NewEvent(&events.SeatsAdded{ConferenceID: "c1", SeatType: "general", Quantity: 1, Currency: "EUR"},
 			schemas.At(time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)), schemas.WithID(fmt.Sprint("e", i)))
 		rec, err := codec.Encode(ctx, ev)
 		if err != nil {

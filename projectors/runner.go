@@ -78,7 +78,7 @@ func NewRunner(p *projection.Projection, conn driver.Conn, dec Decoder, opts ...
 	if r.metrics == nil {
 		r.metrics = NewMetrics(nil)
 	}
-	r.retry = retry.New(c.retryMin, c.retryMax, r.metrics.clickhouse)
+	r.retry = retry.New(c.RetryMin, c.RetryMax, r.metrics.clickhouse)
 	return r, nil
 }
 
@@ -142,12 +142,12 @@ func (r *Runner) prepare(ctx context.Context) error {
 	if len(m.Changes) > 0 {
 		r.log.Info("migrated the generation to the projection's definition", "changes", fmt.Sprint(m.Changes), "backfill", m.Backfill, "statements", len(m.Statements))
 	}
-	if r.cfg.durable {
+	if r.cfg.Durable {
 		if err := store.MakeDurable(ctx, r.conn, r.layout); err != nil {
 			return err
 		}
 	}
-	if err := store.CheckSettings(ctx, r.conn, r.layout, r.cfg.durable, r.log); err != nil {
+	if err := store.CheckSettings(ctx, r.conn, r.layout, r.cfg.Durable, r.log); err != nil {
 		return err
 	}
 	if !r.cfg.views {
@@ -185,7 +185,7 @@ func (r *Runner) consume(ctx context.Context) error {
 		// franz-go commits the marks (one committer, no racing commits).
 		kgo.AutoCommitMarks(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.RebalanceTimeout(r.cfg.shutdownTimeout + 10*time.Second),
+		kgo.RebalanceTimeout(r.cfg.ShutdownTimeout + 10*time.Second),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.AdjustFetchOffsetsFn(r.onAssigned),
@@ -488,7 +488,7 @@ func (r *Runner) stop(ws []*worker, graceful bool) {
 			w.abandon()
 		}
 	}
-	timer := time.NewTimer(r.cfg.shutdownTimeout)
+	timer := time.NewTimer(r.cfg.ShutdownTimeout)
 	defer timer.Stop()
 	for _, w := range ws {
 		select {

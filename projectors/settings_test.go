@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/testenv"
@@ -78,8 +79,8 @@ func TestWritesStateSettings(t *testing.T) {
 		p.Topics[i] = topic
 	}
 	last := produceTo(t, brokers, topic, seatEvents(rand.New(rand.NewSource(3)), 4, 300))
-	cat, _ := schemas.Load()
-	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	cat, _ := events.Load()
+	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	r, err := projectors.NewRunner(p, conn, codec, projectors.Brokers(brokers...), projectors.KafkaOpts(kgo.ClientID(t.Name())))
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -158,8 +159,8 @@ func TestDurableMode(t *testing.T) {
 		// Tables made before durable mode is chosen get it too.
 		must(t, store.EnsureSchema(ctx, ch.Conn, store.NewLayout(p, 1)))
 		last := produceTo(t, brokers, topic, evs)
-		cat, _ := schemas.Load()
-		codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+		cat, _ := events.Load()
+		codec, _ := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 		r, err := projectors.NewRunner(p, ch.Conn, codec, projectors.Brokers(brokers...), projectors.Durable(durable), projectors.KafkaOpts(kgo.ClientID(t.Name())))
 		must(t, err)
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)

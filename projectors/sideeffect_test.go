@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
@@ -30,7 +31,7 @@ func TestSideEffectsOnlyLive(t *testing.T) {
 		p := seats.Availability()
 		inner := p.Apply
 		p.Apply = func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
-			if _, ok := ev.Payload.(*schemas.SeatsReserved); ok {
+			if _, ok := ev.Payload.(*events.SeatsReserved); ok {
 				id := ev.ID
 				tx.SideEffect(func(ctx context.Context) error {
 					mu.Lock()
@@ -64,7 +65,7 @@ func TestSideEffectsOnlyLive(t *testing.T) {
 
 	reservations := 0
 	for _, ev := range evs {
-		if _, ok := ev.Payload.(*schemas.SeatsReserved); ok {
+		if _, ok := ev.Payload.(*events.SeatsReserved); ok {
 			reservations++
 			if n := calls[1][ev.ID]; n != 1 {
 				t.Fatalf("live: side effect of %s ran %d times, want 1", ev.ID, n)

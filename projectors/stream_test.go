@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/examples/demo/projectors/shop"
 	"github.com/reel-dev/reel/schemas"
@@ -65,32 +66,32 @@ func (w *world) newOrder() *sagaPlan {
 	r := w.rng
 	items := 1 + r.Intn(4)
 	p := &sagaPlan{}
-	p.steps = append(p.steps, &schemas.OrderPlaced{OrderID: id, CustomerID: fmt.Sprintf("c-%d", r.Intn(500)), Currency: []string{"EUR", "USD"}[r.Intn(2)],
+	p.steps = append(p.steps, &events.OrderPlaced{OrderID: id, CustomerID: fmt.Sprintf("c-%d", r.Intn(500)), Currency: []string{"EUR", "USD"}[r.Intn(2)],
 		ItemCount: items, Channel: []string{"web", "app", "store"}[r.Intn(3)]})
 	var total int64
-	var lines []schemas.StockLine
+	var lines []events.StockLine
 	for i := 0; i < items; i++ {
-		it := &schemas.OrderItemAdded{OrderID: id, LineNo: i + 1, ProductID: fmt.Sprintf("p-%02d", r.Intn(40)), Quantity: 1 + r.Intn(5), UnitPriceCents: int64(100 + r.Intn(5000))}
+		it := &events.OrderItemAdded{OrderID: id, LineNo: i + 1, ProductID: fmt.Sprintf("p-%02d", r.Intn(40)), Quantity: 1 + r.Intn(5), UnitPriceCents: int64(100 + r.Intn(5000))}
 		total += int64(it.Quantity) * it.UnitPriceCents
-		lines = append(lines, schemas.StockLine{ProductID: it.ProductID, Quantity: it.Quantity})
+		lines = append(lines, events.StockLine{ProductID: it.ProductID, Quantity: it.Quantity})
 		p.steps = append(p.steps, it)
 	}
 	switch x := r.Intn(100); {
 	case x < 70:
 		p.steps = append(p.steps,
-			&schemas.StockReserved{OrderID: id, ReservationID: "res-" + id, Lines: lines},
-			&schemas.PaymentConfirmed{OrderID: id, PaymentID: "pay-" + id, AmountCents: total, Currency: "EUR", Method: "card"},
-			&schemas.OrderConfirmed{OrderID: id, TotalCents: total, Currency: "EUR"})
+			&events.StockReserved{OrderID: id, ReservationID: "res-" + id, Lines: lines},
+			&events.PaymentConfirmed{OrderID: id, PaymentID: "pay-" + id, AmountCents: total, Currency: "EUR", Method: "card"},
+			&events.OrderConfirmed{OrderID: id, TotalCents: total, Currency: "EUR"})
 	case x < 85:
 		p.steps = append(p.steps,
-			&schemas.StockReserved{OrderID: id, ReservationID: "res-" + id, Lines: lines},
-			&schemas.PaymentFailed{OrderID: id, PaymentID: "pay-" + id, AmountCents: total, Currency: "EUR", Reason: "declined"},
-			&schemas.StockReleased{OrderID: id, ReservationID: "res-" + id, Lines: lines, Reason: "payment failed"},
-			&schemas.OrderCancelled{OrderID: id, Reason: "payment failed"})
+			&events.StockReserved{OrderID: id, ReservationID: "res-" + id, Lines: lines},
+			&events.PaymentFailed{OrderID: id, PaymentID: "pay-" + id, AmountCents: total, Currency: "EUR", Reason: "declined"},
+			&events.StockReleased{OrderID: id, ReservationID: "res-" + id, Lines: lines, Reason: "payment failed"},
+			&events.OrderCancelled{OrderID: id, Reason: "payment failed"})
 	default:
 		p.steps = append(p.steps,
-			&schemas.StockReservationFailed{OrderID: id, ProductID: lines[0].ProductID, Requested: lines[0].Quantity, Reason: "out of stock"},
-			&schemas.OrderCancelled{OrderID: id, Reason: "out of stock"})
+			&events.StockReservationFailed{OrderID: id, ProductID: lines[0].ProductID, Requested: lines[0].Quantity, Reason: "out of stock"},
+			&events.OrderCancelled{OrderID: id, Reason: "out of stock"})
 	}
 	return p
 }
@@ -109,18 +110,18 @@ func (w *world) next() schemas.Event {
 		// reservations for it.
 		id := w.confs[w.fresh]
 		w.fresh++
-		p = &schemas.ConferenceCreated{ConferenceID: id, Name: "Conference " + id, StartsAt: at.Add(30 * 24 * time.Hour), EndsAt: at.Add(32 * 24 * time.Hour), TimeZone: "UTC"}
+		p = &events.ConferenceCreated{ConferenceID: id, Name: "Conference " + id, StartsAt: at.Add(30 * 24 * time.Hour), EndsAt: at.Add(32 * 24 * time.Hour), TimeZone: "UTC"}
 		w.pend = append(w.pend,
-			&schemas.SeatsAdded{ConferenceID: id, SeatType: "general", Quantity: 5000, PriceCents: 20000, Currency: "EUR"},
-			&schemas.SeatsAdded{ConferenceID: id, SeatType: "vip", Quantity: 200, PriceCents: 90000, Currency: "EUR"})
+			&events.SeatsAdded{ConferenceID: id, SeatType: "general", Quantity: 5000, PriceCents: 20000, Currency: "EUR"},
+			&events.SeatsAdded{ConferenceID: id, SeatType: "vip", Quantity: 200, PriceCents: 90000, Currency: "EUR"})
 	case w.rng.Intn(10) < 3:
 		id := w.confs[w.rng.Intn(w.fresh)]
 		st := []string{"general", "vip"}[w.rng.Intn(2)]
 		q := 1 + w.rng.Intn(4)
 		if w.rng.Intn(8) == 0 {
-			p = &schemas.SeatReservationCancelled{ConferenceID: id, ReservationID: fmt.Sprint("r", w.seq), SeatType: st, Quantity: q, Reason: "changed plans", CancelledAt: at}
+			p = &events.SeatReservationCancelled{ConferenceID: id, ReservationID: fmt.Sprint("r", w.seq), SeatType: st, Quantity: q, Reason: "changed plans", CancelledAt: at}
 		} else {
-			p = &schemas.SeatsReserved{ConferenceID: id, ReservationID: fmt.Sprint("r", w.seq), SeatType: st, Quantity: q, AttendeeEmail: "a@example.com", ReservedAt: at}
+			p = &events.SeatsReserved{ConferenceID: id, ReservationID: fmt.Sprint("r", w.seq), SeatType: st, Quantity: q, AttendeeEmail: "a@example.com", ReservedAt: at}
 		}
 	default:
 		i := w.rng.Intn(len(w.active))
@@ -137,23 +138,23 @@ func (w *world) next() schemas.Event {
 // stamp sets the payload's own time fields to at.
 func stamp(p schemas.Payload, at time.Time) {
 	switch e := p.(type) {
-	case *schemas.OrderPlaced:
+	case *events.OrderPlaced:
 		e.PlacedAt = at
-	case *schemas.OrderItemAdded:
+	case *events.OrderItemAdded:
 		e.AddedAt = at
-	case *schemas.StockReserved:
+	case *events.StockReserved:
 		e.ReservedAt = at
-	case *schemas.StockReservationFailed:
+	case *events.StockReservationFailed:
 		e.FailedAt = at
-	case *schemas.PaymentConfirmed:
+	case *events.PaymentConfirmed:
 		e.ConfirmedAt = at
-	case *schemas.PaymentFailed:
+	case *events.PaymentFailed:
 		e.FailedAt = at
-	case *schemas.StockReleased:
+	case *events.StockReleased:
 		e.ReleasedAt = at
-	case *schemas.OrderConfirmed:
+	case *events.OrderConfirmed:
 		e.ConfirmedAt = at
-	case *schemas.OrderCancelled:
+	case *events.OrderCancelled:
 		e.CancelledAt = at
 	}
 }
@@ -182,11 +183,11 @@ type stream struct {
 
 func startStream(t *testing.T, brokers []string, w *world, suffix string, rate int, stop <-chan struct{}) *stream {
 	t.Helper()
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +373,7 @@ func foldEvents(evs []produced) *fold {
 		f.log[pe.ev.ID] = pe
 		at := pe.ev.OccurredAt.UTC()
 		switch e := pe.ev.Payload.(type) {
-		case *schemas.ConferenceCreated, *schemas.SeatsAdded, *schemas.SeatsReserved, *schemas.SeatReservationCancelled:
+		case *events.ConferenceCreated, *events.SeatsAdded, *events.SeatsReserved, *events.SeatReservationCancelled:
 			f.conference(pe.ev.AggregateID, e, at)
 		default:
 			f.order(pe.ev.AggregateID, e, at)
@@ -388,14 +389,14 @@ func (f *fold) conference(id string, p any, at time.Time) {
 		f.confs[id] = c
 	}
 	switch e := p.(type) {
-	case *schemas.ConferenceCreated:
+	case *events.ConferenceCreated:
 		c.name, c.startsAt = e.Name, e.StartsAt.UTC()
-	case *schemas.SeatsAdded:
+	case *events.SeatsAdded:
 		c.total[e.SeatType] += e.Quantity
-	case *schemas.SeatsReserved:
+	case *events.SeatsReserved:
 		c.reserved[e.SeatType] += int64(e.Quantity)
 		c.reservations++
-	case *schemas.SeatReservationCancelled:
+	case *events.SeatReservationCancelled:
 		c.reserved[e.SeatType] -= int64(e.Quantity)
 		c.cancellations++
 	}
@@ -414,11 +415,11 @@ func (f *fold) order(id string, p any, at time.Time) {
 	short := ""
 	changed := true // orders_current gets a new version
 	switch e := p.(type) {
-	case *schemas.OrderPlaced:
+	case *events.OrderPlaced:
 		o.customer, o.currency, o.channel, o.itemCount, o.placedAt, o.status = e.CustomerID, e.Currency, e.Channel, uint32(e.ItemCount), at, shop.StatusPlaced
 		s.started, short = at, "OrderPlaced"
 		pd.currency = e.Currency
-	case *schemas.OrderItemAdded:
+	case *events.OrderItemAdded:
 		o.linesAdded++
 		o.total += int64(e.Quantity) * e.UnitPriceCents
 		if !pd.closed {
@@ -426,18 +427,18 @@ func (f *fold) order(id string, p any, at time.Time) {
 			pd.quantities = append(pd.quantities, int64(e.Quantity))
 			pd.price = append(pd.price, e.UnitPriceCents)
 		}
-	case *schemas.StockReserved:
+	case *events.StockReserved:
 		o.status, s.stock, short = shop.StatusStockReserved, "reserved", "StockReserved"
-	case *schemas.StockReservationFailed:
+	case *events.StockReservationFailed:
 		changed, s.stock, short = false, "failed", "StockReservationFailed"
-	case *schemas.PaymentConfirmed:
+	case *events.PaymentConfirmed:
 		o.paid += e.AmountCents
 		o.status, s.payment, short = shop.StatusPaid, "confirmed", "PaymentConfirmed"
-	case *schemas.PaymentFailed:
+	case *events.PaymentFailed:
 		changed, s.payment, short = false, "failed", "PaymentFailed"
-	case *schemas.StockReleased:
+	case *events.StockReleased:
 		changed, s.released, s.stock, short = false, true, "released", "StockReleased"
-	case *schemas.OrderConfirmed:
+	case *events.OrderConfirmed:
 		o.status, s.outcome, s.finished, short = shop.StatusConfirmed, shop.OutcomeConfirmed, at, "OrderConfirmed"
 		if !pd.closed {
 			day := at.Format("2006-01-02")
@@ -455,7 +456,7 @@ func (f *fold) order(id string, p any, at time.Time) {
 			}
 		}
 		pd.closed = true
-	case *schemas.OrderCancelled:
+	case *events.OrderCancelled:
 		o.status, o.cancelReason, s.finished, short = shop.StatusCancelled, e.Reason, at, "OrderCancelled"
 		s.outcome = shop.OutcomeRejected
 		if s.released {

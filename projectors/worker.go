@@ -61,13 +61,13 @@ func newWorker(r *Runner, c claim, ckpt []int64, parked map[string]int64) *worke
 		done:      make(chan struct{}),
 	}
 	w.ctx, w.abandon = context.WithCancel(r.ctx)
-	w.q = newQueue(r.cfg.maxPendingBytes, r.cfg.maxPending, func() {
+	w.q = newQueue(r.cfg.MaxPendingBytes, r.cfg.MaxPending, func() {
 		r.cl.PauseFetchPartitions(map[string][]int32{k.Topic: {k.Partition}})
 		r.metrics.paused.WithLabelValues(r.proj.Name).Inc()
 	}, func() {
 		r.cl.ResumeFetchPartitions(map[string][]int32{k.Topic: {k.Partition}})
 	})
-	w.c = newCommitter(p, r.cfg.pipeline, w.ctx, w.abandon)
+	w.c = newCommitter(p, r.cfg.Pipeline, w.ctx, w.abandon)
 	w.a = newApplier(p, w.c, ckpt, parked)
 	return w
 }
@@ -86,7 +86,7 @@ func (w *worker) run() {
 		w.abandon()
 		w.c.stop()
 	}()
-	tick := time.NewTicker(w.r.cfg.flushInterval / 2)
+	tick := time.NewTicker(w.r.cfg.FlushInterval / 2)
 	defer tick.Stop()
 	for {
 		select {

@@ -8,11 +8,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/schemas"
 )
 
 func benchEvent() schemas.Event {
-	return schemas.NewEvent(&schemas.SeatsReserved{
+	return schemas.NewEvent(&events.SeatsReserved{
 		ConferenceID: "conf-1", ReservationID: "0191d7c2-5b8e-7c1a-9f1e-3b2a1c0d9e8f", SeatType: "standard",
 		Quantity: 2, AttendeeEmail: "ann@example.com", ReservedAt: t0,
 	}, schemas.At(occurred))
@@ -22,7 +23,7 @@ func benchCodecs(b *testing.B) map[string]*schemas.Codec {
 	cat, _, _ := registered(b)
 	soe := newCodec(b)
 	_, cl, _ := registered(b)
-	conf, err := schemas.NewCodec(cat, schemas.WithRegistry(cl), schemas.WithBindings(schemas.DemoBindings()...))
+	conf, err := schemas.NewCodec(cat, schemas.WithRegistry(cl), schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func BenchmarkDecode(b *testing.B) {
 // decimals, arrays, maps).
 func BenchmarkDecodeGenericVsTyped(b *testing.B) {
 	ctx := context.Background()
-	demo, err := schemas.Load()
+	demo, err := events.Load()
 	if err != nil {
 		b.Fatal(err)
 	}

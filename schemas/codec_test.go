@@ -10,16 +10,17 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/schemas"
 )
 
 func newCodec(t testing.TB) *schemas.Codec {
 	t.Helper()
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	c, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,8 +37,8 @@ func exported(ev schemas.Event) schemas.Event {
 func TestRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	c := newCodec(t)
-	cause := schemas.NewEvent(&schemas.OrderPlaced{OrderID: "o-9", CustomerID: "cu", Currency: "EUR", ItemCount: 1, PlacedAt: t0, Channel: "web"})
-	in := schemas.NewEvent(&schemas.StockReserved{OrderID: "o-9", ReservationID: "s", Lines: []schemas.StockLine{{ProductID: "p", Quantity: 1}}, ReservedAt: t0},
+	cause := schemas.NewEvent(&events.OrderPlaced{OrderID: "o-9", CustomerID: "cu", Currency: "EUR", ItemCount: 1, PlacedAt: t0, Channel: "web"})
+	in := schemas.NewEvent(&events.StockReserved{OrderID: "o-9", ReservationID: "s", Lines: []events.StockLine{{ProductID: "p", Quantity: 1}}, ReservedAt: t0},
 		schemas.CausedBy(cause), schemas.At(occurred))
 	rec, err := c.Encode(ctx, in)
 	if err != nil {
@@ -67,12 +68,12 @@ func TestEncodeErrors(t *testing.T) {
 		ev   schemas.Event
 		want error
 	}{
-		{"empty aggregate", schemas.NewEvent(&schemas.OrderPlaced{Currency: "EUR"}), schemas.ErrEmptyAggregateID},
+		{"empty aggregate", schemas.NewEvent(&events.OrderPlaced{Currency: "EUR"}), schemas.ErrEmptyAggregateID},
 		{"unknown type", schemas.Event{Type: "shop.Nope", AggregateID: "o", Payload: map[string]any{}}, schemas.ErrUnknownEventType},
-		{"payload of another type", schemas.Event{Type: "shop.OrderPlaced", Payload: &schemas.OrderCancelled{OrderID: "o"}}, schemas.ErrSchemaMismatch},
+		{"payload of another type", schemas.Event{Type: "shop.OrderPlaced", Payload: &events.OrderCancelled{OrderID: "o"}}, schemas.ErrSchemaMismatch},
 		{"not a catalog struct", schemas.Event{Type: "shop.OrderPlaced", AggregateID: "o", Payload: map[string]any{"order_id": "o"}}, schemas.ErrSchemaMismatch},
 		{"nil payload", schemas.Event{Type: "shop.OrderPlaced", AggregateID: "o"}, schemas.ErrSchemaMismatch},
-		{"key differs from payload", schemas.Event{AggregateID: "o-2", Payload: &schemas.OrderCancelled{OrderID: "o-1"}}, schemas.ErrSchemaMismatch},
+		{"key differs from payload", schemas.Event{AggregateID: "o-2", Payload: &events.OrderCancelled{OrderID: "o-1"}}, schemas.ErrSchemaMismatch},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,7 +84,7 @@ func TestEncodeErrors(t *testing.T) {
 		})
 	}
 	// A struct value (not a pointer) is accepted.
-	if _, err := c.Encode(ctx, schemas.Event{Payload: schemas.OrderCancelled{OrderID: "o-1", Reason: "x"}}); err != nil {
+	if _, err := c.Encode(ctx, schemas.Event{Payload: events.OrderCancelled{OrderID: "o-1", Reason: "x"}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -91,7 +92,7 @@ func TestEncodeErrors(t *testing.T) {
 func TestDecodeErrors(t *testing.T) {
 	ctx := context.Background()
 	c := newCodec(t)
-	good, err := c.Encode(ctx, schemas.NewEvent(&schemas.SeatsReserved{ConferenceID: "c", ReservationID: "r", SeatType: "vip", Quantity: 1, ReservedAt: t0}))
+	good, err := c.Encode(ctx, schemas.NewEvent(&events.SeatsReserved{ConferenceID: "c", ReservationID: "r", SeatType: "vip", Quantity: 1, ReservedAt: t0}))
 	if err != nil {
 		t.Fatal(err)
 	}

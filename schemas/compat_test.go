@@ -8,11 +8,12 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/schemas"
 )
 
 func TestCatalogIsCompatible(t *testing.T) {
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func TestCatalogIsCompatible(t *testing.T) {
 func overlay(t *testing.T, dir string) fs.FS {
 	t.Helper()
 	m := fstest.MapFS{}
-	for _, root := range []fs.FS{schemas.FS(), os.DirFS(dir)} {
+	for _, root := range []fs.FS{events.FS(), os.DirFS(dir)} {
 		err := fs.WalkDir(root, ".", func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err

@@ -2,7 +2,7 @@
 // run time from a directory of Avro schemas, and the codec that turns
 // events into Kafka records and back — whoever produced them.
 //
-//	cat, _ := schemas.LoadDir("catalog")            // or schemas.Load(): the embedded demo catalog
+//	cat, _ := schemas.LoadDir("catalog")            // or schemas.LoadFS(fsys)
 //	codec, _ := schemas.NewCodec(cat)               // + schemas.WithRegistry(srClient), schemas.WithBindings(…)
 //	ev, err := codec.Decode(ctx, rec)
 //	var de *schemas.DecodeError

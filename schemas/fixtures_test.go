@@ -16,6 +16,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -39,65 +40,65 @@ type fixture struct {
 
 func fixtures() []fixture {
 	lines := []any{map[string]any{"product_id": "p-1", "quantity": 2}, map[string]any{"product_id": "p-2", "quantity": 1}}
-	wantLines := []schemas.StockLine{{ProductID: "p-1", Quantity: 2}, {ProductID: "p-2", Quantity: 1}}
+	wantLines := []events.StockLine{{ProductID: "p-1", Quantity: 2}, {ProductID: "p-2", Quantity: 1}}
 	return []fixture{
 		{"conference.ConferenceCreated", 1,
 			map[string]any{"conference_id": "c-1", "name": "GopherCon", "location": "Berlin", "starts_at": t0, "ends_at": t0.Add(48 * time.Hour)},
-			&schemas.ConferenceCreated{ConferenceID: "c-1", Name: "GopherCon", StartsAt: t0, EndsAt: t0.Add(48 * time.Hour), TimeZone: "UTC"}},
+			&events.ConferenceCreated{ConferenceID: "c-1", Name: "GopherCon", StartsAt: t0, EndsAt: t0.Add(48 * time.Hour), TimeZone: "UTC"}},
 		{"conference.ConferenceCreated", 2,
 			map[string]any{"conference_id": "c-1", "name": "GopherCon", "starts_at": t0, "ends_at": t0.Add(48 * time.Hour), "time_zone": "Europe/Berlin"},
-			&schemas.ConferenceCreated{ConferenceID: "c-1", Name: "GopherCon", StartsAt: t0, EndsAt: t0.Add(48 * time.Hour), TimeZone: "Europe/Berlin"}},
+			&events.ConferenceCreated{ConferenceID: "c-1", Name: "GopherCon", StartsAt: t0, EndsAt: t0.Add(48 * time.Hour), TimeZone: "Europe/Berlin"}},
 		{"conference.SeatsAdded", 1,
 			map[string]any{"conference_id": "c-1", "seat_type": "vip", "quantity": 40},
-			&schemas.SeatsAdded{ConferenceID: "c-1", SeatType: "vip", Quantity: 40, Currency: "EUR"}},
+			&events.SeatsAdded{ConferenceID: "c-1", SeatType: "vip", Quantity: 40, Currency: "EUR"}},
 		{"conference.SeatsAdded", 2,
 			map[string]any{"conference_id": "c-1", "seat_type": "vip", "quantity": int64(5_000_000_000), "price_cents": int64(49900), "currency": "USD"},
-			&schemas.SeatsAdded{ConferenceID: "c-1", SeatType: "vip", Quantity: 5_000_000_000, PriceCents: 49900, Currency: "USD"}},
+			&events.SeatsAdded{ConferenceID: "c-1", SeatType: "vip", Quantity: 5_000_000_000, PriceCents: 49900, Currency: "USD"}},
 		{"conference.SeatsReserved", 1,
 			map[string]any{"conference_id": "c-1", "reservation_id": "r-1", "seat_type": "vip", "quantity": 2, "customer": "ann@example.com"},
-			&schemas.SeatsReserved{ConferenceID: "c-1", ReservationID: "r-1", SeatType: "vip", Quantity: 2, AttendeeEmail: "ann@example.com", ReservedAt: occurred}},
+			&events.SeatsReserved{ConferenceID: "c-1", ReservationID: "r-1", SeatType: "vip", Quantity: 2, AttendeeEmail: "ann@example.com", ReservedAt: occurred}},
 		{"conference.SeatsReserved", 2,
 			map[string]any{"conference_id": "c-1", "reservation_id": "r-2", "seat_type": "standard", "quantity": 1, "attendee_email": "bob@example.com"},
-			&schemas.SeatsReserved{ConferenceID: "c-1", ReservationID: "r-2", SeatType: "standard", Quantity: 1, AttendeeEmail: "bob@example.com", ReservedAt: occurred}},
+			&events.SeatsReserved{ConferenceID: "c-1", ReservationID: "r-2", SeatType: "standard", Quantity: 1, AttendeeEmail: "bob@example.com", ReservedAt: occurred}},
 		{"conference.SeatsReserved", 3,
 			map[string]any{"conference_id": "c-1", "reservation_id": "r-3", "seat_type": "standard", "quantity": 3, "attendee_email": "cy@example.com", "reserved_at": t0},
-			&schemas.SeatsReserved{ConferenceID: "c-1", ReservationID: "r-3", SeatType: "standard", Quantity: 3, AttendeeEmail: "cy@example.com", ReservedAt: t0}},
+			&events.SeatsReserved{ConferenceID: "c-1", ReservationID: "r-3", SeatType: "standard", Quantity: 3, AttendeeEmail: "cy@example.com", ReservedAt: t0}},
 		{"conference.SeatReservationCancelled", 1,
 			map[string]any{"conference_id": "c-1", "reservation_id": "r-1", "seat_type": "vip", "quantity": 2, "reason": "changed plans", "cancelled_at": t0},
-			&schemas.SeatReservationCancelled{ConferenceID: "c-1", ReservationID: "r-1", SeatType: "vip", Quantity: 2, Reason: "changed plans", CancelledAt: t0}},
+			&events.SeatReservationCancelled{ConferenceID: "c-1", ReservationID: "r-1", SeatType: "vip", Quantity: 2, Reason: "changed plans", CancelledAt: t0}},
 		{"shop.OrderPlaced", 1,
 			map[string]any{"order_id": "o-1", "customer_id": "cu-1", "currency": "EUR", "item_count": 2, "placed_at": t0},
-			&schemas.OrderPlaced{OrderID: "o-1", CustomerID: "cu-1", Currency: "EUR", ItemCount: 2, PlacedAt: t0, Channel: "web"}},
+			&events.OrderPlaced{OrderID: "o-1", CustomerID: "cu-1", Currency: "EUR", ItemCount: 2, PlacedAt: t0, Channel: "web"}},
 		{"shop.OrderPlaced", 2,
 			map[string]any{"order_id": "o-1", "customer_id": "cu-1", "currency": "EUR", "item_count": 2, "placed_at": t0, "channel": "app"},
-			&schemas.OrderPlaced{OrderID: "o-1", CustomerID: "cu-1", Currency: "EUR", ItemCount: 2, PlacedAt: t0, Channel: "app"}},
+			&events.OrderPlaced{OrderID: "o-1", CustomerID: "cu-1", Currency: "EUR", ItemCount: 2, PlacedAt: t0, Channel: "app"}},
 		{"shop.OrderItemAdded", 1,
 			map[string]any{"order_id": "o-1", "line_no": 1, "product_id": "p-1", "quantity": 2, "unit_price_cents": int64(1999), "added_at": t0},
-			&schemas.OrderItemAdded{OrderID: "o-1", LineNo: 1, ProductID: "p-1", Quantity: 2, UnitPriceCents: 1999, AddedAt: t0}},
+			&events.OrderItemAdded{OrderID: "o-1", LineNo: 1, ProductID: "p-1", Quantity: 2, UnitPriceCents: 1999, AddedAt: t0}},
 		{"shop.StockReserved", 1,
 			map[string]any{"order_id": "o-1", "reservation_id": "sr-1", "lines": lines, "reserved_at": t0},
-			&schemas.StockReserved{OrderID: "o-1", ReservationID: "sr-1", Lines: wantLines, ReservedAt: t0}},
+			&events.StockReserved{OrderID: "o-1", ReservationID: "sr-1", Lines: wantLines, ReservedAt: t0}},
 		{"shop.StockReservationFailed", 1,
 			map[string]any{"order_id": "o-1", "product_id": "p-2", "requested": 5, "available": 1, "reason": "out_of_stock", "failed_at": t0},
-			&schemas.StockReservationFailed{OrderID: "o-1", ProductID: "p-2", Requested: 5, Available: 1, Reason: "out_of_stock", FailedAt: t0}},
+			&events.StockReservationFailed{OrderID: "o-1", ProductID: "p-2", Requested: 5, Available: 1, Reason: "out_of_stock", FailedAt: t0}},
 		{"shop.PaymentConfirmed", 1,
 			map[string]any{"order_id": "o-1", "payment_id": "pay-1", "amount_cents": int64(4997), "currency": "EUR", "psp_ref": "psp-9", "confirmed_at": t0},
-			&schemas.PaymentConfirmed{OrderID: "o-1", PaymentID: "pay-1", AmountCents: 4997, Currency: "EUR", ProviderReference: ptr("psp-9"), ConfirmedAt: t0, Method: "card"}},
+			&events.PaymentConfirmed{OrderID: "o-1", PaymentID: "pay-1", AmountCents: 4997, Currency: "EUR", ProviderReference: ptr("psp-9"), ConfirmedAt: t0, Method: "card"}},
 		{"shop.PaymentConfirmed", 2,
 			map[string]any{"order_id": "o-1", "payment_id": "pay-1", "amount_cents": int64(4997), "currency": "EUR", "provider_reference": nil, "confirmed_at": t0, "method": "wallet"},
-			&schemas.PaymentConfirmed{OrderID: "o-1", PaymentID: "pay-1", AmountCents: 4997, Currency: "EUR", ConfirmedAt: t0, Method: "wallet"}},
+			&events.PaymentConfirmed{OrderID: "o-1", PaymentID: "pay-1", AmountCents: 4997, Currency: "EUR", ConfirmedAt: t0, Method: "wallet"}},
 		{"shop.PaymentFailed", 1,
 			map[string]any{"order_id": "o-1", "payment_id": "pay-1", "amount_cents": int64(4997), "currency": "EUR", "reason": "card_declined", "failed_at": t0},
-			&schemas.PaymentFailed{OrderID: "o-1", PaymentID: "pay-1", AmountCents: 4997, Currency: "EUR", Reason: "card_declined", FailedAt: t0}},
+			&events.PaymentFailed{OrderID: "o-1", PaymentID: "pay-1", AmountCents: 4997, Currency: "EUR", Reason: "card_declined", FailedAt: t0}},
 		{"shop.StockReleased", 1,
 			map[string]any{"order_id": "o-1", "reservation_id": "sr-1", "lines": lines, "reason": "payment_failed", "released_at": t0},
-			&schemas.StockReleased{OrderID: "o-1", ReservationID: "sr-1", Lines: wantLines, Reason: "payment_failed", ReleasedAt: t0}},
+			&events.StockReleased{OrderID: "o-1", ReservationID: "sr-1", Lines: wantLines, Reason: "payment_failed", ReleasedAt: t0}},
 		{"shop.OrderConfirmed", 1,
 			map[string]any{"order_id": "o-1", "total_cents": int64(4997), "currency": "EUR", "confirmed_at": t0},
-			&schemas.OrderConfirmed{OrderID: "o-1", TotalCents: 4997, Currency: "EUR", ConfirmedAt: t0}},
+			&events.OrderConfirmed{OrderID: "o-1", TotalCents: 4997, Currency: "EUR", ConfirmedAt: t0}},
 		{"shop.OrderCancelled", 1,
 			map[string]any{"order_id": "o-1", "reason": "payment_failed", "cancelled_at": t0},
-			&schemas.OrderCancelled{OrderID: "o-1", Reason: "payment_failed", CancelledAt: t0}},
+			&events.OrderCancelled{OrderID: "o-1", Reason: "payment_failed", CancelledAt: t0}},
 	}
 }
 
@@ -126,11 +127,11 @@ func singleObject(t *testing.T, v schemas.SchemaVersion, body []byte) []byte {
 // into the current struct. The fixtures are never regenerated for a released
 // version: changing an old .avsc changes its bytes and fails here.
 func TestFixtures(t *testing.T) {
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

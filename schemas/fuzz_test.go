@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -48,8 +49,8 @@ func FuzzDecode(f *testing.F) {
 	id := mustRegister(f, cl, "acme.orders-value", v2.Text)
 
 	for _, ev := range []schemas.Event{
-		schemas.NewEvent(&schemas.OrderPlaced{OrderID: "o-1", CustomerID: "c", Currency: "EUR", ItemCount: 2, PlacedAt: t0, Channel: "web"}),
-		schemas.NewEvent(&schemas.StockReserved{OrderID: "o-1", ReservationID: "r", Lines: []schemas.StockLine{{ProductID: "p", Quantity: 1}}, ReservedAt: t0}),
+		schemas.NewEvent(&events.OrderPlaced{OrderID: "o-1", CustomerID: "c", Currency: "EUR", ItemCount: 2, PlacedAt: t0, Channel: "web"}),
+		schemas.NewEvent(&events.StockReserved{OrderID: "o-1", ReservationID: "r", Lines: []events.StockLine{{ProductID: "p", Quantity: 1}}, ReservedAt: t0}),
 	} {
 		r, err := demo.Encode(ctx, ev)
 		if err != nil {

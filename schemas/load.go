@@ -47,6 +47,10 @@ func LoadDir(dir string) (*Catalog, error) {
 // Every problem is reported at once, wrapped in ErrCatalog.
 func LoadFS(fsys fs.FS) (*Catalog, error) { return loadFS(fsys, "catalog") }
 
+// LoadNamedFS is LoadFS for a catalog that messages call source (e.g.
+// "embedded catalog": Catalog.Source).
+func LoadNamedFS(fsys fs.FS, source string) (*Catalog, error) { return loadFS(fsys, source) }
+
 func loadFS(fsys fs.FS, source string) (*Catalog, error) {
 	c := &Catalog{
 		source: source, types: map[string]*EventType{}, byFP: map[uint64]*SchemaVersion{},

@@ -30,7 +30,7 @@ func CausedBy(cause Event) EventOpt {
 // NewEvent wraps a catalog struct in an envelope: Type and AggregateID from
 // the payload, a new ID, OccurredAt now, and the options applied.
 //
-//	ev := schemas.NewEvent(&schemas.SeatsReserved{ConferenceID: "c1", …})
+//	ev := schemas.NewEvent(&events.SeatsReserved{ConferenceID: "c1", …}) // a program's Go type
 func NewEvent(p Payload, opts ...EventOpt) Event {
 	e := Event{Payload: p, ID: newID(), OccurredAt: time.Now().UTC()}
 	if p != nil {

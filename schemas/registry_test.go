@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -28,7 +29,7 @@ func registry(t testing.TB, global sr.CompatibilityLevel) (*srfake.Registry, *sr
 
 func TestRegisterRefusesWeakLevel(t *testing.T) {
 	ctx := context.Background()
-	cat, _ := schemas.Load()
+	cat, _ := events.Load()
 	reg, cl := registry(t, sr.CompatBackward)
 	_, err := schemas.Register(ctx, cl, cat, schemas.RegisterOptions{})
 	if !errors.Is(err, schemas.ErrWeakCompatibility) {
@@ -42,7 +43,7 @@ func TestRegisterRefusesWeakLevel(t *testing.T) {
 
 func TestRegisterRefusesStricterLevelTheCatalogFails(t *testing.T) {
 	ctx := context.Background()
-	cat, _ := schemas.Load()
+	cat, _ := events.Load()
 	_, cl := registry(t, sr.CompatFullTransitive)
 	// SeatsAdded widened int→long: not FULL compatible, the registry would
 	// reject v2, so we refuse up front.
@@ -57,7 +58,7 @@ func TestRegisterRefusesStricterLevelTheCatalogFails(t *testing.T) {
 func registered(t testing.TB) (*schemas.Catalog, *sr.Client, []schemas.Registered) {
 	t.Helper()
 	ctx := context.Background()
-	cat, _ := schemas.Load()
+	cat, _ := events.Load()
 	reg, cl := registry(t, sr.CompatFullTransitive)
 	if err := reg.SetCompat(cat.Subject("conference.SeatsAdded"), sr.CompatBackwardTransitive); err != nil {
 		t.Fatal(err)
@@ -92,7 +93,7 @@ func TestRegister(t *testing.T) {
 
 func TestRegisterSetsCompatibility(t *testing.T) {
 	ctx := context.Background()
-	cat, _ := schemas.Load()
+	cat, _ := events.Load()
 	_, cl := registry(t, sr.CompatNone)
 	if _, err := schemas.Register(ctx, cl, cat, schemas.RegisterOptions{SetCompatibility: true}); err != nil {
 		t.Fatal(err)
@@ -106,11 +107,11 @@ func TestRegisterSetsCompatibility(t *testing.T) {
 func TestConfluentRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	cat, cl, regd := registered(t)
-	c, err := schemas.NewCodec(cat, schemas.WithRegistry(cl), schemas.WithBindings(schemas.DemoBindings()...))
+	c, err := schemas.NewCodec(cat, schemas.WithRegistry(cl), schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := schemas.NewEvent(&schemas.PaymentConfirmed{OrderID: "o-1", PaymentID: "p", AmountCents: 100, Currency: "EUR", ConfirmedAt: t0, Method: "card"}, schemas.At(occurred))
+	in := schemas.NewEvent(&events.PaymentConfirmed{OrderID: "o-1", PaymentID: "p", AmountCents: 100, Currency: "EUR", ConfirmedAt: t0, Method: "card"}, schemas.At(occurred))
 	rec, err := c.Encode(ctx, in)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +120,7 @@ func TestConfluentRoundTrip(t *testing.T) {
 		t.Fatalf("not Confluent framed: %x", rec.Value[:5])
 	}
 	// A fresh codec (another process) learns the ID from the registry.
-	c2, _ := schemas.NewCodec(cat, schemas.WithRegistry(cl), schemas.WithBindings(schemas.DemoBindings()...))
+	c2, _ := schemas.NewCodec(cat, schemas.WithRegistry(cl), schemas.WithBindings(events.Bindings()...))
 	out, err := c2.Decode(ctx, rec)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +145,7 @@ func TestConfluentRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := ev.Payload.(*schemas.SeatsReserved); ev.Version != 1 || p.AttendeeEmail != "ann@example.com" || !p.ReservedAt.Equal(occurred) {
+	if p := ev.Payload.(*events.SeatsReserved); ev.Version != 1 || p.AttendeeEmail != "ann@example.com" || !p.ReservedAt.Equal(occurred) {
 		t.Fatalf("v1 via registry: %+v %+v", ev, p)
 	}
 

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/reel-dev/reel/cli"
+	"github.com/reel-dev/reel/examples/demo/events"
 	pseats "github.com/reel-dev/reel/examples/demo/producers/seats"
 	pshop "github.com/reel-dev/reel/examples/demo/producers/shop"
 	"github.com/reel-dev/reel/examples/demo/projectors/registry"
@@ -18,13 +19,15 @@ import (
 )
 
 // demo is everything the stock binary adds to the engine, listed in one
-// place: the demo's Go projections and payload types, its two services
+// place: the demo's catalog (the default of every command given no
+// catalog.dir), its Go projections and payload types, its two services
 // and its queries for `reel dev`, `reel produce` and `reel loadtest`.
 func demo() []cli.Option {
 	var seatRate, orderRate float64
 	return []cli.Option{
+		cli.WithCatalog(events.FS()),
 		cli.WithProjections(registry.All()...),
-		cli.WithBindings(schemas.DemoBindings()...),
+		cli.WithBindings(events.Bindings()...),
 		cli.WithDevProducer(cli.DevProducer{
 			Name:  "seats demo",
 			Flags: func(fs *flag.FlagSet) { fs.Float64Var(&seatRate, "seat-rate", 20, "seat commands per second") },

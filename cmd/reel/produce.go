@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/reel-dev/reel/cli"
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/producers/seats"
 	"github.com/reel-dev/reel/examples/demo/producers/shop"
 	"github.com/reel-dev/reel/producers"
@@ -41,11 +42,11 @@ func cmdProduce(ctx context.Context, args []string) error {
 	if err := fset.Parse(args[1:]); err != nil {
 		return err
 	}
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		return err
 	}
-	copts := []schemas.CodecOpt{schemas.WithBindings(schemas.DemoBindings()...)}
+	copts := []schemas.CodecOpt{schemas.WithBindings(events.Bindings()...)}
 	if *registry != "" {
 		cl, err := sr.NewClient(sr.URLs(strings.Split(*registry, ",")...))
 		if err != nil {

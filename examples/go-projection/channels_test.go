@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/reel-dev/reel/cli"
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/projectors/projection/projectiontest"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -35,7 +36,7 @@ func TestChannelsAgainstTheCatalog(t *testing.T) {
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/reel-dev/reel/cli"
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/producers"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -30,6 +31,10 @@ func options() []cli.Option {
 	var orders int
 	return []cli.Option{
 		cli.WithName("channels"),
+		// The catalog the binary uses when the config names none. This
+		// example reads the demo's shop.OrderPlaced, so it carries the
+		// demo's catalog; a team embeds its own (or sets catalog.dir).
+		cli.WithCatalog(events.FS()),
 		cli.WithProjections(Channels()),
 		cli.WithBindings(schemas.BindPayload[OrderPlaced]()),
 		cli.WithDevProducer(cli.DevProducer{

@@ -9,8 +9,10 @@ package chart_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +26,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/registry"
 	"github.com/reel-dev/reel/internal/config"
 )
@@ -769,7 +772,71 @@ func TestDeclaredProjectionFromConfigMaps(t *testing.T) {
 func stockParse(b []byte, getenv func(string) string) (*config.Config, error) {
 	c, err := config.Parse(b, getenv)
 	if c != nil {
-		c.GoProjections = registry.All()
+		c.GoProjections, c.Bindings, c.ProgramCatalog = registry.All(), events.Bindings(), events.FS()
 	}
 	return c, err
+}
+
+// The chart's projector values are reel.yaml's projector keys, one for
+// one: the schema allows each key of config.Projector (the runtime's
+// settings inline), values.yaml sets each but projections (a group's),
+// and every rendered reel.yaml carries them all.
+func TestProjectorKeysAreConfigKeys(t *testing.T) {
+	var keys []string
+	var walk func(reflect.Type)
+	walk = func(rt reflect.Type) {
+		for i := range rt.NumField() {
+			f := rt.Field(i)
+			tag := f.Tag.Get("yaml")
+			if tag == ",inline" {
+				walk(f.Type)
+			} else if tag != "" && tag != "-" {
+				keys = append(keys, tag)
+			}
+		}
+	}
+	walk(reflect.TypeFor[config.Projector]())
+	sort.Strings(keys)
+
+	b, err := os.ReadFile("values.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Properties map[string]struct {
+			Properties map[string]any `json:"properties"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(b, &schema); err != nil {
+		t.Fatal(err)
+	}
+	inSchema := slices.Sorted(maps.Keys(schema.Properties["projector"].Properties))
+	want := slices.DeleteFunc(slices.Clone(keys), func(k string) bool { return k == "projections" })
+	if !slices.Equal(inSchema, want) {
+		t.Errorf("values.schema.json projector keys %v, want config's %v", inSchema, want)
+	}
+	b, err = os.ReadFile("values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var values struct {
+		Projector map[string]any `yaml:"projector"`
+	}
+	if err := yaml.Unmarshal(b, &values); err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(maps.Keys(values.Projector)); !slices.Equal(got, want) {
+		t.Errorf("values.yaml projector keys %v, want %v", got, want)
+	}
+
+	cm := byName(t, mustRender(t), "ConfigMap", "reel")
+	var rendered struct {
+		Projector map[string]any `yaml:"projector"`
+	}
+	if err := yaml.Unmarshal([]byte(get(cm, "data", "reel.yaml").(string)), &rendered); err != nil {
+		t.Fatal(err)
+	}
+	if got := slices.Sorted(maps.Keys(rendered.Projector)); !slices.Equal(got, keys) {
+		t.Errorf("rendered reel.yaml projector keys %v, want %v", got, keys)
+	}
 }

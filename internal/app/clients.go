@@ -2,7 +2,11 @@
 // client options, the ClickHouse connection, the event codec, the logger,
 // and the Supervisor that runs every configured projection generation.
 // It is the one place `reel project`, `reel status` and `reel dlq` build
-// their clients, so TLS, SASL and credentials behave the same everywhere.
+// their clients, so TLS, SASL and credentials behave the same everywhere,
+// and the one place a config becomes runner options (RunnerOptions), for
+// the Supervisor and for the processes that run one generation with
+// runners of their own (Open: the load test's projector, the tests'
+// projector processes).
 //
 //	cfg, _ := config.Load("reel.yaml", os.Getenv)
 //	conn, _ := app.OpenClickHouse(ctx, cfg)
@@ -30,6 +34,7 @@ import (
 
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/internal/config"
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
 
@@ -124,7 +129,8 @@ func OpenClickHouse(ctx context.Context, c *config.Config) (driver.Conn, error) 
 }
 
 // Catalog loads the configured catalog (catalog.dir / REEL_CATALOG), else
-// the embedded demo catalog.
+// the program's (config.Config.ProgramCatalog), else fails
+// (config.ErrNoCatalog).
 func Catalog(c *config.Config) (*schemas.Catalog, error) {
 	return c.LoadCatalog()
 }
@@ -148,6 +154,43 @@ func Codec(_ context.Context, c *config.Config) (*schemas.Codec, error) {
 		return nil, err
 	}
 	return schemas.NewCodec(cat, schemas.WithRegistry(cl), bind)
+}
+
+// Parts are what a process that runs cfg's projections opens (Open).
+type Parts struct {
+	Conn        driver.Conn
+	Codec       *schemas.Codec
+	Kafka       []kgo.Opt                // KafkaOpts
+	Projections []*projection.Projection // config.SelectProjections
+}
+
+// Open opens cfg's ClickHouse, codec and Kafka client options and selects
+// its projections, for the processes that run one generation of them
+// with runners of their own (the load test's projector, the tests'
+// projector processes; each runner's options from RunnerOptions). The
+// caller closes Conn.
+func Open(ctx context.Context, cfg *config.Config) (*Parts, error) {
+	cat, err := cfg.LoadCatalog()
+	if err != nil {
+		return nil, err
+	}
+	projs, err := cfg.SelectProjections(cat)
+	if err != nil {
+		return nil, err
+	}
+	codec, err := Codec(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	kopts, err := KafkaOpts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := OpenClickHouse(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Parts{Conn: conn, Codec: codec, Kafka: kopts, Projections: projs}, nil
 }
 
 // BindingsFor returns those of bs whose type cat has: a program's bindings

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/internal/testenv"
@@ -18,12 +20,17 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
+// demoCatalog is a catalog for configs that name none (the engine has no
+// default).
+const demoCatalog = "../../examples/demo/events/catalog"
+
 func parse(t *testing.T, y string, env map[string]string) *config.Config {
 	t.Helper()
 	c, err := config.Parse([]byte(y), func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.ProgramCatalog = os.DirFS(demoCatalog)
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +72,7 @@ func TestKafkaSASL(t *testing.T) {
 func TestCodecWithRegistry(t *testing.T) {
 	ctx := context.Background()
 	cl, url := testenv.RegistryClient(t)
-	cat, _ := schemas.Load()
+	cat, _ := events.Load()
 	if _, err := schemas.Register(ctx, cl, cat, schemas.RegisterOptions{SetCompatibility: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +81,7 @@ func TestCodecWithRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := codec.Encode(ctx, schemas.NewEvent(&schemas.OrderPlaced{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"}))
+	rec, err := codec.Encode(ctx, schemas.NewEvent(&events.OrderPlaced{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +95,7 @@ func TestCodecWithRegistry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, _ = plain.Encode(ctx, schemas.NewEvent(&schemas.OrderPlaced{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"}))
+	rec, _ = plain.Encode(ctx, schemas.NewEvent(&events.OrderPlaced{OrderID: "o-1", CustomerID: "c-1", Currency: "EUR"}))
 	if rec.Value[0] != 0xC3 {
 		t.Fatalf("without a registry want single-object encoding, got %#x", rec.Value[0])
 	}

@@ -100,6 +100,25 @@ func NewSupervisor(cfg *config.Config, conn driver.Conn, dec projectors.Decoder,
 	return s, nil
 }
 
+// RunnerOptions is where a configuration becomes a runner's options: the
+// brokers, the generation, every runner setting of the projector section
+// (projectors.WithTuning: its YAML keys are the runtime's), the logger,
+// the metrics and the Kafka client options (KafkaOpts). Every entry point
+// that runs projections builds its runners' options here — the
+// Supervisor (`reel project`, `reel dev`), the load test's projector and
+// the tests' projector processes — and adds only what its role needs
+// (EffectsByGeneration, WithoutViews, Replay).
+func RunnerOptions(cfg *config.Config, gen int, kopts []kgo.Opt, log *slog.Logger, m *projectors.Metrics) []projectors.Opt {
+	return []projectors.Opt{
+		projectors.Brokers(cfg.Kafka.Brokers...),
+		projectors.Generation(gen),
+		projectors.WithTuning(cfg.Projector.Tuning),
+		projectors.Logger(log),
+		projectors.WithMetrics(m),
+		projectors.KafkaOpts(kopts...),
+	}
+}
+
 // Run supervises until ctx ends, then stops every runner gracefully (each
 // flushes its in-flight batches) and returns.
 func (s *Supervisor) Run(ctx context.Context) error {
@@ -226,25 +245,10 @@ func (s *Supervisor) ensure(ctx context.Context, p *projection.Projection, gen i
 		}
 	}
 
-	opts := []projectors.Opt{
-		projectors.Brokers(s.cfg.Kafka.Brokers...),
-		projectors.Generation(gen),
-		projectors.BatchEvents(s.cfg.Projector.BatchEvents),
-		projectors.FlushInterval(s.cfg.Projector.FlushInterval),
-		projectors.InsertTimeout(s.cfg.Projector.InsertTimeout),
-		projectors.RetryBackoff(s.cfg.Projector.RetryMin, s.cfg.Projector.RetryMax),
-		projectors.BatchBytes(s.cfg.Projector.BatchBytes),
-		projectors.StateCacheBytes(s.cfg.Projector.StateCacheBytes),
-		projectors.StateCacheSize(s.cfg.Projector.StateCacheSize),
-		projectors.MaxPendingBytes(s.cfg.Projector.MaxPendingBytes),
-		projectors.Durable(s.cfg.Projector.Durable),
-		projectors.Logger(s.log),
-		projectors.WithMetrics(gr.metrics),
-		projectors.KafkaOpts(s.kopts...),
+	opts := append(RunnerOptions(s.cfg, gen, s.kopts, s.log, gr.metrics),
 		// A standby generation runs no side effects; the live one runs
 		// them up to where a cut-over handed them over (projectors/store/effects.go).
-		projectors.EffectsByGeneration(),
-	}
+		projectors.EffectsByGeneration())
 	if s.reg != nil {
 		// One kprom value per client: kprom registers its collectors when
 		// the client starts and unregisters them when it closes.

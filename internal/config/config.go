@@ -16,9 +16,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"reflect"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 
@@ -45,6 +48,10 @@ type Config struct {
 	// knows only projections.dir.
 	GoProjections []*projection.Projection `yaml:"-"`
 	Bindings      []schemas.Binding        `yaml:"-"`
+	// ProgramCatalog is the program's own catalog (cli.WithCatalog), used
+	// when catalog.dir and catalog.registry are unset. The engine ships
+	// none: without it a config must name its catalog.
+	ProgramCatalog fs.FS `yaml:"-"`
 
 	// Secrets taken from the environment (never from the file). They are
 	// unexported so that printing or marshaling a Config cannot leak them.
@@ -99,7 +106,7 @@ type SchemaRegistry struct {
 // Catalog is where the event types come from: a directory of .avsc files
 // with an optional catalog.yaml (see docs/events.md).
 type Catalog struct {
-	Dir string `yaml:"dir"` // env REEL_CATALOG; "": the embedded demo catalog
+	Dir string `yaml:"dir"` // env REEL_CATALOG; "": the program's catalog (cli.WithCatalog; the stock reel's is the demo's), else required
 	// Registry adds the types registered under the schema registry's
 	// subjects that dir does not define (every version, read at start);
 	// without dir they are the whole catalog. Env REEL_CATALOG_REGISTRY.
@@ -130,32 +137,18 @@ type ClickHouse struct {
 	MaxOpenConns int `yaml:"maxOpenConns"`
 }
 
-// Projector tunes the runtime; the defaults are the runtime's.
+// Projector tunes the runtime. Its runner settings are the runtime's own
+// (projectors.Tuning, inline: projector.batchEvents, …): their defaults
+// and checks are written once there, and app.RunnerOptions hands them to
+// every runner whole. Every setting also has an environment variable,
+// REEL_PROJECTOR_<KEY> (REEL_PROJECTOR_BATCH_EVENTS=2000; durations as
+// 300ms, booleans as true/false).
 type Projector struct {
-	Projections   []string      `yaml:"projections"` // empty: every declared one (projections.dir), else every Go one; env REEL_PROJECTIONS (comma-separated)
-	BatchEvents   int           `yaml:"batchEvents"`
-	FlushInterval time.Duration `yaml:"flushInterval"`
-	InsertTimeout time.Duration `yaml:"insertTimeout"`
-	RetryMin      time.Duration `yaml:"retryMin"`
-	RetryMax      time.Duration `yaml:"retryMax"`
-	// BatchBytes also ends a partition's batch once its rows hold this
-	// many bytes (estimated from their values; default 4 MiB).
-	BatchBytes int64 `yaml:"batchBytes"`
-	// StateCacheBytes bounds each partition's cache of aggregate states
-	// (estimated bytes of keys and values; default 4 MiB); past it, states
-	// already in ClickHouse are forgotten and read back when needed.
-	StateCacheBytes int64 `yaml:"stateCacheBytes"`
-	// StateCacheSize also bounds it by count of aggregates (default 0: by
-	// bytes only). Before stateCacheBytes it was the only bound.
-	StateCacheSize int `yaml:"stateCacheSize"`
-	// MaxPendingBytes pauses fetching a partition while this many bytes
-	// of its fetched records wait for its worker (default 2 MiB).
-	MaxPendingBytes int64         `yaml:"maxPendingBytes"`
-	GenerationPoll  time.Duration `yaml:"generationPoll"`
-	// Durable makes every insert fsync its part and the part's directory
-	// (the tables' fsync_after_insert, fsync_part_directory) before it is
-	// acknowledged. Default false. Env REEL_DURABLE=1.
-	Durable bool `yaml:"durable"`
+	Projections []string `yaml:"projections"` // empty: every declared one (projections.dir), else every Go one; env REEL_PROJECTIONS (comma-separated)
+	// GenerationPoll is how often the supervisor reads the generation
+	// registry (default 5s, at least 100ms).
+	GenerationPoll    time.Duration `yaml:"generationPoll"`
+	projectors.Tuning `yaml:",inline"`
 }
 
 // HTTP is the operations endpoint: /metrics, /healthz, /readyz, /admin/….
@@ -175,19 +168,9 @@ func Default() Config {
 	return Config{
 		Kafka:      Kafka{Brokers: []string{"kafka:9092"}, ClientID: "reel"},
 		ClickHouse: ClickHouse{DSN: "http://clickhouse:8123/reel"},
-		Projector: Projector{
-			BatchEvents:     5000,
-			FlushInterval:   200 * time.Millisecond,
-			InsertTimeout:   30 * time.Second,
-			RetryMin:        100 * time.Millisecond,
-			RetryMax:        10 * time.Second,
-			BatchBytes:      projectors.DefaultBatchBytes,
-			StateCacheBytes: projectors.DefaultStateCacheBytes,
-			MaxPendingBytes: projectors.DefaultMaxPendingBytes,
-			GenerationPoll:  5 * time.Second,
-		},
-		HTTP: HTTP{Listen: ":9464"},
-		Log:  Log{Level: "info", Format: "json"},
+		Projector:  Projector{GenerationPoll: 5 * time.Second, Tuning: projectors.DefaultTuning()},
+		HTTP:       HTTP{Listen: ":9464"},
+		Log:        Log{Level: "info", Format: "json"},
 	}
 }
 
@@ -206,7 +189,9 @@ func Load(path string, getenv func(string) string) (*Config, error) {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
-	c.applyEnv(getenv)
+	if err := c.applyEnv(getenv); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	return &c, nil
 }
 
@@ -216,7 +201,9 @@ func Parse(b []byte, getenv func(string) string) (*Config, error) {
 	if err := c.parse(b); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c.applyEnv(getenv)
+	if err := c.applyEnv(getenv); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	return &c, nil
 }
 
@@ -229,7 +216,7 @@ func (c *Config) parse(b []byte) error {
 	return nil
 }
 
-func (c *Config) applyEnv(getenv func(string) string) {
+func (c *Config) applyEnv(getenv func(string) string) error {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
@@ -276,6 +263,40 @@ func (c *Config) applyEnv(getenv func(string) string) {
 	c.registryPassword = getenv("REEL_SCHEMA_REGISTRY_PASSWORD")
 	c.clickhousePassword = getenv("REEL_CLICKHOUSE_PASSWORD")
 	c.adminToken = getenv("REEL_ADMIN_TOKEN")
+	return c.applyTuningEnv(getenv)
+}
+
+// applyTuningEnv sets each runner setting from its variable
+// (TuningEnv), parsed as its YAML value would be.
+func (c *Config) applyTuningEnv(getenv func(string) string) error {
+	v := reflect.ValueOf(&c.Projector.Tuning).Elem()
+	for i := range v.NumField() {
+		key := v.Type().Field(i).Tag.Get("yaml")
+		env := TuningEnv(key)
+		s := getenv(env)
+		if s == "" {
+			continue
+		}
+		if err := yaml.Unmarshal([]byte(s), v.Field(i).Addr().Interface()); err != nil {
+			return fmt.Errorf("%s (projector.%s): %q is not a %s", env, key, s, v.Field(i).Type())
+		}
+	}
+	return nil
+}
+
+// TuningEnv is the environment variable of the runner setting at YAML key
+// projector.<key>: REEL_PROJECTOR_ and the key in upper snake case
+// (batchEvents: REEL_PROJECTOR_BATCH_EVENTS).
+func TuningEnv(key string) string {
+	var b strings.Builder
+	b.WriteString("REEL_PROJECTOR_")
+	for i, r := range key {
+		if unicode.IsUpper(r) && i > 0 {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToUpper(r))
+	}
+	return b.String()
 }
 
 // secret returns the env value if set, else the trimmed content of file.

@@ -26,6 +26,16 @@ func withGo(c *config.Config, names ...string) *config.Config {
 	return c
 }
 
+// parse is config.Parse with the demo's catalog as the program's (the
+// engine has none; a program passes its own, cli.WithCatalog).
+func parse(b []byte, getenv func(string) string) (*config.Config, error) {
+	c, err := config.Parse(b, getenv)
+	if c != nil {
+		c.ProgramCatalog = os.DirFS("../../examples/demo/events/catalog")
+	}
+	return c, err
+}
+
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 
 const full = `
@@ -65,7 +75,7 @@ log:
 `
 
 func TestParseFullShape(t *testing.T) {
-	c, err := config.Parse([]byte(full), nil)
+	c, err := parse([]byte(full), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +99,7 @@ func TestParseFullShape(t *testing.T) {
 }
 
 func TestDefaultsValidate(t *testing.T) {
-	c, err := config.Parse(nil, nil)
+	c, err := parse(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,11 +112,11 @@ func TestDefaultsValidate(t *testing.T) {
 }
 
 func TestUnknownKeyIsAnError(t *testing.T) {
-	_, err := config.Parse([]byte("kafka:\n  brokerz: [x:1]\n"), nil)
+	_, err := parse([]byte("kafka:\n  brokerz: [x:1]\n"), nil)
 	if err == nil || !strings.Contains(err.Error(), "brokerz") {
 		t.Fatalf("want an error naming the unknown key, got %v", err)
 	}
-	_, err = config.Parse([]byte("clickhouse:\n  tls: {certFile: x}\n"), nil)
+	_, err = parse([]byte("clickhouse:\n  tls: {certFile: x}\n"), nil)
 	if err == nil || !strings.Contains(err.Error(), "certFile") {
 		t.Fatalf("clickhouse.tls has no client certificate; want an error, got %v", err)
 	}
@@ -120,7 +130,7 @@ func TestEnvOverrides(t *testing.T) {
 	}
 	y := full + "" // file values first
 	y = strings.Replace(y, `adminTokenFile: ""`, `adminTokenFile: "`+tokFile+`"`, 1)
-	c, err := config.Parse([]byte(y), env(map[string]string{
+	c, err := parse([]byte(y), env(map[string]string{
 		"REEL_KAFKA_BROKERS":       "a:1, b:2",
 		"REEL_SCHEMA_REGISTRY_URL": "http://sr:8081",
 		"REEL_CLICKHOUSE_DSN":      "http://ch:8123/db",
@@ -146,7 +156,7 @@ func TestEnvOverrides(t *testing.T) {
 	if tok, _ := c.AdminToken(); tok != "from-file" {
 		t.Fatalf("admin token from file: %q", tok)
 	}
-	c2, _ := config.Parse([]byte(y), env(map[string]string{"REEL_ADMIN_TOKEN": "from-env"}))
+	c2, _ := parse([]byte(y), env(map[string]string{"REEL_ADMIN_TOKEN": "from-env"}))
 	if tok, _ := c2.AdminToken(); tok != "from-env" {
 		t.Fatalf("env token must win over the file: %q", tok)
 	}
@@ -178,7 +188,7 @@ log:
   level: loud
   format: xml
 `
-	c, err := config.Parse([]byte(y), nil)
+	c, err := parse([]byte(y), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,12 +221,12 @@ log:
 }
 
 func TestSASLNeedsCredentials(t *testing.T) {
-	c, _ := config.Parse([]byte("kafka:\n  sasl: {mechanism: SCRAM-SHA-512}\n"), nil)
+	c, _ := parse([]byte("kafka:\n  sasl: {mechanism: SCRAM-SHA-512}\n"), nil)
 	err := c.Validate()
 	if err == nil || !strings.Contains(err.Error(), "kafka.sasl.username") || !strings.Contains(err.Error(), "kafka.sasl.passwordFile") {
 		t.Fatalf("want username and password errors, got %v", err)
 	}
-	c, _ = config.Parse([]byte("kafka:\n  sasl: {mechanism: PLAIN, username: u}\n"), env(map[string]string{"REEL_KAFKA_SASL_PASSWORD": "p"}))
+	c, _ = parse([]byte("kafka:\n  sasl: {mechanism: PLAIN, username: u}\n"), env(map[string]string{"REEL_KAFKA_SASL_PASSWORD": "p"}))
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +238,7 @@ func TestSASLNeedsCredentials(t *testing.T) {
 // catalog.dir (or REEL_CATALOG) is loaded by Validate: a broken catalog is
 // reported at its path with what is wrong.
 func TestCatalogDir(t *testing.T) {
-	c, err := config.Parse([]byte("catalog:\n  dir: /nowhere\n"), env(map[string]string{"REEL_CATALOG": "../../schemas/testdata/acme"}))
+	c, err := parse([]byte("catalog:\n  dir: /nowhere\n"), env(map[string]string{"REEL_CATALOG": "../../schemas/testdata/acme"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +252,7 @@ func TestCatalogDir(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(bad, "A.v2.avsc"), []byte(`{"type":"record","name":"A","fields":[]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, err = config.Parse([]byte("catalog:\n  dir: "+bad+"\n"), env(nil))
+	c, err = parse([]byte("catalog:\n  dir: "+bad+"\n"), env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +265,7 @@ func TestCatalogDir(t *testing.T) {
 // TestCatalogRegistry: catalog.registry adds the registry's types to
 // catalog.dir's; it needs schemaRegistry.url.
 func TestCatalogRegistry(t *testing.T) {
-	c, err := config.Parse([]byte("catalog:\n  registry: true\n"), env(nil))
+	c, err := parse([]byte("catalog:\n  registry: true\n"), env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +277,7 @@ func TestCatalogRegistry(t *testing.T) {
 	if _, err := cl.CreateSchema(context.Background(), "billing-com.acme.billing.Refunded", sr.Schema{Schema: schema, Type: sr.TypeAvro}); err != nil {
 		t.Fatal(err)
 	}
-	c, err = config.Parse([]byte("catalog:\n  dir: ../../schemas/testdata/acme\n"), env(map[string]string{
+	c, err = parse([]byte("catalog:\n  dir: ../../schemas/testdata/acme\n"), env(map[string]string{
 		"REEL_CATALOG_REGISTRY": "true", "REEL_SCHEMA_REGISTRY_URL": url}))
 	if err != nil {
 		t.Fatal(err)
@@ -282,14 +292,14 @@ func TestCatalogRegistry(t *testing.T) {
 }
 
 func TestDurableDefaultOffEnvOn(t *testing.T) {
-	c, err := config.Parse(nil, nil)
+	c, err := parse(nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Projector.Durable {
 		t.Fatal("durable mode must be opt-in")
 	}
-	c, err = config.Parse(nil, env(map[string]string{"REEL_DURABLE": "1"}))
+	c, err = parse(nil, env(map[string]string{"REEL_DURABLE": "1"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,6 @@ package config_test
 import (
 	"strings"
 	"testing"
-
-	"github.com/reel-dev/reel/internal/config"
 )
 
 // FuzzParse feeds arbitrary YAML and environment overrides to the loader
@@ -12,7 +10,7 @@ import (
 // accepts must survive a second Parse of the same bytes unchanged.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(full), "")
-	f.Add([]byte(""), "REEL_KAFKA_BROKERS=a:1,b:2\nREEL_DURABLE=1")
+	f.Add([]byte(""), "REEL_KAFKA_BROKERS=a:1,b:2\nREEL_DURABLE=1\nREEL_PROJECTOR_FLUSH_INTERVAL=300ms\nREEL_PROJECTOR_MAX_PENDING=x")
 	f.Add([]byte("clickhouse:\n  dsn: \"https://u:p@h:8443/db?secure=true\"\n  tls: {enabled: true}\n"), "REEL_CLICKHOUSE_PASSWORD=x")
 	f.Add([]byte("kafka:\n  sasl: {mechanism: SCRAM-SHA-512, username: u}\n"), "")
 	f.Add([]byte("projector:\n  batchEvents: -1\n  flushInterval: 1h2m\n  retryMin: 0s\n"), "REEL_PROJECTIONS=, ,seats")
@@ -26,14 +24,14 @@ func FuzzParse(f *testing.F) {
 				envs[k] = v
 			}
 		}
-		c, err := config.Parse(yaml, env(envs))
+		c, err := parse(yaml, env(envs))
 		if err != nil {
 			return
 		}
 		if c.Validate() != nil {
 			return
 		}
-		again, err := config.Parse(yaml, env(envs))
+		again, err := parse(yaml, env(envs))
 		if err != nil || again.Validate() != nil {
 			t.Fatalf("a valid configuration did not parse again: %v", err)
 		}

@@ -18,9 +18,13 @@ import (
 	"github.com/reel-dev/reel/schemas"
 )
 
-// LoadCatalog loads catalog.dir, or the embedded demo catalog when unset;
-// with catalog.registry, the schema registry's types join catalog.dir's
-// (or make the whole catalog when no dir is set).
+// ErrNoCatalog: the config names no catalog and the program has none.
+var ErrNoCatalog = errors.New("no event catalog: set catalog.dir (env REEL_CATALOG) to a directory of .avsc files, or catalog.registry with schemaRegistry.url")
+
+// LoadCatalog loads catalog.dir, else the program's catalog
+// (ProgramCatalog), else fails with ErrNoCatalog; with catalog.registry,
+// the schema registry's types join catalog.dir's (or make the whole
+// catalog when no dir is set).
 func (c *Config) LoadCatalog() (*schemas.Catalog, error) {
 	if c.Catalog.Registry {
 		cl, err := c.RegistryClient()
@@ -39,7 +43,10 @@ func (c *Config) LoadCatalog() (*schemas.Catalog, error) {
 	if c.Catalog.Dir != "" {
 		return schemas.LoadDir(c.Catalog.Dir)
 	}
-	return schemas.Load()
+	if c.ProgramCatalog != nil {
+		return schemas.LoadNamedFS(c.ProgramCatalog, "embedded catalog")
+	}
+	return nil, ErrNoCatalog
 }
 
 // RegistryClient is a client of schemaRegistry (url, basic auth).

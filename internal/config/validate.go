@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/reel-dev/reel/internal/chclient"
+	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/declare"
 	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
@@ -178,32 +179,11 @@ func (c *Config) Validate() error {
 		}
 		seen[n] = true
 	}
-	if p.BatchEvents < 1 {
-		add("projector.batchEvents", "%d: must be ≥ 1", p.BatchEvents)
-	}
-	if p.FlushInterval < time.Millisecond {
-		add("projector.flushInterval", "%s: must be ≥ 1ms", p.FlushInterval)
-	}
-	if p.InsertTimeout <= 0 {
-		add("projector.insertTimeout", "%s: must be > 0", p.InsertTimeout)
-	}
-	if p.RetryMin <= 0 {
-		add("projector.retryMin", "%s: must be > 0", p.RetryMin)
-	}
-	if p.RetryMax < p.RetryMin {
-		add("projector.retryMax", "%s: must be ≥ retryMin (%s)", p.RetryMax, p.RetryMin)
-	}
-	if p.StateCacheSize < 0 {
-		add("projector.stateCacheSize", "%d: must be ≥ 0 (0: bounded by stateCacheBytes only)", p.StateCacheSize)
-	}
-	if p.BatchBytes < 1<<10 {
-		add("projector.batchBytes", "%d: must be ≥ 1024 (bytes per batch)", p.BatchBytes)
-	}
-	if p.StateCacheBytes < 1<<10 {
-		add("projector.stateCacheBytes", "%d: must be ≥ 1024 (bytes per partition)", p.StateCacheBytes)
-	}
-	if p.MaxPendingBytes < 1<<10 {
-		add("projector.maxPendingBytes", "%d: must be ≥ 1024 (bytes per partition)", p.MaxPendingBytes)
+	var ses projectors.TuningErrors
+	if errors.As(p.Tuning.Validate(), &ses) {
+		for _, e := range ses {
+			add("projector."+e.Key, "%s", e.Msg)
+		}
 	}
 	if p.GenerationPoll < 100*time.Millisecond {
 		add("projector.generationPoll", "%s: must be ≥ 100ms", p.GenerationPoll)

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -75,7 +76,7 @@ func setup(t *testing.T) *env {
 
 // catalogShop is the catalog's shop directory, the .avsc files the Python
 // service uses as its own.
-var catalogShop = filepath.Join("..", "..", "schemas", "demo", "shop")
+var catalogShop = filepath.Join("..", "..", "examples", "demo", "events", "catalog", "shop")
 
 // run runs produce_shop.py with the schemas in dir.
 func (e *env) run(dir, envelope, prefix string, orders int) (stdout, stderr *bytes.Buffer, err error) {
@@ -95,7 +96,7 @@ func bare(t *testing.T) *env {
 	e := &env{brokers: testenv.Kafka(t), python: testenv.Python(t), ids: map[string]int{}}
 	e.reg, e.regURL = testenv.RegistryClient(t)
 	var err error
-	if e.cat, err = schemas.Load(); err != nil {
+	if e.cat, err = events.Load(); err != nil {
 		t.Fatal(err)
 	}
 	return e

@@ -16,6 +16,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/shop"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
@@ -27,7 +28,7 @@ import (
 // Reel: the catalog plus the registry their IDs come from.
 func newDecoder(t *testing.T, e *env) projectors.Decoder {
 	t.Helper()
-	codec, err := schemas.NewCodec(e.cat, schemas.WithRegistry(e.reg), schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(e.cat, schemas.WithRegistry(e.reg), schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

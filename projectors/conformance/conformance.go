@@ -3,6 +3,8 @@
 //
 //	func TestOrders(t *testing.T) {
 //		conformance.Run(t, conformance.Case{
+//			Catalog:  cat,             // where its events come from
+//			Bindings: events.Bindings(), // its Go payload types, if any
 //			New:     shop.Orders,
 //			Produce: produceShop,    // publishes events, returns them in order
 //			Check:   checkOrders,    // compares the views with a fold of the events
@@ -53,6 +55,10 @@ func (p Positions) Add(topic string, partition int32, offset int64) {
 
 // Case is one projection under test.
 type Case struct {
+	// Catalog is the catalog the projection's events come from, Bindings
+	// the Go payload types its Apply expects (none: *schemas.Record).
+	Catalog  *schemas.Catalog
+	Bindings []schemas.Binding
 	// New returns a fresh projection value.
 	New func() *projection.Projection
 	// Produce publishes a history to brokers and returns the events in the
@@ -68,11 +74,11 @@ func Run(t *testing.T, c Case) {
 	brokers := testenv.Kafka(t)
 	ch := testenv.ClickHouse(t)
 	ctx := context.Background()
-	cat, err := schemas.Load()
-	if err != nil {
-		t.Fatal(err)
+	cat := c.Catalog
+	if cat == nil {
+		t.Fatal("Case.Catalog is nil")
 	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(c.Bindings...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	pseats "github.com/reel-dev/reel/examples/demo/producers/seats"
 	pshop "github.com/reel-dev/reel/examples/demo/producers/shop"
 	"github.com/reel-dev/reel/examples/demo/projectors/registry"
@@ -40,7 +41,7 @@ func TestDeclaredDemoEqualsGo(t *testing.T) {
 	ch := testenv.ClickHouse(t)
 	ctx := context.Background()
 	cat := demoCatalog(t)
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

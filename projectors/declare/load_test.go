@@ -5,13 +5,14 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/projectors/declare"
 	"github.com/reel-dev/reel/schemas"
 )
 
 func demoCatalog(t testing.TB) *schemas.Catalog {
 	t.Helper()
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/rebuild"
@@ -26,9 +27,9 @@ func seatsV2() *projection.Projection {
 	inner := p.Apply
 	p.Apply = func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
 		switch e := ev.Payload.(type) {
-		case *schemas.SeatReservationCancelled:
+		case *events.SeatReservationCancelled:
 			return nil
-		case *schemas.SeatsReserved:
+		case *events.SeatsReserved:
 			if err := tx.Emit("reservation_log", e.ConferenceID, e.ReservationID, int64(e.Quantity)); err != nil {
 				return err
 			}
@@ -43,7 +44,7 @@ func seatsV2() *projection.Projection {
 func foldV2(evs []schemas.Event) (reserved map[string]int64, lines int) {
 	reserved = map[string]int64{}
 	for _, ev := range evs {
-		if e, ok := ev.Payload.(*schemas.SeatsReserved); ok {
+		if e, ok := ev.Payload.(*events.SeatsReserved); ok {
 			reserved[e.ConferenceID] += int64(e.Quantity)
 			lines++
 		}

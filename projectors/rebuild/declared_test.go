@@ -5,10 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/projectors/declare"
 	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/rebuild"
-	"github.com/reel-dev/reel/schemas"
 )
 
 // TestRebuildIntoDeclared replaces the live Go seats projection by its
@@ -22,7 +22,7 @@ func TestRebuildIntoDeclared(t *testing.T) {
 	e.produce(e.w.setup())
 	e.produce(e.w.next(5000))
 	e.liveG1(ctx)
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/projection"
@@ -29,7 +30,7 @@ func (l *effectLog) projection(gen int) *projection.Projection {
 	p := seats.Availability()
 	inner := p.Apply
 	p.Apply = func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
-		if e, ok := ev.Payload.(*schemas.SeatsReserved); ok {
+		if e, ok := ev.Payload.(*events.SeatsReserved); ok {
 			id, pos := e.ReservationID, tx.Position()
 			tx.SideEffect(func(context.Context) error {
 				l.mu.Lock()
@@ -96,7 +97,7 @@ func TestSideEffectsOnceAcrossRebuild(t *testing.T) {
 	per := map[int]int{}
 	n := 0
 	for _, ev := range e.w.events {
-		r, ok := ev.Payload.(*schemas.SeatsReserved)
+		r, ok := ev.Payload.(*events.SeatsReserved)
 		if !ok {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/projectors"
 	"github.com/reel-dev/reel/projectors/projection"
@@ -47,9 +48,9 @@ func bookingsAt(rev int) *projection.Projection {
 	}
 	p.Apply = func(ctx context.Context, tx projection.Tx, ev schemas.Event) error {
 		switch e := ev.Payload.(type) {
-		case *schemas.SeatsReserved:
+		case *events.SeatsReserved:
 			return line(tx, e.ConferenceID, e.ReservationID, e.SeatType, int64(e.Quantity))
-		case *schemas.SeatReservationCancelled:
+		case *events.SeatReservationCancelled:
 			if rev >= 3 {
 				if err := tx.Emit("booking_cancellations", e.ConferenceID, e.ReservationID, int64(e.Quantity)); err != nil {
 					return err
@@ -188,7 +189,7 @@ func TestEvolveWhileStreaming(t *testing.T) {
 		want := int64(0)
 		e.w.mu.Lock()
 		for _, ev := range e.w.events[:len(e.w.events)-200] { // all but the newest
-			if _, ok := ev.Payload.(*schemas.SeatReservationCancelled); ok {
+			if _, ok := ev.Payload.(*events.SeatReservationCancelled); ok {
 				want++
 			}
 		}
@@ -224,10 +225,10 @@ func TestEvolveWhileStreaming(t *testing.T) {
 	seatsPer, lines, canc := map[string]int64{}, map[string]int64{}, int64(0)
 	for _, ev := range e.w.events {
 		switch x := ev.Payload.(type) {
-		case *schemas.SeatsReserved:
+		case *events.SeatsReserved:
 			seatsPer[x.ConferenceID] += int64(x.Quantity)
 			lines[x.ConferenceID]++
-		case *schemas.SeatReservationCancelled:
+		case *events.SeatReservationCancelled:
 			seatsPer[x.ConferenceID] -= int64(x.Quantity)
 			lines[x.ConferenceID]++
 			canc++

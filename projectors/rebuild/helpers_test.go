@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors"
@@ -50,9 +51,9 @@ func (w *world) setup() []schemas.Event {
 	var evs []schemas.Event
 	for c := 0; c < w.confs; c++ {
 		id := w.conf(c)
-		evs = append(evs, schemas.NewEvent(&schemas.ConferenceCreated{ConferenceID: id, Name: "Conf " + id, StartsAt: t0, EndsAt: t0.Add(48 * time.Hour), TimeZone: "UTC"}, schemas.At(t0)))
+		evs = append(evs, schemas.NewEvent(&events.ConferenceCreated{ConferenceID: id, Name: "Conf " + id, StartsAt: t0, EndsAt: t0.Add(48 * time.Hour), TimeZone: "UTC"}, schemas.At(t0)))
 		for _, st := range []string{"general", "vip"} {
-			evs = append(evs, schemas.NewEvent(&schemas.SeatsAdded{ConferenceID: id, SeatType: st, Quantity: 100000, PriceCents: 10000, Currency: "EUR"}, schemas.At(t0)))
+			evs = append(evs, schemas.NewEvent(&events.SeatsAdded{ConferenceID: id, SeatType: st, Quantity: 100000, PriceCents: 10000, Currency: "EUR"}, schemas.At(t0)))
 		}
 	}
 	return evs
@@ -68,10 +69,10 @@ func (w *world) next(n int) []schemas.Event {
 		q := 1 + w.rng.Intn(4)
 		at := t0.Add(time.Duration(w.n) * time.Millisecond)
 		if w.rng.Intn(10) == 0 {
-			evs = append(evs, schemas.NewEvent(&schemas.SeatReservationCancelled{ConferenceID: id, ReservationID: fmt.Sprint("r", w.n), SeatType: st, Quantity: q, Reason: "changed plans", CancelledAt: at}, schemas.At(at)))
+			evs = append(evs, schemas.NewEvent(&events.SeatReservationCancelled{ConferenceID: id, ReservationID: fmt.Sprint("r", w.n), SeatType: st, Quantity: q, Reason: "changed plans", CancelledAt: at}, schemas.At(at)))
 			continue
 		}
-		evs = append(evs, schemas.NewEvent(&schemas.SeatsReserved{ConferenceID: id, ReservationID: fmt.Sprint("r", w.n), SeatType: st, Quantity: q, AttendeeEmail: "a@example.com", ReservedAt: at}, schemas.At(at)))
+		evs = append(evs, schemas.NewEvent(&events.SeatsReserved{ConferenceID: id, ReservationID: fmt.Sprint("r", w.n), SeatType: st, Quantity: q, AttendeeEmail: "a@example.com", ReservedAt: at}, schemas.At(at)))
 	}
 	return evs
 }
@@ -88,9 +89,9 @@ func (w *world) record(evs []schemas.Event, recs []*kgo.Record) {
 		var id string
 		var d int64
 		switch e := ev.Payload.(type) {
-		case *schemas.SeatsReserved:
+		case *events.SeatsReserved:
 			id, d = e.ConferenceID, int64(e.Quantity)
-		case *schemas.SeatReservationCancelled:
+		case *events.SeatReservationCancelled:
 			id, d = e.ConferenceID, -int64(e.Quantity)
 		default:
 			continue
@@ -179,11 +180,11 @@ func newEnv(t *testing.T, partitions int32) *env {
 	t.Helper()
 	brokers := testenv.Kafka(t)
 	ch := testenv.ClickHouse(t)
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -218,8 +218,8 @@ func columnDefault(c projection.Column) string {
 }
 
 // Evolve brings generation l.Generation to l.Projection's definition before
-// it runs: a fresh generation's tables are created and its definition
-// recorded (revision 1); additive changes are applied and recorded as the
+// it runs: a fresh generation's definition is recorded (revision 1) and
+// its tables created; additive changes are applied and recorded as the
 // next revision; destructive ones return a *DefinitionError and change
 // nothing. Every statement is idempotent, so an Evolve interrupted half-way
 // is finished by the next one.
@@ -231,6 +231,16 @@ func Evolve(ctx context.Context, conn driver.Conn, l *Layout, views bool) (Migra
 	if err := m.Err(); err != nil {
 		return m, err
 	}
+	// A fresh generation's definition is recorded before its tables are
+	// created: a process killed half-way through the DDL leaves revision 1
+	// behind, and the next start creates the rest (no change to make).
+	// Recorded after, the next start would adopt the tables that existed
+	// and refuse the others as a destructive change (a State table added).
+	if m.Fresh {
+		if err := RecordDefinition(ctx, conn, l.Projection, l.Generation, 1, "created", nil); err != nil {
+			return m, err
+		}
+	}
 	// The migration first (ALTERs of existing tables, new tables), then
 	// the idempotent DDL of everything (a fresh generation's tables).
 	for _, s := range m.Statements {
@@ -241,7 +251,7 @@ func Evolve(ctx context.Context, conn driver.Conn, l *Layout, views bool) (Migra
 	if err := EnsureSchema(ctx, conn, l); err != nil {
 		return m, err
 	}
-	if !m.Fresh && !m.Adopted && len(m.Changes) == 0 {
+	if m.Fresh || !m.Adopted && len(m.Changes) == 0 {
 		return m, nil
 	}
 	var cs []string
@@ -249,10 +259,7 @@ func Evolve(ctx context.Context, conn driver.Conn, l *Layout, views bool) (Migra
 		cs = append(cs, c.String())
 	}
 	note := strings.Join(cs, "\n")
-	switch {
-	case m.Fresh:
-		note = "created"
-	case m.Adopted:
+	if m.Adopted {
 		note = "adopted from the existing tables\n" + note
 	}
 	return m, RecordDefinition(ctx, conn, l.Projection, l.Generation, m.Revision+1, note, m.Statements)

@@ -5,11 +5,11 @@ registry, nothing from Reel.
 
 It publishes orders to a topic: per order one OrderPlaced (v2) and then
 item_count OrderItemAdded (v1) events, keyed by the order ID, with the
-schemas of the catalog (schemas/demo/shop/*.avsc) as its own .avsc files.
+schemas of the catalog (examples/demo/events/catalog/shop/*.avsc) as its own .avsc files.
 
     python produce_shop.py --bootstrap 127.0.0.1:9092 \
         --registry http://127.0.0.1:8081/apis/ccompat/v7 \
-        --schemas ../../../schemas/demo/shop [--envelope none|cloudevents] [--orders 20]
+        --schemas ../../../examples/demo/events/catalog/shop [--envelope none|cloudevents] [--orders 20]
 
 --envelope none (default) sends no headers at all. --envelope cloudevents
 adds the CloudEvents Kafka protocol binding's binary-mode headers (ce_specversion,

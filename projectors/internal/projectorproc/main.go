@@ -1,12 +1,19 @@
 // Command projectorproc runs projection Runners in one process, for the
-// exactly-once tests that SIGKILL projector processes. It is test plumbing,
-// not a product command (that is `reel project`): the runtime runs as-is,
-// configured from flags.
+// exactly-once tests that SIGKILL or freeze projector processes. It is
+// test plumbing, not a product command (that is `reel project`), but it
+// goes through the same composition root: its flags fill a config.Config
+// (the demo's catalog, Go projections and bindings as the program's, like
+// the stock binary), which is validated, opened (app.Open: ClickHouse,
+// codec, Kafka options, the selected projections) and turned into runner
+// options by app.RunnerOptions. Only the test isolation (topic and group
+// suffixes, session timeout, client ID) is its own.
 //
 //	projectorproc -brokers 127.0.0.1:9092 -dsn http://127.0.0.1:8123/db \
 //	    -projections orders,order_saga,sales,seats,event_log -batch 2000 -flush 300ms
 //
-// SIGTERM or SIGINT stops it gracefully (in-flight batches are flushed).
+// Every runner setting can also be given as REEL_PROJECTOR_<KEY>, as for
+// `reel project`. SIGTERM or SIGINT stops it gracefully (in-flight batches
+// are flushed).
 package main
 
 import (
@@ -23,13 +30,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/projectors/registry"
-	"github.com/reel-dev/reel/internal/chclient"
+	"github.com/reel-dev/reel/internal/app"
+	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/declare"
-	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/store"
-	"github.com/reel-dev/reel/schemas"
 )
 
 func main() {
@@ -40,81 +46,59 @@ func main() {
 }
 
 func run() error {
-	var (
-		brokers     = flag.String("brokers", "", "Kafka seed brokers, comma separated (required)")
-		dsn         = flag.String("dsn", "", "ClickHouse DSN (required)")
-		names       = flag.String("projections", "", "projections to run, comma separated (required)")
-		gen         = flag.Int("generation", 1, "generation to run")
-		batch       = flag.Int("batch", 5000, "events per batch")
-		flush       = flag.Duration("flush", 200*time.Millisecond, "flush interval")
-		retryMin    = flag.Duration("retry-min", 100*time.Millisecond, "ClickHouse retry backoff, first step")
-		retryMax    = flag.Duration("retry-max", 2*time.Second, "ClickHouse retry backoff, cap")
-		session     = flag.Duration("session-timeout", 6*time.Second, "Kafka group session timeout")
-		topicSuffix = flag.String("topic-suffix", "", "appended to every topic the projections read (test isolation)")
-		groupSuffix = flag.String("group-suffix", "", "appended to every consumer group (test isolation)")
-		id          = flag.String("id", "", "client ID and log tag")
-		declared    = flag.String("declared", "", "directory of declared projections; a name found there runs the declared one")
-	)
+	cfg, err := config.Load("", os.Getenv)
+	if err != nil {
+		return err
+	}
+	p := &cfg.Projector
+	var brokers, names string
+	flag.StringVar(&brokers, "brokers", "", "Kafka seed brokers, comma separated (required; kafka.brokers)")
+	flag.StringVar(&cfg.ClickHouse.DSN, "dsn", "", "ClickHouse DSN (required; clickhouse.dsn)")
+	flag.StringVar(&names, "projections", "", "projections to run, comma separated (required; projector.projections)")
+	flag.StringVar(&cfg.Projections.Dir, "declared", "", "directory of declared projections; a name found there runs the declared one (projections.dir)")
+	flag.IntVar(&p.BatchEvents, "batch", p.BatchEvents, "events per batch (projector.batchEvents)")
+	flag.DurationVar(&p.FlushInterval, "flush", p.FlushInterval, "flush interval (projector.flushInterval)")
+	flag.DurationVar(&p.RetryMin, "retry-min", p.RetryMin, "ClickHouse retry backoff, first step (projector.retryMin)")
+	flag.DurationVar(&p.RetryMax, "retry-max", 2*time.Second, "ClickHouse retry backoff, cap (projector.retryMax)")
+	flag.DurationVar(&p.FenceCheckInterval, "fence-check", p.FenceCheckInterval, "fence check interval (projector.fenceCheckInterval)")
+	gen := flag.Int("generation", 1, "generation to run")
+	session := flag.Duration("session-timeout", 6*time.Second, "Kafka group session timeout")
+	topicSuffix := flag.String("topic-suffix", "", "appended to every topic the projections read (test isolation)")
+	groupSuffix := flag.String("group-suffix", "", "appended to every consumer group (test isolation)")
+	id := flag.String("id", "", "client ID and log tag")
 	flag.Parse()
-	if *brokers == "" || *dsn == "" || *names == "" {
+	if brokers == "" || cfg.ClickHouse.DSN == "" || names == "" {
 		flag.Usage()
 		return fmt.Errorf("-brokers, -dsn and -projections are required")
+	}
+	cfg.Kafka.Brokers = strings.Split(brokers, ",")
+	cfg.Kafka.ClientID = "projectorproc-" + *id
+	p.Projections = strings.Split(names, ",")
+	// The program's parts, as the stock binary passes them (cmd/reel).
+	cfg.ProgramCatalog, cfg.GoProjections, cfg.Bindings = events.FS(), registry.All(), events.Bindings()
+	if err := cfg.Validate(); err != nil {
+		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("proc", *id)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	conn, err := chclient.Open(ctx, *dsn)
+	parts, err := app.Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	cat, err := schemas.Load()
-	if err != nil {
-		return err
-	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
-	if err != nil {
-		return err
-	}
-
-	var decl []*projection.Projection
-	if *declared != "" {
-		if decl, err = declare.LoadDir(*declared, cat); err != nil {
-			return err
-		}
-	}
+	defer parts.Conn.Close()
 	var runners []*projectors.Runner
-	for _, name := range strings.Split(*names, ",") {
-		name = strings.TrimSpace(name)
-		var p *projection.Projection
-		for _, d := range decl {
-			if d.Name == name {
-				p = d
-			}
+	for _, pr := range parts.Projections {
+		for i := range pr.Topics {
+			pr.Topics[i] += *topicSuffix
 		}
-		if p == nil {
-			if p, err = registry.Get(name); err != nil {
-				return err
-			}
-		}
-		for i := range p.Topics {
-			p.Topics[i] += *topicSuffix
-		}
-		r, err := projectors.NewRunner(p, conn, codec,
-			projectors.Brokers(strings.Split(*brokers, ",")...),
-			projectors.Generation(*gen),
-			projectors.BatchEvents(*batch),
-			projectors.FlushInterval(*flush),
-			projectors.RetryBackoff(*retryMin, *retryMax),
-			projectors.Logger(log),
-			projectors.KafkaOpts(
-				kgo.ClientID("projectorproc-"+*id),
-				kgo.ConsumerGroup(store.Group(p.Name, *gen)+*groupSuffix),
-				kgo.SessionTimeout(*session),
-				kgo.HeartbeatInterval(*session/6),
-			))
+		ko := append(parts.Kafka[:len(parts.Kafka):len(parts.Kafka)],
+			kgo.ConsumerGroup(store.Group(pr.Name, *gen)+*groupSuffix),
+			kgo.SessionTimeout(*session),
+			kgo.HeartbeatInterval(*session/6))
+		r, err := projectors.NewRunner(pr, parts.Conn, parts.Codec, app.RunnerOptions(cfg, *gen, ko, log, nil)...)
 		if err != nil {
 			return err
 		}
@@ -133,7 +117,7 @@ func run() error {
 			}
 		}()
 	}
-	log.Info("projectorproc running", "projections", *names, "pid", os.Getpid())
+	log.Info("projectorproc running", "projections", names, "pid", os.Getpid())
 	wg.Wait()
 	close(errs)
 	for err := range errs {

@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/producers"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -47,7 +48,7 @@ type Handler struct {
 
 type conference struct {
 	available    map[string]int64
-	reservations map[string]schemas.SeatsReserved
+	reservations map[string]events.SeatsReserved
 }
 
 // OpenHandler starts the single writer of the topic (fencing an older one)
@@ -72,16 +73,16 @@ func (h *Handler) fold(ev schemas.Event) {
 	defer h.mu.Unlock()
 	c := h.confs[ev.AggregateID]
 	if c == nil {
-		c = &conference{available: map[string]int64{}, reservations: map[string]schemas.SeatsReserved{}}
+		c = &conference{available: map[string]int64{}, reservations: map[string]events.SeatsReserved{}}
 		h.confs[ev.AggregateID] = c
 	}
 	switch p := ev.Payload.(type) {
-	case *schemas.SeatsAdded:
+	case *events.SeatsAdded:
 		c.available[p.SeatType] += p.Quantity
-	case *schemas.SeatsReserved:
+	case *events.SeatsReserved:
 		c.available[p.SeatType] -= int64(p.Quantity)
 		c.reservations[p.ReservationID] = *p
-	case *schemas.SeatReservationCancelled:
+	case *events.SeatReservationCancelled:
 		if r, ok := c.reservations[p.ReservationID]; ok {
 			c.available[r.SeatType] += int64(r.Quantity)
 			delete(c.reservations, p.ReservationID)
@@ -137,10 +138,10 @@ func (h *Handler) Create(ctx context.Context, id, name string, seats map[string]
 			return nil, nil
 		}
 		now := time.Now().UTC().Truncate(time.Millisecond)
-		created := schemas.NewEvent(&schemas.ConferenceCreated{ConferenceID: id, Name: name, StartsAt: now.Add(30 * 24 * time.Hour), EndsAt: now.Add(32 * 24 * time.Hour), TimeZone: "UTC"})
+		created := schemas.NewEvent(&events.ConferenceCreated{ConferenceID: id, Name: name, StartsAt: now.Add(30 * 24 * time.Hour), EndsAt: now.Add(32 * 24 * time.Hour), TimeZone: "UTC"})
 		evs := []schemas.Event{created}
 		for typ, n := range seats {
-			evs = append(evs, schemas.NewEvent(&schemas.SeatsAdded{ConferenceID: id, SeatType: typ, Quantity: n, PriceCents: 19900, Currency: "EUR"}, schemas.CausedBy(created)))
+			evs = append(evs, schemas.NewEvent(&events.SeatsAdded{ConferenceID: id, SeatType: typ, Quantity: n, PriceCents: 19900, Currency: "EUR"}, schemas.CausedBy(created)))
 		}
 		return evs, nil
 	})
@@ -156,7 +157,7 @@ func (h *Handler) Reserve(ctx context.Context, conferenceID, reservationID, seat
 		if avail := h.Available(conferenceID, seatType); avail < int64(qty) {
 			return nil, fmt.Errorf("%w: %s has %d %s seats, %d requested", ErrOverbooked, conferenceID, avail, seatType, qty)
 		}
-		return []schemas.Event{schemas.NewEvent(&schemas.SeatsReserved{
+		return []schemas.Event{schemas.NewEvent(&events.SeatsReserved{
 			ConferenceID: conferenceID, ReservationID: reservationID, SeatType: seatType, Quantity: qty,
 			AttendeeEmail: email, ReservedAt: time.Now().UTC().Truncate(time.Millisecond),
 		})}, nil
@@ -167,7 +168,7 @@ func (h *Handler) Reserve(ctx context.Context, conferenceID, reservationID, seat
 func (h *Handler) Cancel(ctx context.Context, conferenceID, reservationID, reason string) ([]Published, error) {
 	return h.update(ctx, conferenceID, func() ([]schemas.Event, error) {
 		h.mu.Lock()
-		var r schemas.SeatsReserved
+		var r events.SeatsReserved
 		var ok bool
 		if c := h.confs[conferenceID]; c != nil {
 			r, ok = c.reservations[reservationID]
@@ -176,7 +177,7 @@ func (h *Handler) Cancel(ctx context.Context, conferenceID, reservationID, reaso
 		if !ok {
 			return nil, fmt.Errorf("%w: %s in %s", ErrUnknownReservation, reservationID, conferenceID)
 		}
-		return []schemas.Event{schemas.NewEvent(&schemas.SeatReservationCancelled{
+		return []schemas.Event{schemas.NewEvent(&events.SeatReservationCancelled{
 			ConferenceID: conferenceID, ReservationID: reservationID, SeatType: r.SeatType, Quantity: r.Quantity,
 			Reason: reason, CancelledAt: time.Now().UTC().Truncate(time.Millisecond),
 		})}, nil

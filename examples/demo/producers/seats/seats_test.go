@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/examples/demo/producers/seats"
 	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/producers"
@@ -18,8 +19,8 @@ func TestRunRefusesOverbooking(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	brokers := testenv.Kafka(t)
-	cat, _ := schemas.Load()
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	cat, _ := events.Load()
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func TestRunRefusesOverbooking(t *testing.T) {
 
 	// Fold the published events independently: availability per seat type.
 	avail := map[string]int64{}
-	res := map[string]schemas.SeatsReserved{}
+	res := map[string]events.SeatsReserved{}
 	var n int
 	st, err := seats.Run(ctx, seats.Config{
 		Codec: codec, Kafka: kafka, TransactionalID: txid,
@@ -40,12 +41,12 @@ func TestRunRefusesOverbooking(t *testing.T) {
 			}
 			key := ev.AggregateID
 			switch p := ev.Payload.(type) {
-			case *schemas.SeatsAdded:
+			case *events.SeatsAdded:
 				avail[key] += p.Quantity
-			case *schemas.SeatsReserved:
+			case *events.SeatsReserved:
 				avail[key] -= int64(p.Quantity)
 				res[p.ReservationID] = *p
-			case *schemas.SeatReservationCancelled:
+			case *events.SeatReservationCancelled:
 				avail[key] += int64(res[p.ReservationID].Quantity)
 			}
 			if avail[key] < 0 {

@@ -31,6 +31,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/producers"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -70,12 +71,12 @@ type Stats struct {
 type saga struct {
 	ready     chan struct{} // closed once the order's placement and its hooks are done
 	placed    schemas.Event
-	items     []schemas.OrderItemAdded
+	items     []events.OrderItemAdded
 	itemCount int
 	currency  string
 	stockFail bool
 	payFail   bool
-	reserved  *schemas.StockReserved
+	reserved  *events.StockReserved
 	done      bool
 }
 
@@ -259,13 +260,13 @@ func (r *run) generate(ctx context.Context, rng *rand.Rand) error {
 		id := "order-" + uuid.NewString()
 		now := time.Now().UTC().Truncate(time.Millisecond)
 		lines := 1 + rng.IntN(r.cfg.MaxLines)
-		placed := schemas.NewEvent(&schemas.OrderPlaced{
+		placed := schemas.NewEvent(&events.OrderPlaced{
 			OrderID: id, CustomerID: fmt.Sprintf("customer-%d", rng.IntN(500)), Currency: "EUR",
 			ItemCount: lines, PlacedAt: now, Channel: []string{"web", "app", "store"}[rng.IntN(3)],
 		})
 		evs := []schemas.Event{placed}
 		for i := 1; i <= lines; i++ {
-			evs = append(evs, schemas.NewEvent(&schemas.OrderItemAdded{
+			evs = append(evs, schemas.NewEvent(&events.OrderItemAdded{
 				OrderID: id, LineNo: i, ProductID: fmt.Sprintf("p-%d", 1+rng.IntN(r.cfg.Products)),
 				Quantity: 1 + rng.IntN(3), UnitPriceCents: int64(100 * (5 + rng.IntN(95))), AddedAt: now,
 			}, schemas.CausedBy(placed)))
@@ -304,48 +305,48 @@ func (r *run) react(ev schemas.Event) []schemas.Event {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	by := schemas.CausedBy(ev)
 	switch p := ev.Payload.(type) {
-	case *schemas.OrderItemAdded: // stock service
+	case *events.OrderItemAdded: // stock service
 		s.items = append(s.items, *p)
 		if len(s.items) < s.itemCount {
 			return nil
 		}
 		if s.stockFail {
 			first := s.items[0]
-			return []schemas.Event{schemas.NewEvent(&schemas.StockReservationFailed{
+			return []schemas.Event{schemas.NewEvent(&events.StockReservationFailed{
 				OrderID: p.OrderID, ProductID: first.ProductID, Requested: first.Quantity, Available: first.Quantity - 1,
 				Reason: "out_of_stock", FailedAt: now}, by)}
 		}
-		res := &schemas.StockReserved{OrderID: p.OrderID, ReservationID: "stock-" + uuid.NewString(), ReservedAt: now}
+		res := &events.StockReserved{OrderID: p.OrderID, ReservationID: "stock-" + uuid.NewString(), ReservedAt: now}
 		for _, it := range s.items {
-			res.Lines = append(res.Lines, schemas.StockLine{ProductID: it.ProductID, Quantity: it.Quantity})
+			res.Lines = append(res.Lines, events.StockLine{ProductID: it.ProductID, Quantity: it.Quantity})
 		}
 		s.reserved = res
 		return []schemas.Event{schemas.NewEvent(res, by)}
-	case *schemas.StockReserved: // payment service
+	case *events.StockReserved: // payment service
 		var total int64
 		for _, it := range s.items {
 			total += int64(it.Quantity) * it.UnitPriceCents
 		}
 		if s.payFail {
-			return []schemas.Event{schemas.NewEvent(&schemas.PaymentFailed{OrderID: p.OrderID, PaymentID: "pay-" + uuid.NewString(),
+			return []schemas.Event{schemas.NewEvent(&events.PaymentFailed{OrderID: p.OrderID, PaymentID: "pay-" + uuid.NewString(),
 				AmountCents: total, Currency: s.currency, Reason: "card_declined", FailedAt: now}, by)}
 		}
 		ref := "psp-" + uuid.NewString()[:8]
-		return []schemas.Event{schemas.NewEvent(&schemas.PaymentConfirmed{OrderID: p.OrderID, PaymentID: "pay-" + uuid.NewString(),
+		return []schemas.Event{schemas.NewEvent(&events.PaymentConfirmed{OrderID: p.OrderID, PaymentID: "pay-" + uuid.NewString(),
 			AmountCents: total, Currency: s.currency, ProviderReference: &ref, ConfirmedAt: now, Method: "card"}, by)}
-	case *schemas.PaymentConfirmed: // order service
-		return []schemas.Event{schemas.NewEvent(&schemas.OrderConfirmed{OrderID: p.OrderID, TotalCents: p.AmountCents, Currency: p.Currency, ConfirmedAt: now}, by)}
-	case *schemas.PaymentFailed: // stock service compensates
-		return []schemas.Event{schemas.NewEvent(&schemas.StockReleased{OrderID: p.OrderID, ReservationID: s.reserved.ReservationID,
+	case *events.PaymentConfirmed: // order service
+		return []schemas.Event{schemas.NewEvent(&events.OrderConfirmed{OrderID: p.OrderID, TotalCents: p.AmountCents, Currency: p.Currency, ConfirmedAt: now}, by)}
+	case *events.PaymentFailed: // stock service compensates
+		return []schemas.Event{schemas.NewEvent(&events.StockReleased{OrderID: p.OrderID, ReservationID: s.reserved.ReservationID,
 			Lines: s.reserved.Lines, Reason: "payment_failed", ReleasedAt: now}, by)}
-	case *schemas.StockReleased: // order service
-		return []schemas.Event{schemas.NewEvent(&schemas.OrderCancelled{OrderID: p.OrderID, Reason: "payment_failed", CancelledAt: now}, by)}
-	case *schemas.StockReservationFailed: // order service
-		return []schemas.Event{schemas.NewEvent(&schemas.OrderCancelled{OrderID: p.OrderID, Reason: "out_of_stock", CancelledAt: now}, by)}
-	case *schemas.OrderConfirmed:
+	case *events.StockReleased: // order service
+		return []schemas.Event{schemas.NewEvent(&events.OrderCancelled{OrderID: p.OrderID, Reason: "payment_failed", CancelledAt: now}, by)}
+	case *events.StockReservationFailed: // order service
+		return []schemas.Event{schemas.NewEvent(&events.OrderCancelled{OrderID: p.OrderID, Reason: "out_of_stock", CancelledAt: now}, by)}
+	case *events.OrderConfirmed:
 		s.done = true
 		r.st.Confirmed++
-	case *schemas.OrderCancelled:
+	case *events.OrderCancelled:
 		s.done = true
 		if p.Reason == "out_of_stock" {
 			r.st.OutOfStock++

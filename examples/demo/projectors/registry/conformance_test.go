@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	pseats "github.com/reel-dev/reel/examples/demo/producers/seats"
 	pshop "github.com/reel-dev/reel/examples/demo/producers/shop"
 	"github.com/reel-dev/reel/examples/demo/projectors/eventlog"
@@ -53,16 +54,26 @@ func TestConformance(t *testing.T) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		t.Run(n, func(t *testing.T) { conformance.Run(t, cases[n]) })
+		t.Run(n, func(t *testing.T) { conformance.Run(t, demoCase(t, cases[n])) })
 	}
 }
 
-func codec(t *testing.T) *schemas.Codec {
-	cat, err := schemas.Load()
+// demoCase gives c the demo's catalog and Go types.
+func demoCase(t *testing.T, c conformance.Case) conformance.Case {
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
+	c.Catalog, c.Bindings = cat, events.Bindings()
+	return c
+}
+
+func codec(t *testing.T) *schemas.Codec {
+	cat, err := events.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,15 +177,15 @@ func checkSeats(t *testing.T, conn driver.Conn, evs []schemas.Event) {
 	want := map[string]seatRow{}
 	for _, ev := range evs {
 		switch e := ev.Payload.(type) {
-		case *schemas.SeatsAdded:
+		case *events.SeatsAdded:
 			r := want[e.ConferenceID+"/"+e.SeatType]
 			r.Total += e.Quantity
 			want[e.ConferenceID+"/"+e.SeatType] = r
-		case *schemas.SeatsReserved:
+		case *events.SeatsReserved:
 			r := want[e.ConferenceID+"/"+e.SeatType]
 			r.Reserved += int64(e.Quantity)
 			want[e.ConferenceID+"/"+e.SeatType] = r
-		case *schemas.SeatReservationCancelled:
+		case *events.SeatReservationCancelled:
 			r := want[e.ConferenceID+"/"+e.SeatType]
 			r.Reserved -= int64(e.Quantity)
 			want[e.ConferenceID+"/"+e.SeatType] = r
@@ -208,18 +219,18 @@ func checkOrders(t *testing.T, conn driver.Conn, evs []schemas.Event) {
 		id := ev.AggregateID
 		o := want[id]
 		switch e := ev.Payload.(type) {
-		case *schemas.OrderPlaced:
+		case *events.OrderPlaced:
 			o.Status, o.Items = "placed", uint32(e.ItemCount)
-		case *schemas.OrderItemAdded:
+		case *events.OrderItemAdded:
 			o.Total += int64(e.Quantity) * e.UnitPriceCents
 			o.LinesAdded++
-		case *schemas.StockReserved:
+		case *events.StockReserved:
 			o.Status = "stock_reserved"
-		case *schemas.PaymentConfirmed:
+		case *events.PaymentConfirmed:
 			o.Status, o.Paid = "paid", o.Paid+e.AmountCents
-		case *schemas.OrderConfirmed:
+		case *events.OrderConfirmed:
 			o.Status = "confirmed"
-		case *schemas.OrderCancelled:
+		case *events.OrderCancelled:
 			o.Status = "cancelled"
 		default:
 			continue
@@ -245,13 +256,13 @@ func checkSaga(t *testing.T, conn driver.Conn, evs []schemas.Event) {
 	for _, ev := range evs {
 		id := ev.AggregateID
 		switch ev.Payload.(type) {
-		case *schemas.OrderPlaced:
+		case *events.OrderPlaced:
 			want[id] = "pending"
-		case *schemas.StockReleased:
+		case *events.StockReleased:
 			released[id] = true
-		case *schemas.OrderConfirmed:
+		case *events.OrderConfirmed:
 			want[id] = "confirmed"
-		case *schemas.OrderCancelled:
+		case *events.OrderCancelled:
 			want[id] = "rejected"
 			if released[id] {
 				want[id] = "compensated"
@@ -292,9 +303,9 @@ func checkSales(t *testing.T, conn driver.Conn, evs []schemas.Event) {
 	want := map[string]salesRow{}
 	for _, ev := range evs {
 		switch e := ev.Payload.(type) {
-		case *schemas.OrderItemAdded:
+		case *events.OrderItemAdded:
 			lines[e.OrderID] = append(lines[e.OrderID], line{e.ProductID, int64(e.Quantity), e.UnitPriceCents})
-		case *schemas.OrderConfirmed:
+		case *events.OrderConfirmed:
 			day := e.ConfirmedAt.UTC().Format(time.DateOnly)
 			for _, l := range lines[e.OrderID] {
 				k := day + "/" + l.product

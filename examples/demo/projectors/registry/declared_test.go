@@ -4,10 +4,10 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/projectors/conformance"
 	"github.com/reel-dev/reel/projectors/declare"
 	"github.com/reel-dev/reel/projectors/projection"
-	"github.com/reel-dev/reel/schemas"
 )
 
 // declaredDir is the declared demo: the same projections as files.
@@ -16,7 +16,7 @@ const declaredDir = "../../../projections"
 // declared returns a fresh value of a declared demo projection.
 func declared(t *testing.T, name string) func() *projection.Projection {
 	return func() *projection.Projection {
-		cat, err := schemas.Load()
+		cat, err := events.Load()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -37,7 +37,7 @@ func declared(t *testing.T, name string) func() *projection.Projection {
 // The declared demo passes the same suite, checked by the same folds, as
 // the Go projections.
 func TestConformanceDeclared(t *testing.T) {
-	cat, err := schemas.Load()
+	cat, err := events.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestConformanceDeclared(t *testing.T) {
 	}
 	for _, n := range names {
 		t.Run(n, func(t *testing.T) {
-			c := cases[n]
+			c := demoCase(t, cases[n])
 			c.New = declared(t, n)
 			conformance.Run(t, c)
 		})

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -87,17 +88,17 @@ func apply(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 		a.Total, a.Reserved = clone(a.Total), clone(a.Reserved)
 	}
 	switch e := ev.Payload.(type) {
-	case *schemas.ConferenceCreated:
+	case *events.ConferenceCreated:
 		a.Name, a.StartsAt = e.Name, e.StartsAt.UTC()
-	case *schemas.SeatsAdded:
+	case *events.SeatsAdded:
 		a.Total[e.SeatType] += e.Quantity
-	case *schemas.SeatsReserved:
+	case *events.SeatsReserved:
 		if e.Quantity <= 0 {
 			return fmt.Errorf("reservation %s: quantity %d", e.ReservationID, e.Quantity)
 		}
 		a.Reserved[e.SeatType] += int64(e.Quantity)
 		a.Reservations++
-	case *schemas.SeatReservationCancelled:
+	case *events.SeatReservationCancelled:
 		a.Reserved[e.SeatType] -= int64(e.Quantity)
 		a.Cancellations++
 	default:

@@ -10,6 +10,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -96,20 +97,20 @@ func applyOrder(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 		o = orderFrom(row)
 	}
 	switch e := ev.Payload.(type) {
-	case *schemas.OrderPlaced:
+	case *events.OrderPlaced:
 		o.CustomerID, o.Currency, o.Channel = e.CustomerID, e.Currency, e.Channel
 		o.ItemCount, o.PlacedAt, o.Status = uint32(e.ItemCount), e.PlacedAt.UTC(), StatusPlaced
-	case *schemas.OrderItemAdded:
+	case *events.OrderItemAdded:
 		o.LinesAdded++
 		o.TotalCents += int64(e.Quantity) * e.UnitPriceCents
-	case *schemas.StockReserved:
+	case *events.StockReserved:
 		o.Status = StatusStockReserved
-	case *schemas.PaymentConfirmed:
+	case *events.PaymentConfirmed:
 		o.PaidCents += e.AmountCents
 		o.Status = StatusPaid
-	case *schemas.OrderConfirmed:
+	case *events.OrderConfirmed:
 		o.Status = StatusConfirmed
-	case *schemas.OrderCancelled:
+	case *events.OrderCancelled:
 		o.Status, o.CancelReason = StatusCancelled, e.Reason
 	default:
 		return nil // failures and compensation show in the saga projection

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -78,24 +79,24 @@ func applySaga(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 	}
 	at := ev.OccurredAt.UTC()
 	switch ev.Payload.(type) {
-	case *schemas.OrderPlaced:
+	case *events.OrderPlaced:
 		s.StartedAt = at
-	case *schemas.OrderItemAdded:
+	case *events.OrderItemAdded:
 		return nil // not a saga step
-	case *schemas.StockReserved:
+	case *events.StockReserved:
 		s.Stock = "reserved"
-	case *schemas.StockReservationFailed:
+	case *events.StockReservationFailed:
 		s.Stock = "failed"
-	case *schemas.PaymentConfirmed:
+	case *events.PaymentConfirmed:
 		s.Payment = "confirmed"
-	case *schemas.PaymentFailed:
+	case *events.PaymentFailed:
 		s.Payment = "failed"
-	case *schemas.StockReleased:
+	case *events.StockReleased:
 		s.StockReleased = true
 		s.Stock = "released"
-	case *schemas.OrderConfirmed:
+	case *events.OrderConfirmed:
 		s.Outcome, s.FinishedAt = OutcomeConfirmed, at
-	case *schemas.OrderCancelled:
+	case *events.OrderCancelled:
 		s.Outcome, s.FinishedAt = OutcomeRejected, at
 		if s.StockReleased {
 			s.Outcome = OutcomeCompensated

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/schemas"
 )
@@ -79,15 +80,15 @@ func applySales(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 		return tx.Emit("sales_pending_orders", tx.AggregateID(), currency, products, quantities, pricesCents, closed)
 	}
 	switch e := ev.Payload.(type) {
-	case *schemas.OrderPlaced:
+	case *events.OrderPlaced:
 		currency = e.Currency
 		return emitState()
-	case *schemas.OrderItemAdded:
+	case *events.OrderItemAdded:
 		products = append(products, e.ProductID)
 		quantities = append(quantities, int64(e.Quantity))
 		pricesCents = append(pricesCents, e.UnitPriceCents)
 		return emitState()
-	case *schemas.OrderConfirmed:
+	case *events.OrderConfirmed:
 		day := dayOf(e.ConfirmedAt)
 		for i, p := range products {
 			if err := tx.Emit("sales_lines", day, p, tx.AggregateID(), quantities[i], quantities[i]*pricesCents[i], currency); err != nil {
@@ -96,7 +97,7 @@ func applySales(_ context.Context, tx projection.Tx, ev schemas.Event) error {
 		}
 		closed = true
 		return emitState()
-	case *schemas.OrderCancelled:
+	case *events.OrderCancelled:
 		closed = true
 		return emitState()
 	}

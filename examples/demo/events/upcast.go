@@ -1,8 +1,10 @@
-package schemas
+package events
 
 import (
 	"fmt"
 	"time"
+
+	"github.com/reel-dev/reel/schemas"
 )
 
 // Upcasters repair what schema resolution cannot: a field whose meaning
@@ -12,7 +14,7 @@ import (
 
 // upcastSeatsReserved: v1 and v2 had no business time; the envelope's
 // occurred-at was it, so v3 readers get that instead of the epoch default.
-func upcastSeatsReserved(writerVersion int, ev *Event) error {
+func upcastSeatsReserved(writerVersion int, ev *schemas.Event) error {
 	p, ok := ev.Payload.(*SeatsReserved)
 	if !ok {
 		return fmt.Errorf("payload is %T, want *SeatsReserved", ev.Payload)

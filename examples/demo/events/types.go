@@ -1,16 +1,20 @@
-package schemas
+// Package events is the demo's event catalog and its Go types: the
+// catalog as data (catalog/: .avsc files plus catalog.yaml, the layout any
+// team's catalog has, embedded), and the Go structs the demo's producers
+// and Go projections bind to its types. The engine knows none of it: the
+// stock binary (cmd/reel) passes them in, as any program passes its own.
+//
+//	cat, _ := events.Load()
+//	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
+package events
 
-import "time"
+import (
+	"time"
 
-// Payload is implemented by every event struct of the catalog: the struct
-// names its event type and the aggregate it belongs to (the Kafka key), so
-// producers never have to repeat either.
-type Payload interface {
-	EventType() string   // full Avro name, e.g. "shop.OrderPlaced"
-	AggregateID() string // value of the struct's aggregate ID field
-}
+	"github.com/reel-dev/reel/schemas"
+)
 
-// The structs below are the demo's Go types (see DemoBindings): they
+// The structs below are the demo's Go types (see Bindings): they
 // mirror the CURRENT version of each .avsc file of the demo catalog. Old
 // versions decode into them through schema resolution plus upcasters, so a
 // projection only ever sees these types. Amounts are integer minor units
@@ -174,26 +178,23 @@ func (e *StockReleased) AggregateID() string            { return e.OrderID }
 func (e *OrderConfirmed) AggregateID() string           { return e.OrderID }
 func (e *OrderCancelled) AggregateID() string           { return e.OrderID }
 
-// DemoBindings binds the demo catalog's types to the structs above (and
-// SeatsReserved's upcaster), for the demo's Go producers and projections:
-//
-//	codec, _ := schemas.NewCodec(cat, schemas.WithBindings(schemas.DemoBindings()...))
-//
+// Bindings binds the demo catalog's types to the structs above (and
+// SeatsReserved's upcaster), for the demo's Go producers and projections.
 // The catalog itself knows nothing of these: it is the .avsc files.
-func DemoBindings() []Binding {
-	return []Binding{
-		BindPayload[ConferenceCreated](),
-		BindPayload[SeatsAdded](),
-		BindPayload[SeatsReserved]().WithUpcast(upcastSeatsReserved),
-		BindPayload[SeatReservationCancelled](),
-		BindPayload[OrderPlaced](),
-		BindPayload[OrderItemAdded](),
-		BindPayload[StockReserved](),
-		BindPayload[StockReservationFailed](),
-		BindPayload[PaymentConfirmed](),
-		BindPayload[PaymentFailed](),
-		BindPayload[StockReleased](),
-		BindPayload[OrderConfirmed](),
-		BindPayload[OrderCancelled](),
+func Bindings() []schemas.Binding {
+	return []schemas.Binding{
+		schemas.BindPayload[ConferenceCreated](),
+		schemas.BindPayload[SeatsAdded](),
+		schemas.BindPayload[SeatsReserved]().WithUpcast(upcastSeatsReserved),
+		schemas.BindPayload[SeatReservationCancelled](),
+		schemas.BindPayload[OrderPlaced](),
+		schemas.BindPayload[OrderItemAdded](),
+		schemas.BindPayload[StockReserved](),
+		schemas.BindPayload[StockReservationFailed](),
+		schemas.BindPayload[PaymentConfirmed](),
+		schemas.BindPayload[PaymentFailed](),
+		schemas.BindPayload[StockReleased](),
+		schemas.BindPayload[OrderConfirmed](),
+		schemas.BindPayload[OrderCancelled](),
 	}
 }
