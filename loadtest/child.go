@@ -64,13 +64,7 @@ func ChildMain(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// The flags fill a config, as a file would `reel project`'s: one place
 	// (app.RunnerOptions) makes runner options of it.
-	cfg := config.Default()
-	cfg.Kafka.Brokers = strings.Split(*brokers, ",")
-	cfg.ClickHouse.DSN = *dsn
-	cfg.SchemaRegistry.URL = *reg
-	cfg.Projector.Projections = strings.Split(*projs, ",")
-	cfg.Projector.BatchEvents = *batch
-	cfg.ProgramCatalog, cfg.GoProjections, cfg.Bindings = events.FS(), registry.All(), events.Bindings()
+	cfg := childConfig(*brokers, *dsn, *reg, *projs, *batch)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -171,6 +165,19 @@ func ChildMain(ctx context.Context, args []string) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// childConfig is the projector process's config: the demo's projections
+// and the load test's append-only one (topics without the run's prefix).
+func childConfig(brokers, dsn, reg, projs string, batch int) config.Config {
+	cfg := config.Default()
+	cfg.Kafka.Brokers = strings.Split(brokers, ",")
+	cfg.ClickHouse.DSN = dsn
+	cfg.SchemaRegistry.URL = reg
+	cfg.Projector.Projections = strings.Split(projs, ",")
+	cfg.Projector.BatchEvents = batch
+	cfg.ProgramCatalog, cfg.GoProjections, cfg.Bindings = events.FS(), append(registry.All(), appendProjection("")), events.Bindings()
+	return cfg
 }
 
 // demoProjection returns a fresh value of the named projection reading the

@@ -224,3 +224,12 @@ func TestScaleConfig(t *testing.T) {
 		t.Errorf("validate = %v, want the history order and the replicas refused", err)
 	}
 }
+
+// TestChildConfigRunsAppendOnly: the projector process can run the
+// append-only projection of the equal-work comparison beside the demo's.
+func TestChildConfigRunsAppendOnly(t *testing.T) {
+	cfg := childConfig("127.0.0.1:1", "http://127.0.0.1:1/db", "http://127.0.0.1:2", "orders,seats,"+appendName, 100)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
