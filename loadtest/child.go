@@ -35,7 +35,8 @@ const ChildArg = "projector-child"
 type childStats struct {
 	Applied   int64            `json:"applied"` // Σ over partitions of applied offset + 1
 	PerProj   map[string]int64 `json:"per_projection"`
-	Rows      map[string]int64 `json:"rows"` // rows inserted per projection/table
+	Rows      map[string]int64 `json:"rows"`       // rows inserted per projection/table
+	Parts     map[string]int64 `json:"partitions"` // applied offset + 1 per projection/topic/partition
 	HeapAlloc uint64           `json:"heap_alloc"`
 	HeapSys   uint64           `json:"heap_sys"`
 	NumGC     uint32           `json:"num_gc"`
@@ -63,13 +64,7 @@ func ChildMain(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// The flags fill a config, as a file would `reel project`'s: one place
 	// (app.RunnerOptions) makes runner options of it.
-	cfg := config.Default()
-	cfg.Kafka.Brokers = strings.Split(*brokers, ",")
-	cfg.ClickHouse.DSN = *dsn
-	cfg.SchemaRegistry.URL = *reg
-	cfg.Projector.Projections = strings.Split(*projs, ",")
-	cfg.Projector.BatchEvents = *batch
-	cfg.ProgramCatalog, cfg.GoProjections, cfg.Bindings = events.FS(), registry.All(), events.Bindings()
+	cfg := childConfig(*brokers, *dsn, *reg, *projs, *batch)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -97,8 +92,9 @@ func ChildMain(ctx context.Context, args []string) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	serveProfiling(mux)
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
-		st := childStats{PerProj: map[string]int64{}, Rows: map[string]int64{}, Ready: true}
+		st := childStats{PerProj: map[string]int64{}, Rows: map[string]int64{}, Parts: map[string]int64{}, Ready: true}
 		mfs, _ := promReg.Gather()
 		for _, mf := range mfs {
 			if mf.GetName() == "reel_projector_rows_inserted_total" {
@@ -119,15 +115,17 @@ func ChildMain(ctx context.Context, args []string) error {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
-				var proj string
+				var proj, part string
 				for _, l := range m.GetLabel() {
 					if l.GetName() == "projection" {
 						proj = l.GetValue()
 					}
+					part += "/" + l.GetValue()
 				}
 				n := int64(m.GetGauge().GetValue()) + 1
 				st.Applied += n
 				st.PerProj[proj] += n
+				st.Parts[part[1:]] = n
 			}
 		}
 		for _, r := range runners {
@@ -169,9 +167,25 @@ func ChildMain(ctx context.Context, args []string) error {
 	return errors.Join(all...)
 }
 
+// childConfig is the projector process's config: the demo's projections
+// and the load test's append-only one (topics without the run's prefix).
+func childConfig(brokers, dsn, reg, projs string, batch int) config.Config {
+	cfg := config.Default()
+	cfg.Kafka.Brokers = strings.Split(brokers, ",")
+	cfg.ClickHouse.DSN = dsn
+	cfg.SchemaRegistry.URL = reg
+	cfg.Projector.Projections = strings.Split(projs, ",")
+	cfg.Projector.BatchEvents = batch
+	cfg.ProgramCatalog, cfg.GoProjections, cfg.Bindings = events.FS(), append(registry.All(), appendProjection("")), events.Bindings()
+	return cfg
+}
+
 // demoProjection returns a fresh value of the named projection reading the
 // run's topics.
 func demoProjection(name, prefix string) (*projection.Projection, error) {
+	if name == appendName {
+		return appendProjection(prefix), nil
+	}
 	p, err := registry.Get(name)
 	if err != nil {
 		return nil, err

@@ -26,8 +26,15 @@ type Config struct {
 	Peer        bool          // run the peer (ClickHouse Kafka engine through reel-chdb); default true via the CLI
 	PeerBrokers []string      // brokers as ClickHouse must reach them; default Brokers
 	Seed        uint64        // generator seed; 0: fixed 1
-	Progress    io.Writer     // progress display (stderr); nil: none
-	Log         io.Writer     // projector process logs; nil: discarded
+
+	Scale           bool          // run the scale curve after the rest (long)
+	ScalePartitions []int         // partitions per topic of the throughput steps; default 1, 4, 12
+	ScaleReplicas   []int         // projector replicas, on the most partitions; default 1, 2, 3
+	ScaleEvents     int64         // events produced flat out in each step; default 1,000,000
+	ScaleLevelTime  time.Duration // freshness level (half the step's rate) of each step; default 10s
+	ScaleHistory    []int64       // history sizes replayed in full, ascending; default 1 M, 5 M, 10 M
+	Progress        io.Writer     // progress display (stderr); nil: none
+	Log             io.Writer     // projector process logs; nil: discarded
 }
 
 func (c *Config) defaults() {
@@ -64,6 +71,21 @@ func (c *Config) defaults() {
 	if c.Seed == 0 {
 		c.Seed = 1
 	}
+	if len(c.ScalePartitions) == 0 {
+		c.ScalePartitions = []int{1, 4, 12}
+	}
+	if len(c.ScaleReplicas) == 0 {
+		c.ScaleReplicas = []int{1, 2, 3}
+	}
+	if c.ScaleEvents <= 0 {
+		c.ScaleEvents = 1_000_000
+	}
+	if c.ScaleLevelTime <= 0 {
+		c.ScaleLevelTime = 10 * time.Second
+	}
+	if len(c.ScaleHistory) == 0 {
+		c.ScaleHistory = []int64{1_000_000, 5_000_000, 10_000_000}
+	}
 	if len(c.PeerBrokers) == 0 {
 		c.PeerBrokers = c.Brokers
 	}
@@ -86,6 +108,22 @@ func (c *Config) validate() error {
 	for _, l := range c.Levels {
 		if l <= 0 || l > 1 {
 			errs = append(errs, fmt.Errorf("level %g: fractions must be in (0, 1]", l))
+		}
+	}
+	for _, p := range c.ScalePartitions {
+		if p < 1 {
+			errs = append(errs, fmt.Errorf("scale partitions %d: must be ≥ 1", p))
+		}
+	}
+	for _, n := range c.ScaleReplicas {
+		if n < 1 {
+			errs = append(errs, fmt.Errorf("scale replicas %d: must be ≥ 1", n))
+		}
+	}
+	for i, h := range c.ScaleHistory {
+		if h < 1 || (i > 0 && h <= c.ScaleHistory[i-1]) {
+			errs = append(errs, fmt.Errorf("scale history %v: sizes must be positive and ascending", c.ScaleHistory))
+			break
 		}
 	}
 	return errors.Join(errs...)

@@ -1,14 +1,9 @@
 package loadtest
 
-import (
-	"fmt"
-	"os"
-	"os/exec"
-	"strings"
-)
+import "fmt"
 
-// finish computes the ratios, checks the targets and summarizes the CPU
-// profile.
+// finish computes the ratios, checks the targets and summarizes the
+// profiles.
 func (r *run) finish() {
 	res := r.res
 	// The projector's throughput: its drain rate (alone on the machine,
@@ -45,6 +40,16 @@ func (r *run) finish() {
 	if res.Peer.Ran && res.Peer.Rate.PerSec > 0 {
 		res.Peer.Ratio = proj / res.Peer.Rate.PerSec
 	}
+	// Memory.
+	res.Projector.PhaseMemory = phaseMemory(res.Timeline)
+	res.Projector.PeakRSSMB = peakRSS(res)
+	// Equal work: the append-only projection and the peer on the shop topic.
+	if res.Peer.Ran {
+		res.AppendOnly.Peer = res.Peer.Rate
+	}
+	if res.AppendOnly.Peer.PerSec > 0 {
+		res.AppendOnly.Ratio = res.AppendOnly.Reel.PerSec / res.AppendOnly.Peer.PerSec
+	}
 	// CPU.
 	var cpuSum, n float64
 	for _, s := range res.Timeline {
@@ -73,19 +78,18 @@ func (r *run) finish() {
 			Value: fmt.Sprintf("%.0f ms (p50 %.0f, p95 %.0f) at %.0f events/s", halfLv.P99, halfLv.P50, halfLv.P95, halfLv.Produced.PerSec),
 			Met:   halfLv.Samples > 0 && halfLv.P99 < 1000})
 	}
+	res.Targets = append(res.Targets, Target{Name: "projector peak RSS (all phases, all processes)", Goal: fmt.Sprintf("< %d MB", rssBoundMB),
+		Value: fmt.Sprintf("%.0f MB (Go heap max %.0f MB)", res.Projector.PeakRSSMB, res.Projector.HeapMaxMB),
+		Met:   res.Projector.PeakRSSMB > 0 && res.Projector.PeakRSSMB < rssBoundMB})
+	ao := res.AppendOnly
+	res.Targets = append(res.Targets, Target{Name: "Reel append-only vs the peer, equal work (shop topic copied row for row)", Goal: "≥ 1.00×",
+		Value: fmt.Sprintf("%.2f× (%.0f/s vs %.0f/s)", ao.Ratio, ao.Reel.PerSec, ao.Peer.PerSec),
+		Met:   ao.Peer.PerSec > 0 && ao.Ratio >= 1})
 	res.Targets = append(res.Targets, Target{Name: "failed queries during cut-over", Goal: "0",
 		Value: fmt.Sprintf("%d of %d (switch took %.1f ms)", res.Cutover.Failed, res.Cutover.Queries, res.Cutover.DurationMs),
 		Met:   res.Cutover.Queries > 0 && res.Cutover.Failed == 0})
 
-	if res.Profile.File != "" {
-		self, _ := os.Executable()
-		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", self, res.Profile.File).CombinedOutput()
-		if err != nil {
-			res.Profile.Top = fmt.Sprintf("go tool pprof failed (%v): %s", err, out)
-		} else {
-			res.Profile.Top = strings.TrimSpace(string(out))
-		}
-		cum, _ := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=25", self, res.Profile.File).CombinedOutput()
-		res.Profile.Top += "\n\n-- by cumulative time --\n" + strings.TrimSpace(string(cum))
+	for i := range res.Profiles {
+		res.Profiles[i].summarize()
 	}
 }

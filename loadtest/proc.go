@@ -88,27 +88,6 @@ func (p *projectorProc) stats(ctx context.Context) (childStats, error) {
 	return st, err
 }
 
-// profile fetches a CPU profile of d into path.
-func (p *projectorProc) profile(ctx context.Context, d time.Duration, path string) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.addr, int(d.Seconds())), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("profile: %s: %s", resp.Status, b)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
-	return err
-}
-
 // procUsage is a process's CPU time and resident memory from /proc.
 type procUsage struct {
 	CPU time.Duration

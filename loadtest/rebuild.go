@@ -66,32 +66,15 @@ func (r *run) rebuild(ctx context.Context) error {
 		return err
 	}
 	defer r.stopChild()
-	var first time.Time
-	var firstN int64
-	for {
-		st, err := r.child.stats(ctx)
-		if err == nil {
-			now := time.Now()
-			if st.Applied > 0 && first.IsZero() {
-				first, firstN = now, st.Applied
-			}
-			r.res.ReplayProg = append(r.res.ReplayProg, Point{T: now.Sub(t0).Seconds(), Applied: st.Applied, Fraction: float64(st.Applied) / float64(total)})
-			if st.Applied >= total {
-				if !first.IsZero() && now.After(first) {
-					r.res.Replay = rate(total-firstN, now.Sub(first))
-				}
-				break
-			}
-		}
-		if time.Since(t0) > 15*time.Minute {
-			return fmt.Errorf("replay did not finish in 15 minutes")
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+	stopProfile := r.startProfile(ctx, "full replay (generation 2)", "replay")
+	d, n, err := r.timeToApply(ctx, total, 15*time.Minute, func(t time.Duration, applied int64) {
+		r.res.ReplayProg = append(r.res.ReplayProg, Point{T: t.Seconds(), Applied: applied, Fraction: float64(applied) / float64(total)})
+	})
+	stopProfile()
+	if err != nil {
+		return err
 	}
+	r.res.Replay = rate(n, d)
 	r.progress("replay: %d events in %.2fs (%.0f/s; %.1fs incl. start-up)", total, r.res.Replay.Seconds, r.res.Replay.PerSec, time.Since(t0).Seconds())
 	cpu, _ := readProc(r.child.cmd.Process.Pid)
 	r.res.Projector.CPUReplay = cpu.CPU.Seconds() / time.Since(t0).Seconds()

@@ -176,7 +176,7 @@ func plotResources(res *Results) (*plot.Plot, error) {
 
 func markdown(res *Results, plots []string) string {
 	var b strings.Builder
-	f := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	f := printf(func(format string, a ...any) { fmt.Fprintf(&b, format, a...) })
 	f("# Reel load test — %s\n\n", res.Started.Format("2006-01-02 15:04:05 MST"))
 	f("Machine: %d CPUs (shared: absolute numbers are noisy, compare the ratios), load average at start %s; %s; ClickHouse %s (embedded, reel-chdb); Kafka %s.\n\n",
 		res.Machine.CPUs, res.Machine.LoadAvg, res.Machine.GoVersion, res.Machine.ClickHouse, res.Machine.Brokers)
@@ -201,6 +201,9 @@ func markdown(res *Results, plots []string) string {
 	f("| full replay into generation 2 | %.0f | **%.2f×** live max, %.1f× the half-max level |\n", res.Replay.PerSec, res.Ratios.ReplayOverLive, res.Ratios.ReplayOverHalf)
 	if res.Peer.Ran {
 		f("| peer: %s | %.0f | Reel / peer = **%.2f** |\n", res.Peer.Name, res.Peer.Rate.PerSec, res.Peer.Ratio)
+	}
+	if res.AppendOnly.Reel.PerSec > 0 {
+		f("| Reel append-only projection of the shop topic (the peer's work) | %.0f | Reel / peer = **%.2f** on equal work |\n", res.AppendOnly.Reel.PerSec, res.AppendOnly.Ratio)
 	}
 	f("\n")
 	for _, p := range plots {
@@ -233,6 +236,7 @@ func markdown(res *Results, plots []string) string {
 
 	f("## Projector resources\n\nCPU during the max phase: %.2f cores (%.2f ms CPU per 1000 events); RSS max %.0f MB; Go heap max %.0f MB (heap from the OS %.0f MB).\n\n",
 		res.Projector.CPUMax, res.Projector.CPUPerKEv, res.Projector.RSSMaxMB, res.Projector.HeapMaxMB, res.Projector.HeapSysMaxM)
+	writeMemory(f, res)
 
 	f("## Peer\n\n")
 	if res.Peer.Ran {
@@ -244,10 +248,11 @@ func markdown(res *Results, plots []string) string {
 	for _, s := range res.Peer.Skipped {
 		f("- not run: %s\n", s)
 	}
+	writeAppendOnly(f, res)
 
-	f("\n## Where the projector's time goes (CPU profile during the max phase)\n\n")
-	if res.Profile.Top != "" {
-		f("Profile: `%s` (`go tool pprof -http=: %s`).\n\n```\n%s\n```\n", res.Profile.File, res.Profile.File, res.Profile.Top)
+	writeProfiles(f, res.Profiles)
+	if res.Scale != nil {
+		writeScale(f, res.Scale)
 	}
 	if len(res.Notes) > 0 {
 		f("\n## Notes\n\n")
@@ -256,4 +261,90 @@ func markdown(res *Results, plots []string) string {
 		}
 	}
 	return b.String()
+}
+
+// printf is markdown's writer.
+type printf func(format string, a ...any)
+
+// writeMemory is the memory section: per phase and per process.
+func writeMemory(f printf, res *Results) {
+	f("### Memory per phase\n\nPeak RSS of the projector processes: **%.0f MB** (target < %d MB: a projector pod's bound). Sampled once a second (RSS from /proc/<pid>/stat, Go heap in use from runtime.ReadMemStats):\n\n", res.Projector.PeakRSSMB, rssBoundMB)
+	f("| phase | samples | RSS max MB | Go heap max MB |\n|---|---:|---:|---:|\n")
+	for _, m := range res.Projector.PhaseMemory {
+		f("| %s | %d | %.0f | %.0f |\n", m.Phase, m.Samples, m.RSSMaxMB, m.HeapMaxMB)
+	}
+	f("\nPeak RSS of each projector process over its life (the kernel's VmHWM, which also catches peaks between samples):\n\n| process | phases | peak RSS MB |\n|---|---|---:|\n")
+	for _, p := range res.Projector.Peaks {
+		f("| %s | %s | %.0f |\n", p.Process, strings.Join(p.Phases, ", "), p.PeakMB)
+	}
+	f("\n")
+}
+
+// writeAppendOnly is the equal-work comparison with the peer.
+func writeAppendOnly(f printf, res *Results) {
+	ao := res.AppendOnly
+	f("\n### Equal work: Reel append-only vs the peer\n\n")
+	f("The figures above compare Reel's demo projections (state, history, views) with the peer's plain copy. Here Reel does the peer's work: the projection `%s` copies every event of the shop topic (%d events) into one MergeTree table ordered by (order_id, _offset) — order_id and Reel's position columns, no state, no views — in a fresh projector process from the earliest offset, timed from its first durable batch to the end of the topic, as the peer is timed from its first row to the last.\n\n", appendName, ao.Events)
+	f("| | events/s |\n|---|---:|\n| Reel append-only projection | %.0f |\n| peer (%s) | %.0f |\n| **Reel / peer** | **%.2f** |\n\n", ao.Reel.PerSec, res.Peer.Name, ao.Peer.PerSec, ao.Ratio)
+}
+
+// writeProfiles is "where the time goes": the top functions of each
+// profiled phase by CPU (flat and cumulative) and by bytes allocated.
+func writeProfiles(f printf, pps []PhaseProfile) {
+	f("\n## Where the time goes (projector profiles)\n\n")
+	if len(pps) == 0 {
+		f("No profiles were taken.\n\n")
+		return
+	}
+	for _, pp := range pps {
+		f("### %s\n\n", pp.Phase)
+		f("CPU profile `%s` (%s sampled); allocations `%s` minus `%s` (%s allocated in the phase). Open with `go tool pprof -http=: <file>` (allocations: `-sample_index=alloc_space -base <base> <file>`).\n\n",
+			filepath.Base(pp.CPUFile), orNone(pp.CPUTotal), filepath.Base(pp.AllocFile), filepath.Base(pp.AllocBase), orNone(pp.AllocTotal))
+		if pp.Error != "" {
+			f("Profile errors: %s\n\n", pp.Error)
+		}
+		if len(pp.Stages) > 0 {
+			f("By part of the pipeline (samples whose stack passes through it; the parts overlap — allocation and GC happen inside the others):\n\n| part | CPU | CPU %% | allocated | alloc %% |\n|---|---:|---:|---:|---:|\n")
+			for _, g := range pp.Stages {
+				alloc := "— | —"
+				if g.Alloc != "" {
+					alloc = fmt.Sprintf("%s | %.1f", g.Alloc, g.AllocPct)
+				}
+				f("| %s | %s | %.1f | %s |\n", g.Name, g.CPU, g.CPUPct, alloc)
+			}
+			f("\n")
+		}
+		for _, t := range []struct {
+			title string
+			rows  []FuncCost
+			flat  bool
+		}{{"CPU, by own time (flat)", pp.CPUFlat, true}, {"CPU, by time including callees (cum)", pp.CPUCum, false},
+			{"allocated bytes, by own allocations (flat alloc_space)", pp.AllocFlat, true}, {"allocated bytes, including callees (cum alloc_space)", pp.AllocCum, false}} {
+			if len(t.rows) == 0 {
+				continue
+			}
+			f("%s:\n\n| function | flat | flat %% | cum | cum %% |\n|---|---:|---:|---:|---:|\n", t.title)
+			for _, c := range t.rows {
+				f("| `%s` | %s | %.1f | %s | %.1f |\n", shortFunc(c.Func), c.Flat, c.FlatPct, c.Cum, c.CumPct)
+			}
+			f("\n")
+		}
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "n/a"
+	}
+	return s
+}
+
+// shortFunc drops the type arguments of a generic function's shape
+// ("ensureLen[go.shape.[]…, go.shape.struct {…}]"), which can run to
+// hundreds of characters.
+func shortFunc(name string) string {
+	if i := strings.Index(name, "[go.shape."); i >= 0 {
+		return name[:i] + "[…]"
+	}
+	return name
 }

@@ -4,27 +4,29 @@ import "time"
 
 // Results is results.json: every figure of one run.
 type Results struct {
-	Started    time.Time `json:"started"`
-	Dir        string    `json:"dir"`
-	Machine    Machine   `json:"machine"`
-	Config     RunConfig `json:"config"`
-	Produce    Rate      `json:"produce"`     // max phase, producer flat out (or -rate)
-	LiveMax    Rate      `json:"live_max"`    // projector events/s while the producer runs flat out (steady window)
-	Drain      Rate      `json:"drain"`       // projector alone draining the backlog left by the max phase
-	MaxRate    float64   `json:"max_rate"`    // events/s the freshness levels are fractions of
-	Freshness  []Level   `json:"freshness"`   // per load level
-	RawConsume Rate      `json:"raw_consume"` // franz-go group consumer, no processing
-	RawInsert  RawInsert `json:"raw_insert"`  // clickhouse-go batch inserts of the same rows
-	Replay     Rate      `json:"replay"`      // full-replay rebuild (generation 2)
-	Cutover    Cutover   `json:"cutover"`     // view switch to generation 2 under query load
-	Projector  Usage     `json:"projector"`   // CPU and memory of the projector process
-	Peer       Peer      `json:"peer"`        // a peer on the same topic
-	Ratios     Ratios    `json:"ratios"`      // the headline ratios
-	Targets    []Target  `json:"targets"`     // the issue's targets, met or not
-	Profile    Profile   `json:"profile"`     // CPU profile of the projector during the max phase
-	Timeline   []Sample  `json:"timeline"`    // one sample per second
-	ReplayProg []Point   `json:"replay_progress"`
-	Notes      []string  `json:"notes"`
+	Started    time.Time      `json:"started"`
+	Dir        string         `json:"dir"`
+	Machine    Machine        `json:"machine"`
+	Config     RunConfig      `json:"config"`
+	Produce    Rate           `json:"produce"`         // max phase, producer flat out (or -rate)
+	LiveMax    Rate           `json:"live_max"`        // projector events/s while the producer runs flat out (steady window)
+	Drain      Rate           `json:"drain"`           // projector alone draining the backlog left by the max phase
+	MaxRate    float64        `json:"max_rate"`        // events/s the freshness levels are fractions of
+	Freshness  []Level        `json:"freshness"`       // per load level
+	RawConsume Rate           `json:"raw_consume"`     // franz-go group consumer, no processing
+	RawInsert  RawInsert      `json:"raw_insert"`      // clickhouse-go batch inserts of the same rows
+	Replay     Rate           `json:"replay"`          // full-replay rebuild (generation 2)
+	Cutover    Cutover        `json:"cutover"`         // view switch to generation 2 under query load
+	Projector  Usage          `json:"projector"`       // CPU and memory of the projector process
+	Peer       Peer           `json:"peer"`            // a peer on the same topic
+	AppendOnly AppendOnly     `json:"append_only"`     // Reel's append-only projection vs the peer: equal work
+	Scale      *Scale         `json:"scale,omitempty"` // -scale: the scale curve
+	Ratios     Ratios         `json:"ratios"`          // the headline ratios
+	Targets    []Target       `json:"targets"`         // the issue's targets, met or not
+	Profiles   []PhaseProfile `json:"profiles"`        // CPU and allocation profiles of the projector per phase
+	Timeline   []Sample       `json:"timeline"`        // one sample per second
+	ReplayProg []Point        `json:"replay_progress"`
+	Notes      []string       `json:"notes"`
 }
 
 // Machine describes where the run happened.
@@ -113,6 +115,10 @@ type Usage struct {
 	RSSMaxMB    float64 `json:"rss_max_mb"`
 	HeapMaxMB   float64 `json:"heap_max_mb"`
 	HeapSysMaxM float64 `json:"heap_sys_max_mb"`
+	PeakRSSMB   float64 `json:"peak_rss_mb"` // the highest of Peaks and PhaseMemory
+
+	PhaseMemory []PhaseMemory `json:"phase_memory"`
+	Peaks       []ProcessPeak `json:"process_peaks"`
 }
 
 // Peer is the side-by-side tool.
@@ -145,10 +151,13 @@ type Target struct {
 	Met   bool   `json:"met"`
 }
 
-// Profile is the projector's CPU profile.
-type Profile struct {
-	File string `json:"file"`
-	Top  string `json:"top"`
+// AppendOnly is the like-for-like peer comparison: Reel's append-only
+// copy of the shop topic and the peer's copy of the same topic.
+type AppendOnly struct {
+	Events int64   `json:"events"` // records in the shop topic
+	Reel   Rate    `json:"reel"`
+	Peer   Rate    `json:"peer"`
+	Ratio  float64 `json:"reel_over_peer"`
 }
 
 // Sample is one second of the run.

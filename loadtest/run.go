@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -46,6 +47,8 @@ type run struct {
 	child   *projectorProc
 	gen     int
 	phase   string
+	cprojs  []string // the child's projections
+	cphases []string // the phases the child lived through
 	lastCPU procUsage
 	lastT   time.Time
 	pd      *producer
@@ -130,11 +133,19 @@ func (r *run) run(ctx context.Context) error {
 	if err := r.rebuild(ctx); err != nil {
 		r.note("rebuild failed: %v", err)
 	}
+	if err := r.appendOnly(ctx); err != nil {
+		r.note("append-only projection failed: %v", err)
+	}
 	r.setPhase("peer")
 	if r.cfg.Peer {
 		r.peer(ctx)
 	} else {
 		r.res.Peer = Peer{Name: "ClickHouse Kafka engine (in libchdb)", Reason: "disabled with -peer=false"}
+	}
+	if r.cfg.Scale {
+		if err := r.scale(ctx); err != nil {
+			r.note("scale curve stopped early: %v", err)
+		}
 	}
 	stopSampler()
 	r.finish()
@@ -215,18 +226,22 @@ func (r *run) setup(ctx context.Context) error {
 }
 
 func (r *run) startChild(ctx context.Context, gen int, replay bool) error {
-	args := []string{"-brokers", strings.Join(r.cfg.Brokers, ","), "-dsn", r.dsn, "-registry", r.regURL,
-		"-projections", strings.Join(projections, ","), "-topic-prefix", r.prefix, "-gen", fmt.Sprint(gen),
-		"-batch", fmt.Sprint(r.cfg.Batch)}
-	if replay {
-		args = append(args, "-replay")
-	}
-	c, err := startProjector(ctx, r.cfg.Log, args...)
+	return r.startChildOf(ctx, projections, gen, replay)
+}
+
+// startChildOf starts a projector process running projs as generation
+// gen and waits until it is ready.
+func (r *run) startChildOf(ctx context.Context, projs []string, gen int, replay bool) error {
+	c, err := startProjector(ctx, r.cfg.Log, r.childArgs(r.dsn, r.prefix, projs, gen, replay)...)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	r.child, r.gen = c, gen
+	r.cprojs, r.cphases = projs, nil
+	if r.phase != "" {
+		r.cphases = []string{r.phase}
+	}
 	r.lastCPU, r.lastT = procUsage{}, time.Now()
 	r.mu.Unlock()
 	// Ready: assigned and the tables exist.
@@ -244,19 +259,59 @@ func (r *run) startChild(ctx context.Context, gen int, replay bool) error {
 	return fmt.Errorf("projector generation %d not ready after 30s", gen)
 }
 
+// childArgs are the projector process's arguments: projs as generation
+// gen in the database of dsn on the topics under prefix.
+func (r *run) childArgs(dsn, prefix string, projs []string, gen int, replay bool) []string {
+	args := []string{"-brokers", strings.Join(r.cfg.Brokers, ","), "-dsn", poolDSN(dsn), "-registry", r.regURL,
+		"-projections", strings.Join(projs, ","), "-topic-prefix", prefix, "-gen", fmt.Sprint(gen),
+		"-batch", fmt.Sprint(r.cfg.Batch)}
+	if replay {
+		args = append(args, "-replay")
+	}
+	return args
+}
+
+// childPool is the projector process's ClickHouse connection bound, the
+// default of `reel project` (clickhouse.maxOpenConns): clickhouse-go's
+// own default of 10 starves 12 partitions × 2 projections of workers.
+const childPool = 64
+
+// poolDSN sets the connection pool bound on dsn unless it has one.
+func poolDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Query().Has("max_open_conns") {
+		return dsn
+	}
+	q := u.Query()
+	q.Set("max_open_conns", fmt.Sprint(childPool))
+	q.Set("max_idle_conns", fmt.Sprint(childPool))
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// stopChild stops the projector process and records its peak RSS.
 func (r *run) stopChild() {
 	r.mu.Lock()
-	c := r.child
+	c, gen := r.child, r.gen
 	r.child = nil
 	r.mu.Unlock()
-	if c != nil {
-		c.stop()
+	if c == nil {
+		return
 	}
+	if hwm, err := readHWM(c.cmd.Process.Pid); err == nil {
+		r.res.Projector.Peaks = append(r.res.Projector.Peaks, ProcessPeak{
+			Process: fmt.Sprintf("%s, generation %d", strings.Join(r.cprojs, "+"), gen), Phases: r.cphases,
+			PeakMB: float64(hwm) / (1 << 20)})
+	}
+	c.stop()
 }
 
 func (r *run) setPhase(p string) {
 	r.mu.Lock()
 	r.phase = p
+	if r.child != nil {
+		r.cphases = append(r.cphases, p)
+	}
 	r.mu.Unlock()
 	r.progress("phase: %s", p)
 }
@@ -328,10 +383,7 @@ func (r *run) waitApplied(ctx context.Context, n int64, limit time.Duration) (ti
 // warm-up) is the max rate. Then the projector drains the backlog alone.
 func (r *run) maxPhase(ctx context.Context) error {
 	r.setPhase("max")
-	profDone := make(chan error, 1)
-	pd := min(r.cfg.MaxDuration, 30*time.Second)
-	r.res.Profile.File = filepath.Join(r.dir, "projector-cpu.pprof")
-	go func() { profDone <- r.child.profile(ctx, pd, r.res.Profile.File) }()
+	stopProfile := r.startProfile(ctx, "max + drain (projector live, producer flat out, then the backlog)", "max")
 
 	warm := 5 * time.Second
 	var a0 int64
@@ -361,10 +413,7 @@ func (r *run) maxPhase(ctx context.Context) error {
 		return err
 	}
 	r.res.Drain = rate(backlog, dd)
-	if perr := <-profDone; perr != nil {
-		r.note("CPU profile failed: %v", perr)
-		r.res.Profile.File = ""
-	}
+	stopProfile()
 	r.res.MaxRate = r.res.LiveMax.PerSec
 	if r.res.MaxRate <= 0 || r.res.Produce.PerSec < r.res.MaxRate {
 		r.res.MaxRate = r.res.Produce.PerSec

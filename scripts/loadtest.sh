@@ -5,8 +5,10 @@
 #
 #   bash scripts/loadtest.sh                       # default run (~5 minutes)
 #   bash scripts/loadtest.sh -duration 60s -rate 5000 -levels 0.5
+#   bash scripts/loadtest.sh -scale                # plus the scale curve (long)
 #
-# Flags pass through to `reel loadtest` (see `reel loadtest -h`). Results go
+# Flags pass through to `reel loadtest` (see `reel loadtest -h` and
+# docs/loadtest.md). Results go
 # to results/<timestamp>/ (git-ignored). Environment: REEL_CACHE,
 # REEL_KAFKA_PORT (default: the first free range from 19692).
 set -euo pipefail

@@ -38,25 +38,43 @@ func cmdLoadtest(ctx context.Context, args []string) error {
 	batch := fs.Int("batch", 5000, "projector batch size and raw insert batch size")
 	peer := fs.Bool("peer", true, "run the peer (ClickHouse Kafka engine inside the ClickHouse server)")
 	quiet := fs.Bool("q", false, "no progress display on stderr")
+	scale := fs.Bool("scale", false, "also measure the scale curve (long): events/s and freshness vs partitions and replicas, replay cost vs history size")
+	scaleParts := fs.String("scale-partitions", "1,4,12", "-scale: partitions per topic of the throughput steps")
+	scaleReplicas := fs.String("scale-replicas", "1,2,3", "-scale: projector replicas (one machine), on the most partitions")
+	scaleEvents := fs.Float64("scale-events", 1e6, "-scale: events produced flat out in each partitions/replicas step")
+	scaleLevel := fs.Duration("scale-level-duration", 10*time.Second, "-scale: freshness level (half the step's rate) of each step")
+	scaleHistory := fs.String("scale-history", "1e6,5e6,10e6", "-scale: history sizes replayed in full, ascending (events)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: reel loadtest [flags]\n\nProduces the demo event mix into fresh topics, runs the projector as a child\nprocess and measures produce rate, projector throughput, freshness, full\nreplay and cut-over, the raw Kafka and ClickHouse limits and a peer; writes\n<out>/<timestamp>/report.md, results.json and plots.")
+		fmt.Fprintln(fs.Output(), "usage: reel loadtest [flags]\n\nProduces the demo event mix into fresh topics, runs the projector as a child\nprocess and measures produce rate, projector throughput, freshness, full\nreplay and cut-over, the raw Kafka and ClickHouse limits, a peer (also on\nequal work: an append-only projection), the projector's memory per phase and\nits CPU and allocation profiles; -scale adds the scale curve. Writes\n<out>/<timestamp>/report.md, results.json, plots and profiles (docs/loadtest.md).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var lv []float64
-	for _, s := range strings.Split(*levels, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-		if err != nil {
-			return fmt.Errorf("%w: -levels %q: %v", cli.ErrUsage, *levels, err)
-		}
-		lv = append(lv, v)
+	lv, err := numbers("levels", *levels, func(v float64) float64 { return v })
+	if err != nil {
+		return err
+	}
+	toInt := func(v float64) int { return int(v) }
+	toInt64 := func(v float64) int64 { return int64(v) }
+	sp, err := numbers("scale-partitions", *scaleParts, toInt)
+	if err != nil {
+		return err
+	}
+	sr, err := numbers("scale-replicas", *scaleReplicas, toInt)
+	if err != nil {
+		return err
+	}
+	sh, err := numbers("scale-history", *scaleHistory, toInt64)
+	if err != nil {
+		return err
 	}
 	cfg := loadtest.Config{
 		Brokers: strings.Split(*brokers, ","), DSN: *dsn, Database: *db, Out: *out, Partitions: *parts,
 		Aggregates: *aggs, ZipfS: *zipf, Rate: *rate, MaxDuration: *dur, MaxEvents: *events, Levels: lv,
 		LevelTime: *levelTime, Batch: *batch, Peer: *peer, Log: os.Stderr,
+		Scale: *scale, ScalePartitions: sp, ScaleReplicas: sr, ScaleEvents: int64(*scaleEvents),
+		ScaleLevelTime: *scaleLevel, ScaleHistory: sh,
 	}
 	if !*quiet {
 		cfg.Progress = os.Stderr
@@ -69,4 +87,18 @@ func cmdLoadtest(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// numbers parses flag name's comma-separated list of numbers (1e6 is a
+// million) into T.
+func numbers[T any](name, list string, conv func(float64) T) ([]T, error) {
+	var out []T
+	for _, s := range strings.Split(list, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: -%s %q: %v", cli.ErrUsage, name, list, err)
+		}
+		out = append(out, conv(v))
+	}
+	return out, nil
 }

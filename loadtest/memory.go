@@ -1,0 +1,91 @@
+package loadtest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// rssBoundMB is issue 16's memory target: a projector pod's peak RSS.
+const rssBoundMB = 256
+
+// PhaseMemory is the projector's memory during one phase, from the
+// once-a-second samples.
+type PhaseMemory struct {
+	Phase     string  `json:"phase"`
+	Samples   int     `json:"samples"`
+	RSSMaxMB  float64 `json:"rss_max_mb"`
+	HeapMaxMB float64 `json:"heap_max_mb"` // Go heap in use (HeapAlloc)
+}
+
+// ProcessPeak is one projector process's peak RSS over its life, as the
+// kernel counted it (VmHWM): it catches peaks between samples.
+type ProcessPeak struct {
+	Process string   `json:"process"`
+	Phases  []string `json:"phases"`
+	PeakMB  float64  `json:"peak_rss_mb"`
+}
+
+// phaseMemory groups the timeline's samples by phase, in the order the
+// phases ran; samples without a projector process are left out.
+func phaseMemory(tl []Sample) []PhaseMemory {
+	var out []PhaseMemory
+	idx := map[string]int{}
+	for _, s := range tl {
+		if s.RSSMB == 0 {
+			continue
+		}
+		i, ok := idx[s.Phase]
+		if !ok {
+			i = len(out)
+			idx[s.Phase] = i
+			out = append(out, PhaseMemory{Phase: s.Phase})
+		}
+		m := &out[i]
+		m.Samples++
+		m.RSSMaxMB = max(m.RSSMaxMB, s.RSSMB)
+		m.HeapMaxMB = max(m.HeapMaxMB, s.HeapMB)
+	}
+	return out
+}
+
+// peakRSS is the highest RSS of any projector process of the run: the
+// kernel's high-water marks and the samples.
+func peakRSS(res *Results) float64 {
+	var m float64
+	for _, p := range res.Projector.Peaks {
+		m = max(m, p.PeakMB)
+	}
+	for _, p := range res.Projector.PhaseMemory {
+		m = max(m, p.RSSMaxMB)
+	}
+	return m
+}
+
+// readHWM returns a process's peak resident set size (VmHWM in
+// /proc/<pid>/status) in bytes.
+func readHWM(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseHWM(b)
+}
+
+func parseHWM(status []byte) (int64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			f := strings.Fields(v)
+			if len(f) != 2 || f[1] != "kB" {
+				return 0, fmt.Errorf("VmHWM: unexpected %q", v)
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in the status")
+}
