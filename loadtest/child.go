@@ -64,7 +64,10 @@ func ChildMain(ctx context.Context, args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// The flags fill a config, as a file would `reel project`'s: one place
 	// (app.RunnerOptions) makes runner options of it.
-	cfg := childConfig(*brokers, *dsn, *reg, *projs, *batch)
+	cfg, err := childConfig(*brokers, *dsn, *reg, *projs, *batch, os.Getenv)
+	if err != nil {
+		return err
+	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -169,15 +172,21 @@ func ChildMain(ctx context.Context, args []string) error {
 
 // childConfig is the projector process's config: the demo's projections
 // and the load test's append-only one (topics without the run's prefix).
-func childConfig(brokers, dsn, reg, projs string, batch int) config.Config {
-	cfg := config.Default()
+// The runner settings come from the environment as for `reel project`
+// (REEL_PROJECTOR_<KEY>), so a run can try other bounds without a rebuild.
+func childConfig(brokers, dsn, reg, projs string, batch int, getenv func(string) string) (config.Config, error) {
+	c, err := config.Load("", getenv)
+	if err != nil {
+		return config.Config{}, err
+	}
+	cfg := *c
 	cfg.Kafka.Brokers = strings.Split(brokers, ",")
 	cfg.ClickHouse.DSN = dsn
 	cfg.SchemaRegistry.URL = reg
 	cfg.Projector.Projections = strings.Split(projs, ",")
 	cfg.Projector.BatchEvents = batch
 	cfg.ProgramCatalog, cfg.GoProjections, cfg.Bindings = events.FS(), append(registry.All(), appendProjection("")), events.Bindings()
-	return cfg
+	return cfg, nil
 }
 
 // demoProjection returns a fresh value of the named projection reading the

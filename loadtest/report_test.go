@@ -228,7 +228,14 @@ func TestScaleConfig(t *testing.T) {
 // TestChildConfigRunsAppendOnly: the projector process can run the
 // append-only projection of the equal-work comparison beside the demo's.
 func TestChildConfigRunsAppendOnly(t *testing.T) {
-	cfg := childConfig("127.0.0.1:1", "http://127.0.0.1:1/db", "http://127.0.0.1:2", "orders,seats,"+appendName, 100)
+	cfg, err := childConfig("127.0.0.1:1", "http://127.0.0.1:1/db", "http://127.0.0.1:2", "orders,seats,"+appendName, 100,
+		func(k string) string { return map[string]string{"REEL_PROJECTOR_STATE_CACHE_BYTES": "1048576"}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Projector.StateCacheBytes != 1<<20 {
+		t.Fatalf("REEL_PROJECTOR_STATE_CACHE_BYTES not applied: %d", cfg.Projector.StateCacheBytes)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
