@@ -51,7 +51,6 @@ type applier struct {
 	stateIdx   int              // Projection.Tables index of the State table, -1
 	keyCol     int              // State table's key column index
 	cache      *stateCache      // includes the batches not yet durable
-	authorit   bool             // cache holds every aggregate of the partition
 	seen       int64            // highest offset taken from the queue
 
 	b    batch
@@ -107,7 +106,7 @@ func newApplier(p *partition, s sink, ckpt []int64, parked map[string]int64) *ap
 			}
 			// Nothing of this partition in the state table: every aggregate
 			// will be seen from its first event, so misses mean "absent".
-			a.authorit = ckpt[p.layout.ByUser[i]] < 0
+			a.cache.complete = ckpt[p.layout.ByUser[i]] < 0
 		}
 	}
 	a.resetBatch()
@@ -126,7 +125,7 @@ func (a *applier) resetBatch() {
 
 // process applies a chunk of records, ending batches as they fill.
 func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
-	if a.stateIdx >= 0 && !a.authorit {
+	if a.stateIdx >= 0 {
 		a.prefetch(ctx, recs)
 	}
 	a.applyRejects()
@@ -193,7 +192,6 @@ func (a *applier) endBatch(ctx context.Context) error {
 	}
 	a.applyRejects()
 	if n := a.cache.shrink(); n > 0 {
-		a.authorit = false
 		a.r.metrics.evicted.WithLabelValues(a.proj.Name).Add(float64(n))
 	}
 	return nil
@@ -424,10 +422,9 @@ func (a *applier) applyRejects() {
 		if from, ok := a.parkedFrom[r.key]; !ok || r.off < from {
 			a.parkedFrom[r.key] = r.off
 		}
-		// The cached state includes the rejected events: drop it and stop
-		// trusting misses.
+		// The cached state includes the rejected events: drop it (its
+		// next use loads it from ClickHouse).
 		a.cache.drop(r.key)
-		a.authorit = false
 		a.purge(&a.b, r.key, r.off, nil)
 	}
 }
@@ -478,11 +475,8 @@ func (p *partition) purge(b *batch, key string, from int64, cause error) {
 
 // loadState returns an aggregate's state row from the cache or ClickHouse.
 func (a *applier) loadState(key string) ([]any, bool, error) {
-	if row, ok := a.cache.get(key); ok {
+	if row, ok := a.cache.lookup(key); ok {
 		return row, row != nil, nil
-	}
-	if a.authorit {
-		return nil, false, nil
 	}
 	if err := a.fetchStates(context.Background(), []string{key}); err != nil {
 		return nil, false, err
@@ -498,7 +492,7 @@ func (a *applier) prefetch(ctx context.Context, recs []*kgo.Record) {
 	seen := map[string]bool{}
 	for _, r := range recs {
 		k := string(r.Key)
-		if _, ok := a.cache.get(k); ok || seen[k] {
+		if _, ok := a.cache.lookup(k); ok || seen[k] {
 			continue
 		}
 		seen[k] = true
@@ -539,6 +533,7 @@ func (a *applier) fetchStates(ctx context.Context, keys []string) error {
 	// Scan into the driver's own types for each column, so that loaded
 	// values are exactly what Apply would have emitted.
 	var types []reflect.Type
+	found := 0
 	for _, ct := range rows.ColumnTypes() {
 		types = append(types, ct.ScanType())
 	}
@@ -556,6 +551,10 @@ func (a *applier) fetchStates(ctx context.Context, keys []string) error {
 		}
 		k, _ := dst[a.keyCol].(string)
 		a.cache.put(k, dst)
+		found++
 	}
+	m := a.r.metrics.stateLoads
+	m.WithLabelValues(a.proj.Name, "found").Add(float64(found))
+	m.WithLabelValues(a.proj.Name, "absent").Add(float64(len(keys) - found))
 	return rows.Err()
 }

@@ -123,7 +123,6 @@ func (w *worker) resolve(ctx context.Context, key string, recs []*kgo.Record, re
 			return res, err
 		}
 		a.cache.drop(key)
-		a.authorit = false
 		// The operator says the cause is fixed: rows of the aggregate are
 		// no longer refused by default.
 		c.mu.Lock()

@@ -21,6 +21,7 @@ type Metrics struct {
 	lastEventTs   *prometheus.GaugeVec
 	paused        *prometheus.CounterVec
 	evicted       *prometheus.CounterVec
+	stateLoads    *prometheus.CounterVec
 	claims        *prometheus.CounterVec
 	fenced        *prometheus.CounterVec
 	stopped       *prometheus.CounterVec
@@ -54,6 +55,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Times a partition's fetching was paused because its worker fell behind (backpressure)."}, []string{"projection"}),
 		evicted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_state_evictions_total",
 			Help: "Aggregate states forgotten by a partition's state cache past its byte bound (read back from ClickHouse when needed)."}, []string{"projection"}),
+		stateLoads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_state_loads_total",
+			Help: "Aggregates whose state the partition's state cache did not know and read from ClickHouse, by result (absent: a new aggregate, a query a complete cache saves)."}, []string{"projection", "result"}),
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_partition_claims_total",
 			Help: "Partitions claimed on assignment (each claim fences the partition's earlier owners)."}, []string{"projection"}),
 		fenced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_fenced_total",
@@ -63,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		clickhouse: retry.NewMetrics(reg),
 	}
 	if reg != nil {
-		reg.MustRegister(m.stopped, m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused, m.evicted, m.claims, m.fenced)
+		reg.MustRegister(m.stopped, m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused, m.evicted, m.stateLoads, m.claims, m.fenced)
 	}
 	return m
 }
@@ -75,7 +78,7 @@ func (m *Metrics) Forget(projection string) {
 	l := prometheus.Labels{"projection": projection}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries,
-		m.parked, m.position, m.lastEventTs, m.paused, m.evicted, m.claims, m.fenced,
+		m.parked, m.position, m.lastEventTs, m.paused, m.evicted, m.stateLoads, m.claims, m.fenced,
 	} {
 		v.DeletePartialMatch(l)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -96,7 +98,9 @@ func (ip *inproc) crashed() error {
 	}
 }
 
-func (ip *inproc) counter(name string) float64 {
+// counter sums metric name over its series; with values, only series
+// having one of them as a label value.
+func (ip *inproc) counter(name string, values ...string) float64 {
 	mfs, err := ip.reg.Gather()
 	if err != nil {
 		return -1
@@ -106,7 +110,11 @@ func (ip *inproc) counter(name string) float64 {
 		if mf.GetName() != name {
 			continue
 		}
+	series:
 		for _, m := range mf.GetMetric() {
+			if len(values) > 0 && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return slices.Contains(values, l.GetValue()) }) {
+				continue series
+			}
 			switch {
 			case m.Counter != nil:
 				total += m.Counter.GetValue()

@@ -1,16 +1,42 @@
 package projectors
 
-import "time"
+import (
+	"time"
+
+	"github.com/bits-and-blooms/bloom/v3"
+)
 
 // stateCache holds the current State-table row of a partition's
 // aggregates (a nil row: known absent), bounded in bytes by an estimate
 // of each entry's size (its key and values, see rowSize). Only the
 // applier's goroutine uses it.
+//
+// A cache can be complete: the State table holds no row of the partition
+// that the cache does not know, except for the keys it forgot (evicted or
+// dropped). Then a miss of a key never forgotten means "absent" without a
+// query — what keeps a fresh generation's replay, where most events start
+// a new aggregate, from asking ClickHouse about every one. Forgotten keys
+// go into a Bloom filter (no false negatives: a forgotten key is always
+// loaded from ClickHouse; a false positive costs one query). Past the
+// filter's capacity the cache stops being complete and every miss is
+// loaded.
 type stateCache struct {
 	rows       map[string][]any
 	bytes      int64
 	maxBytes   int64
 	maxEntries int // 0: no bound by count
+
+	complete  bool
+	forgotten *bloom.BloomFilter // nil until the first key is forgotten
+	nForgot   uint
+}
+
+// forgetCapacity is how many forgotten keys a complete cache tracks
+// before it stops being complete: a thirty-second of the byte bound (at
+// least 64 Ki keys), so the filter (≈ 1.2 bytes per key at 1 % false
+// positives) costs under 4 % of the cache's bound.
+func (c *stateCache) forgetCapacity() uint {
+	return uint(max(64<<10, c.maxBytes/32))
 }
 
 func newStateCache(maxBytes int64, maxEntries int) *stateCache {
@@ -34,11 +60,40 @@ func (c *stateCache) put(key string, row []any) {
 	c.bytes += entrySize(key, row)
 }
 
+// lookup returns the aggregate's row: known is false when ClickHouse must
+// be asked; a known nil row is an absent aggregate.
+func (c *stateCache) lookup(key string) (row []any, known bool) {
+	if row, ok := c.rows[key]; ok {
+		return row, true
+	}
+	if c.complete && (c.forgotten == nil || !c.forgotten.TestString(key)) {
+		return nil, true
+	}
+	return nil, false
+}
+
+// drop forgets key's row: its next lookup loads it from ClickHouse.
 func (c *stateCache) drop(key string) {
 	if old, ok := c.rows[key]; ok {
 		c.bytes -= entrySize(key, old)
 		delete(c.rows, key)
 	}
+	c.forget(key)
+}
+
+func (c *stateCache) forget(key string) {
+	if !c.complete {
+		return
+	}
+	if c.nForgot >= c.forgetCapacity() {
+		c.complete, c.forgotten = false, nil
+		return
+	}
+	if c.forgotten == nil {
+		c.forgotten = bloom.NewWithEstimates(c.forgetCapacity(), 0.01)
+	}
+	c.forgotten.AddString(key)
+	c.nForgot++
 }
 
 // over reports whether the cache is past its bounds.
@@ -58,6 +113,7 @@ func (c *stateCache) shrink() int {
 		}
 		c.bytes -= entrySize(k, row)
 		delete(c.rows, k)
+		c.forget(k)
 		n++
 	}
 	return n
