@@ -23,9 +23,13 @@ type Config struct {
 	LevelTime   time.Duration // length of each freshness level; default 15s
 	Batch       int           // projector BatchEvents and raw insert batch size; default 5000
 	RawRows     int           // rows per table for the raw insert limit; default 50000
-	Peer        bool          // run the peer (ClickHouse Kafka engine through reel-chdb); default true via the CLI
-	PeerBrokers []string      // brokers as ClickHouse must reach them; default Brokers
-	Seed        uint64        // generator seed; 0: fixed 1
+	// MemoryLimitMB is the projector processes' memory limit, given as the
+	// Helm chart gives a pod's (REEL_MEMORY_LIMIT; reel sets Go's soft
+	// limit to 90 % of it). 0: none.
+	MemoryLimitMB int64
+	Peer          bool     // run the peer (ClickHouse Kafka engine through reel-chdb); default true via the CLI
+	PeerBrokers   []string // brokers as ClickHouse must reach them; default Brokers
+	Seed          uint64   // generator seed; 0: fixed 1
 
 	Scale           bool          // run the scale curve after the rest (long)
 	ScalePartitions []int         // partitions per topic of the throughput steps; default 1, 4, 12

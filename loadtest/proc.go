@@ -24,13 +24,17 @@ type projectorProc struct {
 
 // startProjector starts `<self> loadtest projector-child args…` and waits
 // until it serves /stats.
-func startProjector(ctx context.Context, logw io.Writer, args ...string) (*projectorProc, error) {
+// memLimitMB > 0 gives it a pod's memory limit (REEL_MEMORY_LIMIT).
+func startProjector(ctx context.Context, logw io.Writer, memLimitMB int64, args ...string) (*projectorProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self, append([]string{"loadtest", ChildArg}, args...)...)
 	cmd.Stderr = logw
+	if memLimitMB > 0 {
+		cmd.Env = append(os.Environ(), fmt.Sprintf("REEL_MEMORY_LIMIT=%d", memLimitMB<<20))
+	}
 	// The projector must not outlive the driver (Linux).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	out, err := cmd.StdoutPipe()

@@ -40,16 +40,17 @@ type Machine struct {
 
 // RunConfig is the part of Config worth recording.
 type RunConfig struct {
-	Partitions  int       `json:"partitions"`
-	Aggregates  int       `json:"aggregates"`
-	ZipfS       float64   `json:"zipf_s"`
-	Rate        float64   `json:"rate"`
-	MaxDuration string    `json:"max_duration"`
-	Levels      []float64 `json:"levels"`
-	LevelTime   string    `json:"level_time"`
-	Batch       int       `json:"batch"`
-	Projections []string  `json:"projections"`
-	TopicPrefix string    `json:"topic_prefix"`
+	Partitions    int       `json:"partitions"`
+	Aggregates    int       `json:"aggregates"`
+	ZipfS         float64   `json:"zipf_s"`
+	Rate          float64   `json:"rate"`
+	MaxDuration   string    `json:"max_duration"`
+	Levels        []float64 `json:"levels"`
+	LevelTime     string    `json:"level_time"`
+	Batch         int       `json:"batch"`
+	MemoryLimitMB int64     `json:"memory_limit_mb"`
+	Projections   []string  `json:"projections"`
+	TopicPrefix   string    `json:"topic_prefix"`
 }
 
 // Rate is events over seconds.

@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg Config) (string, error) {
 		Brokers: strings.Join(cfg.Brokers, ",")},
 		Config: RunConfig{Partitions: cfg.Partitions, Aggregates: cfg.Aggregates, ZipfS: cfg.ZipfS, Rate: cfg.Rate,
 			MaxDuration: cfg.MaxDuration.String(), Levels: cfg.Levels, LevelTime: cfg.LevelTime.String(), Batch: cfg.Batch,
-			Projections: projections, TopicPrefix: r.prefix}}
+			MemoryLimitMB: cfg.MemoryLimitMB, Projections: projections, TopicPrefix: r.prefix}}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		r.res.Machine.LoadAvg = strings.TrimSpace(string(b))
 	}
@@ -232,7 +232,7 @@ func (r *run) startChild(ctx context.Context, gen int, replay bool) error {
 // startChildOf starts a projector process running projs as generation
 // gen and waits until it is ready.
 func (r *run) startChildOf(ctx context.Context, projs []string, gen int, replay bool) error {
-	c, err := startProjector(ctx, r.cfg.Log, r.childArgs(r.dsn, r.prefix, projs, gen, replay)...)
+	c, err := startProjector(ctx, r.cfg.Log, r.cfg.MemoryLimitMB, r.childArgs(r.dsn, r.prefix, projs, gen, replay)...)
 	if err != nil {
 		return err
 	}

@@ -202,7 +202,7 @@ func (r *run) newScaleEnv(ctx context.Context, prefix string, partitions int) (*
 func (r *run) startReplicas(ctx context.Context, e *scaleEnv, n, gen int, replay bool) (*replicaSet, error) {
 	rs := &replicaSet{}
 	for i := 0; i < n; i++ {
-		p, err := startProjector(ctx, r.cfg.Log, r.childArgs(e.dsn, e.prefix, projections, gen, replay)...)
+		p, err := startProjector(ctx, r.cfg.Log, r.cfg.MemoryLimitMB, r.childArgs(e.dsn, e.prefix, projections, gen, replay)...)
 		if err != nil {
 			rs.stop()
 			return nil, err
