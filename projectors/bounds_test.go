@@ -2,6 +2,7 @@ package projectors
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -121,5 +122,44 @@ func TestBatchEndsAtBytes(t *testing.T) {
 		if b.bytes < r.cfg.BatchBytes || b.bytes > r.cfg.BatchBytes+400 {
 			t.Errorf("batch of %d events holds %d bytes; want the bound %d reached by at most one event", b.events, b.bytes, r.cfg.BatchBytes)
 		}
+	}
+}
+
+// TestCompleteCacheForgets: a cache that started complete answers
+// "absent" for keys it never saw, loads forgotten ones, and counts a key
+// forgotten many times once toward the filter's capacity.
+func TestCompleteCacheForgets(t *testing.T) {
+	c := newStateCache(1<<20, 0)
+	c.complete = true
+	row := []any{"k"}
+	for i := range 1000 {
+		c.put(fmt.Sprint("hot-", i%10), row)
+		c.drop(fmt.Sprint("hot-", i%10))
+	}
+	if c.nForgot != 10 || !c.complete {
+		t.Fatalf("10 keys forgotten 100 times each count %d (complete %v)", c.nForgot, c.complete)
+	}
+	for i := range 10 {
+		if _, known := c.lookup(fmt.Sprint("hot-", i)); known {
+			t.Fatalf("forgotten key hot-%d is known: it must be loaded", i)
+		}
+	}
+	fp := 0
+	for i := range 10000 {
+		if _, known := c.lookup(fmt.Sprint("new-", i)); !known {
+			fp++
+		}
+	}
+	if fp > 300 {
+		t.Fatalf("%d of 10000 never-seen keys not known absent (the filter's false positives should be ~1 %%)", fp)
+	}
+	for i := range 2 * int(c.forgetCapacity()) { // twice: the filter takes a few for ones it holds
+		c.drop(fmt.Sprint("cold-", i))
+	}
+	if c.complete {
+		t.Fatal("past the filter's capacity the cache still trusts its misses")
+	}
+	if _, known := c.lookup("new-x"); known {
+		t.Fatal("an incomplete cache claims to know a key it never saw")
 	}
 }

@@ -28,7 +28,7 @@ type stateCache struct {
 
 	complete  bool
 	forgotten *bloom.BloomFilter // nil until the first key is forgotten
-	nForgot   uint
+	nForgot   uint               // distinct keys in forgotten (as far as the filter tells)
 }
 
 // forgetCapacity is how many forgotten keys a complete cache tracks
@@ -92,8 +92,10 @@ func (c *stateCache) forget(key string) {
 	if c.forgotten == nil {
 		c.forgotten = bloom.NewWithEstimates(c.forgetCapacity(), 0.01)
 	}
-	c.forgotten.AddString(key)
-	c.nForgot++
+	// A hot aggregate forgotten again and again takes its place once.
+	if !c.forgotten.TestOrAddString(key) {
+		c.nForgot++
+	}
 }
 
 // over reports whether the cache is past its bounds.
