@@ -138,6 +138,15 @@ func (f *fleet) kill(p *proc) {
 // term stops p gracefully and fails the test if it does not exit in time
 // or exits with an error.
 func (f *fleet) term(p *proc, timeout time.Duration) {
+	// A process signalled before its Go runtime installed the handler dies
+	// of the signal's default action: wait for its cue (a process the
+	// chaos loop just started can be stopped milliseconds later).
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		b, _ := os.ReadFile(p.log)
+		if bytes.Contains(b, []byte("projectorproc: signals handled")) || p.exited() {
+			break
+		}
+	}
 	f.signal(p, syscall.SIGTERM)
 	select {
 	case <-p.done:
@@ -242,5 +251,15 @@ func appliedCheck(conn driver.Conn, gen int, want map[string]map[string]map[int3
 			}
 		}
 		return nil
+	}
+}
+
+// exited reports whether p's process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
 	}
 }

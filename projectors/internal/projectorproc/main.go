@@ -38,6 +38,9 @@ import (
 	"github.com/reel-dev/reel/projectors/store"
 )
 
+// handledLine is printed once SIGTERM stops the process gracefully.
+const handledLine = "projectorproc: signals handled"
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "projectorproc:", err)
@@ -46,6 +49,13 @@ func main() {
 }
 
 func run() error {
+	// First: the tests stop processes with SIGTERM at any moment, also while
+	// they load and validate their config (the catalog takes a while on a
+	// busy machine); a stop before the runners start is a clean exit.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	fmt.Fprintln(os.Stderr, handledLine) // the tests' cue: a SIGTERM now is a graceful stop
+
 	cfg, err := config.Load("", os.Getenv)
 	if err != nil {
 		return err
@@ -81,11 +91,11 @@ func run() error {
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("proc", *id)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-
 	parts, err := app.Open(ctx, cfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	defer parts.Conn.Close()
