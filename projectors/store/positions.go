@@ -29,6 +29,11 @@ func MaxOffsets(ctx context.Context, conn driver.Conn, table string) (map[TopicP
 	if err != nil {
 		return nil, fmt.Errorf("read positions of %s: %w", table, err)
 	}
+	return scanPositions(rows)
+}
+
+// scanPositions reads rows of (topic, partition, offset) and closes them.
+func scanPositions(rows driver.Rows) (map[TopicPartition]int64, error) {
 	defer rows.Close()
 	out := map[TopicPartition]int64{}
 	for rows.Next() {

@@ -51,18 +51,8 @@ func notApplied(ctx context.Context, conn driver.Conn, projection string, gen in
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints of %s: %w", projection, err)
 	}
-	defer rows.Close()
-	have := map[TopicPartition]int64{}
-	for rows.Next() {
-		var topic string
-		var part uint32
-		var off uint64
-		if err := rows.Scan(&topic, &part, &off); err != nil {
-			return nil, err
-		}
-		have[TopicPartition{topic, int32(part)}] = int64(off)
-	}
-	if err := rows.Err(); err != nil {
+	have, err := scanPositions(rows)
+	if err != nil {
 		return nil, err
 	}
 	var missing []string
