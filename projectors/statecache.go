@@ -72,6 +72,10 @@ func (c *stateCache) lookup(key string) (row []any, known bool) {
 	return nil, false
 }
 
+// mayMiss reports whether a lookup can answer "unknown": false for a
+// complete cache that has forgotten nothing, where prefetching is wasted.
+func (c *stateCache) mayMiss() bool { return !c.complete || c.forgotten != nil }
+
 // drop forgets key's row: its next lookup loads it from ClickHouse.
 func (c *stateCache) drop(key string) {
 	if old, ok := c.rows[key]; ok {
