@@ -13,16 +13,24 @@ import (
 
 // rebuild replays the whole history into generation 2 (a new consumer
 // group from the earliest offset, Replay(true), WithoutViews) in a fresh
-// projector process while a query loop hammers the stable views, then
+// projector process while two query loops read the stable views, then
 // cuts over: store.CreateViews re-points every view at generation 2
 // (CREATE OR REPLACE VIEW, atomic per view) and the registry records
-// generation 2 live and 1 standby. The hammer keeps running for two
-// seconds after the switch; every failed query counts.
+// generation 2 live and 1 standby. During the replay the loops are paced
+// like dashboards (hammerPace per query each): unpaced, their FINAL
+// aggregations compete with the replay for the cores it is measured on.
+// From a second before the switch to two seconds after they run flat out;
+// every failed query counts.
+// hammerPace is the pause before each query of a loop during the replay.
+const hammerPace = 100 * time.Millisecond
+
 func (r *run) rebuild(ctx context.Context) error {
 	total := r.pd.produced.Load()
 	hctx, stopHammer := context.WithCancel(ctx)
 	defer stopHammer()
 	var queries, failed atomic.Int64
+	var paced atomic.Bool
+	paced.Store(true)
 	var firstErr atomic.Value
 	var wg sync.WaitGroup
 	hammer := []string{
@@ -35,6 +43,13 @@ func (r *run) rebuild(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for k := i; hctx.Err() == nil; k++ {
+				if paced.Load() {
+					select {
+					case <-hctx.Done():
+						return
+					case <-time.After(hammerPace):
+					}
+				}
 				rows, err := r.conn.Query(hctx, hammer[k%len(hammer)])
 				if err == nil {
 					for rows.Next() {
@@ -80,7 +95,9 @@ func (r *run) rebuild(ctx context.Context) error {
 	r.res.Projector.CPUReplay = cpu.CPU.Seconds() / time.Since(t0).Seconds()
 
 	r.setPhase("cut-over")
-	time.Sleep(time.Second) // hammer running against generation 1
+	r.res.Cutover.PacedQueries = queries.Load()
+	paced.Store(false)
+	time.Sleep(time.Second) // hammer running flat out against generation 1
 	c0 := time.Now()
 	for _, name := range projections {
 		p, _ := demoProjection(name, r.prefix)

@@ -228,7 +228,7 @@ func markdown(res *Results, plots []string) string {
 	f("\n## Rebuild and cut-over\n\n")
 	f("Full replay: generation 2 (new tables, consumer group from the earliest offset, `Replay(true)`, `WithoutViews()`) in a fresh projector process: %d events in %.2f s = %.0f events/s (from its first durable batch to the end of the history; projector CPU %.2f cores).\n\n",
 		res.Replay.Events, res.Replay.Seconds, res.Replay.PerSec, res.Projector.CPUReplay)
-	f("Cut-over: %s. Switch took **%.1f ms**; %d queries against the stable views by 2 loops during the replay and 2 s after the switch, **%d failed**", res.Cutover.Method, res.Cutover.DurationMs, res.Cutover.Queries, res.Cutover.Failed)
+	f("Cut-over: %s. Switch took **%.1f ms**; %d queries against the stable views by 2 loops — %d during the replay (paced: one per loop every %s, as dashboards would: unpaced, they compete with the replay for the same cores), %d flat out from 1 s before the switch to 2 s after — **%d failed**", res.Cutover.Method, res.Cutover.DurationMs, res.Cutover.Queries, res.Cutover.PacedQueries, hammerPace, res.Cutover.Queries-res.Cutover.PacedQueries, res.Cutover.Failed)
 	if res.Cutover.FirstError != "" {
 		f(" (first: `%s`)", res.Cutover.FirstError)
 	}

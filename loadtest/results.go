@@ -103,9 +103,12 @@ type Cutover struct {
 	Method     string  `json:"method"`
 	DurationMs float64 `json:"duration_ms"`
 	Queries    int64   `json:"queries"`
-	Failed     int64   `json:"failed"`
-	FirstError string  `json:"first_error,omitempty"`
-	Verified   string  `json:"verified"`
+	// PacedQueries of Queries ran during the replay, one per loop every
+	// hammerPace; the rest flat out around the switch.
+	PacedQueries int64  `json:"paced_queries"`
+	Failed       int64  `json:"failed"`
+	FirstError   string `json:"first_error,omitempty"`
+	Verified     string `json:"verified"`
 }
 
 // Usage is the projector process's resources.

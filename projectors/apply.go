@@ -125,6 +125,7 @@ func (a *applier) resetBatch() {
 
 // process applies a chunk of records, ending batches as they fill.
 func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
+	a.cache.tick()
 	if a.stateIdx >= 0 && a.cache.mayMiss() {
 		a.prefetch(ctx, recs)
 	}

@@ -76,8 +76,8 @@ func TestStateCacheShrinks(t *testing.T) {
 		t.Fatalf("shrink forgot %d entries, %d bytes left (bound %d)", n, c.bytes, 10<<10)
 	}
 	var sum int64
-	for k, r := range c.rows {
-		sum += entrySize(k, r)
+	for k, e := range c.rows {
+		sum += entrySize(k, e.row)
 	}
 	if sum != c.bytes {
 		t.Fatalf("cache counts %d bytes, its entries make %d", c.bytes, sum)
@@ -85,11 +85,55 @@ func TestStateCacheShrinks(t *testing.T) {
 	c.put("aa", nil) // replaced or added: still exact
 	c.drop("ab")
 	sum = 0
-	for k, r := range c.rows {
-		sum += entrySize(k, r)
+	for k, e := range c.rows {
+		sum += entrySize(k, e.row)
 	}
 	if sum != c.bytes {
 		t.Fatalf("after put/drop the cache counts %d bytes, its entries make %d", c.bytes, sum)
+	}
+}
+
+// TestStateCacheForgetsLeastRecentlyUsed: past its bound the cache forgets
+// the entries used longest ago; ones looked up recently stay, however
+// early they were put.
+func TestStateCacheForgetsLeastRecentlyUsed(t *testing.T) {
+	c := newStateCache(20<<10, 0)
+	row := []any{"order-1", "customer-1", uint32(2), int64(3900), time.Time{}}
+	hot := []string{"hot-0", "hot-1", "hot-2", "hot-3"}
+	for _, k := range hot {
+		c.put(k, row)
+	}
+	for i := 0; !c.over(); i++ {
+		c.tick()
+		c.put(fmt.Sprint("cold-", i), row)
+		for _, k := range hot {
+			if _, known := c.lookup(k); !known {
+				t.Fatalf("%s unknown before any shrink", k)
+			}
+		}
+	}
+	last := c.clock
+	n := c.shrink()
+	if n == 0 || c.bytes > c.maxBytes/4*3 {
+		t.Fatalf("shrink forgot %d entries, %d bytes left of %d", n, c.bytes, c.maxBytes)
+	}
+	for _, k := range hot {
+		if _, ok := c.get(k); !ok {
+			t.Errorf("%s, used at every tick, was forgotten", k)
+		}
+	}
+	// What stayed is the newest: no kept entry is older than a forgotten one.
+	oldestKept := last
+	for _, e := range c.rows {
+		oldestKept = min(oldestKept, e.used)
+	}
+	for i := 0; uint32(i+1) < oldestKept; i++ {
+		if _, ok := c.get(fmt.Sprint("cold-", i)); ok {
+			t.Errorf("cold-%d (used at %d) kept while entries used at %d were forgotten", i, i+1, oldestKept)
+		}
+	}
+	if _, ok := c.get(fmt.Sprint("cold-", last-1)); !ok {
+		t.Errorf("the newest entry cold-%d was forgotten", last-1)
 	}
 }
 

@@ -1,6 +1,7 @@
 package projectors
 
 import (
+	"slices"
 	"time"
 
 	"github.com/bits-and-blooms/bloom/v3"
@@ -8,8 +9,11 @@ import (
 
 // stateCache holds the current State-table row of a partition's
 // aggregates (a nil row: known absent), bounded in bytes by an estimate
-// of each entry's size (its key and values, see rowSize). Only the
-// applier's goroutine uses it.
+// of each entry's size (its key and values, see rowSize). Past its bound
+// it forgets the least recently used entries: aggregates are touched in
+// bursts (a saga's steps, a hot product), and a cache that forgot the
+// ones in flight would read each back from ClickHouse. Only the applier's
+// goroutine uses it.
 //
 // A cache can be complete: the State table holds no row of the partition
 // that the cache does not know, except for the keys it forgot (evicted or
@@ -21,7 +25,8 @@ import (
 // filter's capacity the cache stops being complete and every miss is
 // loaded.
 type stateCache struct {
-	rows       map[string][]any
+	rows       map[string]cacheEntry
+	clock      uint32 // advanced by the applier per chunk of records
 	bytes      int64
 	maxBytes   int64
 	maxEntries int // 0: no bound by count
@@ -40,31 +45,45 @@ func (c *stateCache) forgetCapacity() uint {
 }
 
 func newStateCache(maxBytes int64, maxEntries int) *stateCache {
-	return &stateCache{rows: map[string][]any{}, maxBytes: maxBytes, maxEntries: maxEntries}
+	return &stateCache{rows: map[string]cacheEntry{}, maxBytes: maxBytes, maxEntries: maxEntries}
 }
+
+// cacheEntry is a cached row and the clock of its last use.
+type cacheEntry struct {
+	row  []any
+	used uint32
+}
+
+// tick advances the clock: entries used before it are older than the
+// ones used after.
+func (c *stateCache) tick() { c.clock++ }
 
 // entryOverhead approximates what a map entry costs beyond its key's bytes
 // and its values: the key's and the slice's headers, the map's bucket.
 const entryOverhead = 96
 
 func (c *stateCache) get(key string) (row []any, known bool) {
-	row, known = c.rows[key]
-	return row, known
+	e, known := c.rows[key]
+	return e.row, known
 }
 
 func (c *stateCache) put(key string, row []any) {
 	if old, ok := c.rows[key]; ok {
-		c.bytes -= entrySize(key, old)
+		c.bytes -= entrySize(key, old.row)
 	}
-	c.rows[key] = row
+	c.rows[key] = cacheEntry{row: row, used: c.clock}
 	c.bytes += entrySize(key, row)
 }
 
 // lookup returns the aggregate's row: known is false when ClickHouse must
 // be asked; a known nil row is an absent aggregate.
 func (c *stateCache) lookup(key string) (row []any, known bool) {
-	if row, ok := c.rows[key]; ok {
-		return row, true
+	if e, ok := c.rows[key]; ok {
+		if e.used != c.clock {
+			e.used = c.clock
+			c.rows[key] = e
+		}
+		return e.row, true
 	}
 	if c.complete && (c.forgotten == nil || !c.forgotten.TestString(key)) {
 		return nil, true
@@ -79,7 +98,7 @@ func (c *stateCache) mayMiss() bool { return !c.complete || c.forgotten != nil }
 // drop forgets key's row: its next lookup loads it from ClickHouse.
 func (c *stateCache) drop(key string) {
 	if old, ok := c.rows[key]; ok {
-		c.bytes -= entrySize(key, old)
+		c.bytes -= entrySize(key, old.row)
 		delete(c.rows, key)
 	}
 	c.forget(key)
@@ -107,21 +126,65 @@ func (c *stateCache) over() bool {
 	return c.bytes > c.maxBytes || (c.maxEntries > 0 && len(c.rows) > c.maxEntries)
 }
 
-// shrink forgets entries until the cache holds at most three quarters of
-// its bounds (so that it does not shrink at every batch), and returns how
-// many it forgot. Which ones is left to map iteration: aggregates are
-// keyed by hash anyway, so no order would be a better guess.
+// shrink forgets the least recently used entries until the cache holds
+// at most three quarters of its bounds (so that it does not shrink at
+// every batch), and returns how many it forgot. Two passes over the
+// entries: the bytes and entries last used at each clock value, then the
+// forgetting of those used before the cut.
 func (c *stateCache) shrink() int {
-	n := 0
-	for k, row := range c.rows {
-		if c.bytes <= c.maxBytes/4*3 && (c.maxEntries == 0 || len(c.rows) <= c.maxEntries/4*3) {
+	targetBytes := c.maxBytes / 4 * 3
+	targetEntries := len(c.rows)
+	if c.maxEntries > 0 {
+		targetEntries = min(targetEntries, c.maxEntries/4*3)
+	}
+	if c.bytes <= targetBytes && len(c.rows) <= targetEntries {
+		return 0
+	}
+	type use struct {
+		bytes   int64
+		entries int
+	}
+	byClock := map[uint32]use{}
+	for k, e := range c.rows {
+		u := byClock[e.used]
+		u.bytes += entrySize(k, e.row)
+		u.entries++
+		byClock[e.used] = u
+	}
+	clocks := make([]uint32, 0, len(byClock))
+	for t := range byClock {
+		clocks = append(clocks, t)
+	}
+	slices.Sort(clocks)
+	// Every entry used before cut goes; of those used at cut, as many as
+	// it takes (map order).
+	bytes, entries := c.bytes, len(c.rows)
+	cut := clocks[len(clocks)-1]
+	for _, t := range clocks {
+		u := byClock[t]
+		if bytes-u.bytes <= targetBytes && entries-u.entries <= targetEntries {
+			cut = t
 			break
 		}
-		c.bytes -= entrySize(k, row)
-		delete(c.rows, k)
-		c.forget(k)
-		n++
+		bytes -= u.bytes
+		entries -= u.entries
 	}
+	n := 0
+	evict := func(keep func(cacheEntry) bool) {
+		for k, e := range c.rows {
+			if keep(e) {
+				continue
+			}
+			c.bytes -= entrySize(k, e.row)
+			delete(c.rows, k)
+			c.forget(k)
+			n++
+		}
+	}
+	evict(func(e cacheEntry) bool { return e.used >= cut })
+	evict(func(e cacheEntry) bool {
+		return e.used != cut || (c.bytes <= targetBytes && len(c.rows) <= targetEntries)
+	})
 	return n
 }
 
