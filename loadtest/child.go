@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	dto "github.com/prometheus/client_model/go"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,14 +34,19 @@ const ChildArg = "projector-child"
 
 // childStats is what the projector process reports on /stats.
 type childStats struct {
-	Applied   int64            `json:"applied"` // Σ over partitions of applied offset + 1
-	PerProj   map[string]int64 `json:"per_projection"`
-	Rows      map[string]int64 `json:"rows"`       // rows inserted per projection/table
-	Parts     map[string]int64 `json:"partitions"` // applied offset + 1 per projection/topic/partition
-	HeapAlloc uint64           `json:"heap_alloc"`
-	HeapSys   uint64           `json:"heap_sys"`
-	NumGC     uint32           `json:"num_gc"`
-	Ready     bool             `json:"ready"`
+	Applied int64            `json:"applied"` // Σ over partitions of applied offset + 1
+	PerProj map[string]int64 `json:"per_projection"`
+	Rows    map[string]int64 `json:"rows"`       // rows inserted per projection/table
+	Parts   map[string]int64 `json:"partitions"` // applied offset + 1 per projection/topic/partition
+	// Hist holds count and sum of each reel_projector_* histogram and
+	// Counts each counter, summed over their series (counters split by a
+	// result label keep it: "reel_projector_state_loads_total/absent").
+	Hist      map[string][2]float64 `json:"histograms"`
+	Counts    map[string]float64    `json:"counters"`
+	HeapAlloc uint64                `json:"heap_alloc"`
+	HeapSys   uint64                `json:"heap_sys"`
+	NumGC     uint32                `json:"num_gc"`
+	Ready     bool                  `json:"ready"`
 }
 
 // ChildMain runs the projector process: the named projections (topics
@@ -97,9 +103,11 @@ func ChildMain(ctx context.Context, args []string) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	serveProfiling(mux)
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
-		st := childStats{PerProj: map[string]int64{}, Rows: map[string]int64{}, Parts: map[string]int64{}, Ready: true}
+		st := childStats{PerProj: map[string]int64{}, Rows: map[string]int64{}, Parts: map[string]int64{}, Ready: true,
+			Hist: map[string][2]float64{}, Counts: map[string]float64{}}
 		mfs, _ := promReg.Gather()
 		for _, mf := range mfs {
+			sumSeries(mf, st.Hist, st.Counts)
 			if mf.GetName() == "reel_projector_rows_inserted_total" {
 				for _, m := range mf.GetMetric() {
 					var proj, tbl string
@@ -210,4 +218,26 @@ func prefixTopics(p *projection.Projection, prefix string) {
 		topics[i] = prefix + t
 	}
 	p.Topics = topics
+}
+
+// sumSeries adds a metric family's series into hist (histograms: count,
+// sum) or counts (counters; a "result" label is kept in the key).
+func sumSeries(mf *dto.MetricFamily, hist map[string][2]float64, counts map[string]float64) {
+	for _, m := range mf.GetMetric() {
+		if h := m.GetHistogram(); h != nil {
+			v := hist[mf.GetName()]
+			v[0] += float64(h.GetSampleCount())
+			v[1] += h.GetSampleSum()
+			hist[mf.GetName()] = v
+		}
+		if c := m.GetCounter(); c != nil {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" {
+					key += "/" + l.GetValue()
+				}
+			}
+			counts[key] += c.GetValue()
+		}
+	}
 }

@@ -62,6 +62,8 @@ type PhaseProfile struct {
 	CPUTotal   string     `json:"cpu_total,omitempty"`   // CPU time sampled
 	AllocTotal string     `json:"alloc_total,omitempty"` // bytes allocated in the phase
 	Stages     []Stage    `json:"stages"`
+	Waits      Waits      `json:"waits"`  // what the projector waited for
+	Server     ServerWork `json:"server"` // what ClickHouse did
 	CPUFlat    []FuncCost `json:"cpu_flat"`
 	CPUCum     []FuncCost `json:"cpu_cum"`
 	AllocFlat  []FuncCost `json:"alloc_space_flat"`
@@ -118,7 +120,13 @@ func (r *run) startProfile(ctx context.Context, phase, name string) func() {
 	if err == nil {
 		err = c.fetch(ctx, http.MethodPost, "/profile/cpu/start", "")
 	}
+	work := r.watchWork(ctx)
 	return func() {
+		var werr error
+		pp.Waits, pp.Server, werr = work()
+		if werr != nil {
+			r.note("waits of %s: %v", phase, werr)
+		}
 		if err == nil {
 			err = c.fetch(ctx, http.MethodPost, "/profile/cpu/stop", pp.CPUFile)
 		}

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -128,6 +129,14 @@ func TestProfiles(t *testing.T) {
 	mux := http.NewServeMux()
 	serveProfiling(mux)
 	mux.HandleFunc("/debug/pprof/allocs", func(w http.ResponseWriter, _ *http.Request) { _ = pprof.Lookup("allocs").WriteTo(w, 0) })
+	var calls float64 // each /stats answer: 100 more events, 2 more inserts taking 0.5 s
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
+		calls++
+		_ = json.NewEncoder(w).Encode(childStats{
+			Counts: map[string]float64{"reel_projector_events_total": 100 * calls},
+			Hist:   map[string][2]float64{"reel_projector_insert_duration_seconds": {2 * calls, 0.5 * calls}},
+		})
+	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	dir := t.TempDir()
@@ -142,6 +151,9 @@ func TestProfiles(t *testing.T) {
 	stop()
 	if len(r.res.Profiles) != 1 || r.res.Profiles[0].Error != "" {
 		t.Fatalf("profiles = %+v", r.res.Profiles)
+	}
+	if w := r.res.Profiles[0].Waits; w.Events != 100 || w.Inserts != 2 || w.InsertSeconds != 0.5 || w.Seconds <= 0 {
+		t.Errorf("waits over the phase = %+v; want the deltas of two /stats answers", w)
 	}
 	pp := &r.res.Profiles[0]
 	for _, f := range []string{pp.CPUFile, pp.AllocBase, pp.AllocFile} {

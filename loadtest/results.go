@@ -70,17 +70,19 @@ func rate(n int64, d time.Duration) Rate {
 
 // Level is one freshness load level.
 type Level struct {
-	Fraction   float64 `json:"fraction"`
-	TargetRate float64 `json:"target_rate"`
-	Produced   Rate    `json:"produced"`
-	Samples    int     `json:"samples"`
-	Pending    int     `json:"pending_at_end"`
-	P50        float64 `json:"p50_ms"`
-	P95        float64 `json:"p95_ms"`
-	P99        float64 `json:"p99_ms"`
-	Max        float64 `json:"max_ms"`
-	ProbeP50   float64 `json:"probe_query_p50_ms"`
-	CPU        float64 `json:"projector_cpu"` // CPU seconds per wall second
+	Fraction   float64    `json:"fraction"`
+	TargetRate float64    `json:"target_rate"`
+	Produced   Rate       `json:"produced"`
+	Samples    int        `json:"samples"`
+	Pending    int        `json:"pending_at_end"`
+	P50        float64    `json:"p50_ms"`
+	P95        float64    `json:"p95_ms"`
+	P99        float64    `json:"p99_ms"`
+	Max        float64    `json:"max_ms"`
+	ProbeP50   float64    `json:"probe_query_p50_ms"`
+	CPU        float64    `json:"projector_cpu"` // CPU seconds per wall second
+	Waits      Waits      `json:"waits"`
+	Server     ServerWork `json:"server"`
 }
 
 // RawInsert is the clickhouse-go insert-only limit.

@@ -433,6 +433,7 @@ func (r *run) freshness(ctx context.Context) error {
 		target := f * r.res.MaxRate
 		r.setPhase(fmt.Sprintf("fresh %.0f%%", f*100))
 		cpu0, _ := readProc(r.child.cmd.Process.Pid)
+		work := r.watchWork(ctx)
 		n, d, err := r.pd.run(ctx, target, r.cfg.LevelTime, 0, pr)
 		if err != nil {
 			return err
@@ -446,6 +447,9 @@ func (r *run) freshness(ctx context.Context) error {
 		lv := Level{Fraction: f, TargetRate: target, Produced: rate(n, d), Samples: len(lat), Pending: pending,
 			P50: percentile(lat, 0.5), P95: percentile(lat, 0.95), P99: percentile(lat, 0.99), Max: percentile(lat, 1),
 			ProbeP50: percentile(qlat, 0.5), CPU: (cpu1.CPU - cpu0.CPU).Seconds() / d.Seconds()}
+		if lv.Waits, lv.Server, err = work(); err != nil {
+			r.note("waits at %.0f%%: %v", f*100, err)
+		}
 		r.res.Freshness = append(r.res.Freshness, lv)
 		r.progress("freshness at %.0f%% (%.0f/s): p50 %.0f ms, p95 %.0f ms, p99 %.0f ms over %d samples",
 			f*100, lv.Produced.PerSec, lv.P50, lv.P95, lv.P99, lv.Samples)

@@ -514,6 +514,9 @@ func (a *applier) fetchStates(ctx context.Context, keys []string) error {
 	q := fmt.Sprintf("SELECT %s FROM %s FINAL WHERE _topic = ? AND _partition = ? AND %s IN (?)", store.ColumnList(t.Columns), pt.Name, t.Key)
 	var rows driver.Rows
 	var err error
+	defer func(t0 time.Time) {
+		a.r.metrics.loadSeconds.WithLabelValues(a.proj.Name).Observe(time.Since(t0).Seconds())
+	}(time.Now())
 	for attempt := 0; ; attempt++ {
 		rows, err = a.r.conn.Query(ctx, q, a.k.Topic, uint32(a.k.Partition), keys)
 		if err == nil || ctx.Err() != nil || attempt >= 5 {

@@ -22,6 +22,7 @@ type Metrics struct {
 	paused        *prometheus.CounterVec
 	evicted       *prometheus.CounterVec
 	stateLoads    *prometheus.CounterVec
+	loadSeconds   *prometheus.HistogramVec
 	claims        *prometheus.CounterVec
 	fenced        *prometheus.CounterVec
 	stopped       *prometheus.CounterVec
@@ -57,6 +58,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Aggregate states forgotten by a partition's state cache past its byte bound (read back from ClickHouse when needed)."}, []string{"projection"}),
 		stateLoads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_state_loads_total",
 			Help: "Aggregates whose state the partition's state cache did not know and read from ClickHouse, by result (absent: a new aggregate, a query a complete cache saves)."}, []string{"projection", "result"}),
+		loadSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "reel_projector_state_load_duration_seconds",
+			Help: "Time a partition's worker waited for one read of aggregate states from ClickHouse (the cache did not know them).", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"projection"}),
 		claims: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_partition_claims_total",
 			Help: "Partitions claimed on assignment (each claim fences the partition's earlier owners)."}, []string{"projection"}),
 		fenced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_fenced_total",
@@ -66,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		clickhouse: retry.NewMetrics(reg),
 	}
 	if reg != nil {
-		reg.MustRegister(m.stopped, m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused, m.evicted, m.stateLoads, m.claims, m.fenced)
+		reg.MustRegister(m.stopped, m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused, m.evicted, m.stateLoads, m.loadSeconds, m.claims, m.fenced)
 	}
 	return m
 }
@@ -78,7 +81,7 @@ func (m *Metrics) Forget(projection string) {
 	l := prometheus.Labels{"projection": projection}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries,
-		m.parked, m.position, m.lastEventTs, m.paused, m.evicted, m.stateLoads, m.claims, m.fenced,
+		m.parked, m.position, m.lastEventTs, m.paused, m.evicted, m.stateLoads, m.loadSeconds, m.claims, m.fenced,
 	} {
 		v.DeletePartialMatch(l)
 	}
