@@ -18,12 +18,12 @@ func TestQueuePausesPastBytes(t *testing.T) {
 	rec := func(size int) *kgo.Record { return &kgo.Record{Key: []byte("k"), Value: make([]byte, size)} }
 
 	q.push([]*kgo.Record{rec(1000), rec(1000)})
-	if pauses != 0 {
-		t.Fatalf("paused at %d bytes of a 64 KiB bound", 2*recordSize(rec(1000)))
+	if pauses != 0 || q.backlog() {
+		t.Fatalf("paused (%d) or behind (%v) at %d bytes of a 64 KiB bound", pauses, q.backlog(), 2*recordSize(rec(1000)))
 	}
 	q.push([]*kgo.Record{rec(40 << 10), rec(30 << 10)}) // 4 records, past 64 KiB
-	if pauses != 1 {
-		t.Fatalf("%d pauses after 4 records of ~72 KiB; want 1", pauses)
+	if pauses != 1 || !q.backlog() {
+		t.Fatalf("%d pauses after 4 records of ~72 KiB (want 1); backlog %v", pauses, q.backlog())
 	}
 	q.push([]*kgo.Record{rec(10)})
 	if pauses != 1 {
@@ -38,8 +38,8 @@ func TestQueuePausesPastBytes(t *testing.T) {
 	for _, c := range q.take() {
 		n += len(c)
 	}
-	if n != 5 || resumes != 1 {
-		t.Fatalf("took %d records with %d resumes; want 5 and 1", n, resumes)
+	if n != 5 || resumes != 1 || q.backlog() {
+		t.Fatalf("took %d records with %d resumes (want 5 and 1); backlog after %v", n, resumes, q.backlog())
 	}
 	// Empty again: the bound counts from zero.
 	q.push([]*kgo.Record{rec(60 << 10)})
@@ -166,6 +166,31 @@ func TestBatchEndsAtBytes(t *testing.T) {
 		if b.bytes < r.cfg.BatchBytes || b.bytes > r.cfg.BatchBytes+400 {
 			t.Errorf("batch of %d events holds %d bytes; want the bound %d reached by at most one event", b.events, b.bytes, r.cfg.BatchBytes)
 		}
+	}
+}
+
+// TestBatchGrowsUnderBacklog: past FlushInterval a batch ends at the next
+// tick, unless records wait behind it (the worker is behind): then it keeps
+// growing toward BatchEvents.
+func TestBatchGrowsUnderBacklog(t *testing.T) {
+	r, recs := handRunner(t, "backlog", 20)
+	r.cfg.BatchEvents = 1000
+	r.cfg.FlushInterval = time.Millisecond
+	k := tp{Topic: handTopic, Partition: 0}
+	sink := &recorder{}
+	a := newApplier(&partition{r: r, proj: r.proj, layout: r.layout, k: k, claim: claim{k: k}, log: r.log}, sink, noPositions(r), nil)
+	if err := a.process(context.Background(), recs[:10]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if err := a.tick(context.Background(), true); err != nil || len(sink.got) != 0 {
+		t.Fatalf("a tick under backlog ended the batch (%d batches, err %v)", len(sink.got), err)
+	}
+	if err := a.process(context.Background(), recs[10:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.tick(context.Background(), false); err != nil || len(sink.got) != 1 || sink.got[0].events != 20 {
+		t.Fatalf("without backlog the tick made %d batches (want one of 20 events), err %v", len(sink.got), err)
 	}
 }
 

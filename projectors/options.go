@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -38,36 +39,40 @@ type cfg struct {
 // values, so `reel project -validate` and NewRunner agree. Each field has
 // an option of its name (BatchEvents, FlushInterval, …) for programs.
 type Tuning struct {
-	BatchEvents        int           `yaml:"batchEvents"`        // default 5000
-	BatchBytes         int64         `yaml:"batchBytes"`         // default DefaultBatchBytes (4 MiB)
-	FlushInterval      time.Duration `yaml:"flushInterval"`      // default 200ms
-	InsertTimeout      time.Duration `yaml:"insertTimeout"`      // default 30s
-	RetryMin           time.Duration `yaml:"retryMin"`           // default 100ms
-	RetryMax           time.Duration `yaml:"retryMax"`           // default 10s
-	ShutdownTimeout    time.Duration `yaml:"shutdownTimeout"`    // default 30s
-	MaxPendingBytes    int64         `yaml:"maxPendingBytes"`    // default DefaultMaxPendingBytes (2 MiB)
-	MaxPending         int           `yaml:"maxPending"`         // default 0: by bytes only
-	StateCacheBytes    int64         `yaml:"stateCacheBytes"`    // default DefaultStateCacheBytes (4 MiB)
-	StateCacheSize     int           `yaml:"stateCacheSize"`     // default 0: by bytes only
-	FenceCheckInterval time.Duration `yaml:"fenceCheckInterval"` // default 5s
-	Pipeline           bool          `yaml:"pipeline"`           // default false
-	Durable            bool          `yaml:"durable"`            // default false
+	BatchEvents            int           `yaml:"batchEvents"`            // default 5000
+	BatchBytes             int64         `yaml:"batchBytes"`             // default DefaultBatchBytes (4 MiB)
+	FlushInterval          time.Duration `yaml:"flushInterval"`          // default 200ms
+	InsertTimeout          time.Duration `yaml:"insertTimeout"`          // default 30s
+	RetryMin               time.Duration `yaml:"retryMin"`               // default 100ms
+	RetryMax               time.Duration `yaml:"retryMax"`               // default 10s
+	ShutdownTimeout        time.Duration `yaml:"shutdownTimeout"`        // default 30s
+	MaxPendingBytes        int64         `yaml:"maxPendingBytes"`        // default DefaultMaxPendingBytes (2 MiB)
+	MaxPending             int           `yaml:"maxPending"`             // default 0: by bytes only
+	StateCacheBytes        int64         `yaml:"stateCacheBytes"`        // default DefaultStateCacheBytes (4 MiB)
+	StateCacheSize         int           `yaml:"stateCacheSize"`         // default 0: by bytes only
+	FetchMaxBytes          int64         `yaml:"fetchMaxBytes"`          // default DefaultFetchMaxBytes (4 MiB)
+	FetchMaxPartitionBytes int64         `yaml:"fetchMaxPartitionBytes"` // default DefaultFetchMaxPartitionBytes (1 MiB)
+	FenceCheckInterval     time.Duration `yaml:"fenceCheckInterval"`     // default 5s
+	Pipeline               bool          `yaml:"pipeline"`               // default false
+	Durable                bool          `yaml:"durable"`                // default false
 }
 
 // DefaultTuning is the runtime's defaults, the values a config file
 // leaves out.
 func DefaultTuning() Tuning {
 	return Tuning{
-		BatchEvents:        5000,
-		BatchBytes:         DefaultBatchBytes,
-		FlushInterval:      200 * time.Millisecond,
-		InsertTimeout:      30 * time.Second,
-		RetryMin:           100 * time.Millisecond,
-		RetryMax:           10 * time.Second,
-		ShutdownTimeout:    30 * time.Second,
-		MaxPendingBytes:    DefaultMaxPendingBytes,
-		StateCacheBytes:    DefaultStateCacheBytes,
-		FenceCheckInterval: 5 * time.Second,
+		BatchEvents:            5000,
+		BatchBytes:             DefaultBatchBytes,
+		FlushInterval:          200 * time.Millisecond,
+		InsertTimeout:          30 * time.Second,
+		RetryMin:               100 * time.Millisecond,
+		RetryMax:               10 * time.Second,
+		ShutdownTimeout:        30 * time.Second,
+		MaxPendingBytes:        DefaultMaxPendingBytes,
+		StateCacheBytes:        DefaultStateCacheBytes,
+		FetchMaxBytes:          DefaultFetchMaxBytes,
+		FetchMaxPartitionBytes: DefaultFetchMaxPartitionBytes,
+		FenceCheckInterval:     5 * time.Second,
 	}
 }
 
@@ -128,6 +133,12 @@ func (s Tuning) Validate() error {
 	}
 	if s.StateCacheSize < 0 {
 		add("stateCacheSize", "%d: must be ≥ 0 (0: bounded by stateCacheBytes only)", s.StateCacheSize)
+	}
+	if s.FetchMaxBytes < 1024 || s.FetchMaxBytes > math.MaxInt32 {
+		add("fetchMaxBytes", "%d: must be between 1024 and %d (bytes per fetch response)", s.FetchMaxBytes, math.MaxInt32)
+	}
+	if s.FetchMaxPartitionBytes < 1024 || s.FetchMaxPartitionBytes > math.MaxInt32 {
+		add("fetchMaxPartitionBytes", "%d: must be between 1024 and %d (bytes per partition of a fetch response)", s.FetchMaxPartitionBytes, math.MaxInt32)
 	}
 	if s.FenceCheckInterval < 0 {
 		add("fenceCheckInterval", "%s: must be ≥ 0 (0: after every batch)", s.FenceCheckInterval)
@@ -216,7 +227,24 @@ const (
 	DefaultBatchBytes      = 4 << 20
 	DefaultMaxPendingBytes = 2 << 20
 	DefaultStateCacheBytes = 4 << 20
+	// The Kafka client's fetch buffers (per projection: one client each).
+	// franz-go's defaults (50 MiB a response, 10 MiB a partition) let a
+	// projection of a few busy partitions hold tens of MiB of fetched and
+	// decompressed records: the load test measured ~100 MiB of heap in
+	// them for two projections over 4 partitions each.
+	DefaultFetchMaxBytes          = 4 << 20
+	DefaultFetchMaxPartitionBytes = 1 << 20
 )
+
+// FetchMaxBytes bounds a fetch response of the projection's Kafka client
+// (kgo.FetchMaxBytes; the broker returns at least one batch whatever the
+// bound). Default DefaultFetchMaxBytes (4 MiB).
+func FetchMaxBytes(n int64) Opt { return func(c *cfg) { c.FetchMaxBytes = n } }
+
+// FetchMaxPartitionBytes bounds one partition's share of a fetch response
+// (kgo.FetchMaxPartitionBytes). Default DefaultFetchMaxPartitionBytes
+// (1 MiB).
+func FetchMaxPartitionBytes(n int64) Opt { return func(c *cfg) { c.FetchMaxPartitionBytes = n } }
 
 // MaxPendingBytes pauses fetching a partition while this many bytes of its
 // records (key, value and headers, plus a record's own size) wait for its

@@ -65,6 +65,15 @@ func (q *queue) push(recs []*kgo.Record) {
 	}
 }
 
+// backlog reports whether at least half the queue's byte bound waits (or
+// fetching is paused): the worker is behind the partition, and batches
+// had better fill up than end on time.
+func (q *queue) backlog() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.paused || q.bytes >= q.maxBytes/2
+}
+
 // take returns every waiting chunk and resumes fetching if it was paused.
 func (q *queue) take() [][]*kgo.Record {
 	q.mu.Lock()

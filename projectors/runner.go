@@ -188,6 +188,8 @@ func (r *Runner) consume(ctx context.Context) error {
 		kgo.RebalanceTimeout(r.cfg.ShutdownTimeout + 10*time.Second),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxBytes(int32(r.cfg.FetchMaxBytes)),
+		kgo.FetchMaxPartitionBytes(int32(r.cfg.FetchMaxPartitionBytes)),
 		kgo.AdjustFetchOffsetsFn(r.onAssigned),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) { r.stopWorkers(m, true) }),
 		kgo.OnPartitionsLost(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) { r.stopWorkers(m, false) }),

@@ -111,7 +111,7 @@ func (w *worker) run() {
 				}
 			}
 		case <-tick.C:
-			if w.a.tick(ctx) != nil {
+			if w.a.tick(ctx, w.q.backlog()) != nil {
 				return
 			}
 		}

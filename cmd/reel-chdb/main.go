@@ -38,7 +38,7 @@ func main() {
 func run() error {
 	listen := flag.String("listen", "127.0.0.1:8123", "address of the HTTP interface (port 0: any free port)")
 	path := flag.String("path", "", "persistent data directory (required)")
-	pool := flag.Int("pool", 4, "engine connections, i.e. statements that run at once")
+	pool := flag.Int("pool", 16, "engine connections, i.e. statements that run at once")
 	lib := flag.String("lib", "", "libchdb.so to load (default: REEL_CHDB_LIB, the installed one, then $REEL_CACHE/chdb)")
 	level := flag.String("log-level", "info", "debug, info, warn or error")
 	certFile := flag.String("tls-cert", "", "PEM certificate (chain) to serve HTTPS with; with -tls-key")

@@ -20,7 +20,9 @@ type Config struct {
 	// Lib is the libchdb.so to load. Default: see LibPath.
 	Lib string
 	// PoolSize is the number of engine connections, i.e. statements that
-	// run at once; further requests wait. Default 4.
+	// run at once; further requests wait. Default 16: a projector's
+	// partition workers insert concurrently, and with 4 its inserts
+	// queued for a connection.
 	PoolSize int
 	// MaxQuerySize bounds query text read from a request body (data after
 	// INSERT … FORMAT is streamed and not bounded). Default 64 MiB.
@@ -43,7 +45,7 @@ func (c *Config) defaults() error {
 		return errors.New("chserver: Config.Path (data directory) is required")
 	}
 	if c.PoolSize <= 0 {
-		c.PoolSize = 4
+		c.PoolSize = 16
 	}
 	if c.MaxQuerySize <= 0 {
 		c.MaxQuerySize = 64 << 20

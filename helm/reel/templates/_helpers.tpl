@@ -232,7 +232,7 @@ reel.config is reel.yaml for the given projections:
 {{- $_ := set $http "adminTokenFile" (printf "%s/admin/%s" $dir $v.admin.tokenKey) }}
 {{- end }}
 {{- $p := $v.projector }}
-{{- $proj := dict "projections" (default (list) .projections) "batchEvents" (int $p.batchEvents) "batchBytes" (int64 $p.batchBytes) "flushInterval" $p.flushInterval "insertTimeout" $p.insertTimeout "retryMin" $p.retryMin "retryMax" $p.retryMax "shutdownTimeout" $p.shutdownTimeout "stateCacheBytes" (int64 $p.stateCacheBytes) "stateCacheSize" (int (default 0 $p.stateCacheSize)) "maxPendingBytes" (int64 $p.maxPendingBytes) "maxPending" (int (default 0 $p.maxPending)) "fenceCheckInterval" $p.fenceCheckInterval "pipeline" (default false $p.pipeline) "generationPoll" $p.generationPoll "durable" (default false $p.durable) }}
+{{- $proj := dict "projections" (default (list) .projections) "batchEvents" (int $p.batchEvents) "batchBytes" (int64 $p.batchBytes) "flushInterval" $p.flushInterval "insertTimeout" $p.insertTimeout "retryMin" $p.retryMin "retryMax" $p.retryMax "shutdownTimeout" $p.shutdownTimeout "stateCacheBytes" (int64 $p.stateCacheBytes) "stateCacheSize" (int (default 0 $p.stateCacheSize)) "maxPendingBytes" (int64 $p.maxPendingBytes) "maxPending" (int (default 0 $p.maxPending)) "fetchMaxBytes" (int64 $p.fetchMaxBytes) "fetchMaxPartitionBytes" (int64 $p.fetchMaxPartitionBytes) "fenceCheckInterval" $p.fenceCheckInterval "pipeline" (default false $p.pipeline) "generationPoll" $p.generationPoll "durable" (default false $p.durable) }}
 {{- $cfg := dict
   "kafka" (dict "brokers" $v.kafka.brokers "clientId" $v.kafka.clientId "tls" $ktls "sasl" $sasl)
   "schemaRegistry" $sr
