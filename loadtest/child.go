@@ -39,8 +39,9 @@ type childStats struct {
 	Rows    map[string]int64 `json:"rows"`       // rows inserted per projection/table
 	Parts   map[string]int64 `json:"partitions"` // applied offset + 1 per projection/topic/partition
 	// Hist holds count and sum of each reel_projector_* histogram and
-	// Counts each counter, summed over their series (counters split by a
-	// result label keep it: "reel_projector_state_loads_total/absent").
+	// Counts each counter, summed over their series; a "result" label is
+	// kept ("reel_projector_state_loads_total/absent"), and a table label
+	// of Reel's own tables ("…_insert_duration_seconds/_reel_checkpoints").
 	Hist      map[string][2]float64 `json:"histograms"`
 	Counts    map[string]float64    `json:"counters"`
 	HeapAlloc uint64                `json:"heap_alloc"`
@@ -224,19 +225,19 @@ func prefixTopics(p *projection.Projection, prefix string) {
 // sum) or counts (counters; a "result" label is kept in the key).
 func sumSeries(mf *dto.MetricFamily, hist map[string][2]float64, counts map[string]float64) {
 	for _, m := range mf.GetMetric() {
+		key := mf.GetName()
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "result" || (l.GetName() == "table" && strings.HasPrefix(l.GetValue(), "_reel_")) {
+				key += "/" + l.GetValue()
+			}
+		}
 		if h := m.GetHistogram(); h != nil {
-			v := hist[mf.GetName()]
+			v := hist[key]
 			v[0] += float64(h.GetSampleCount())
 			v[1] += h.GetSampleSum()
-			hist[mf.GetName()] = v
+			hist[key] = v
 		}
 		if c := m.GetCounter(); c != nil {
-			key := mf.GetName()
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "result" {
-					key += "/" + l.GetValue()
-				}
-			}
 			counts[key] += c.GetValue()
 		}
 	}

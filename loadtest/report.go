@@ -215,7 +215,7 @@ func markdown(res *Results, plots []string) string {
 	for _, l := range res.Freshness {
 		f("| %.0f %% | %.0f | %.0f | %d | %.0f | %.0f | %.0f | %.0f | %.1f | %.2f |\n", l.Fraction*100, l.TargetRate, l.Produced.PerSec, l.Samples, l.P50, l.P95, l.P99, l.Max, l.ProbeP50, l.CPU)
 	}
-	f("\nMethod: the generator stamps every event (`OccurredAt`, strictly increasing per order) and remembers, for about 50 events/s that the orders projection turns into a new current row, the time just before `Produce`. A prober queries the stable view every 20 ms — `SELECT order_id, max(updated_at) FROM orders_current WHERE order_id IN (…pending…) GROUP BY order_id` — and a sample is visible once its order's `updated_at` reaches its stamp. Freshness = time of the answer that first showed it − time before `Produce`: an upper bound that includes Kafka's produce acknowledgement, the projector's flush interval (200 ms) and up to one probe round.\n\n")
+	f("\nMethod: the generator stamps every event (`OccurredAt`, strictly increasing per order) and remembers, for about 50 events/s that the orders projection turns into a new current row, the time just before `Produce`. A prober queries the stable view every %s — `SELECT order_id, max(updated_at) FROM orders_current WHERE order_id IN (…pending…) GROUP BY order_id` — and a sample is visible once its order's `updated_at` reaches its stamp. Freshness = time of the answer that first showed it − time before `Produce`: an upper bound that includes Kafka's produce acknowledgement, the projector's flush interval (200 ms) and up to one probe round.\n\n", probeEvery)
 	for _, l := range res.Freshness {
 		f("### Waits at %.0f %% of the max rate\n\n", l.Fraction*100)
 		writeWaits(f, l.Waits, l.Server)

@@ -398,7 +398,14 @@ func (c *committer) purgeRejected(b *batch) {
 func (c *committer) writeCheckpoints(ctx context.Context, last int64) error {
 	stmt, args := store.CheckpointsInsert(c.layout, c.k, last, c.claim.epoch)
 	fctx := c.fenced(ctx, nil)
-	err := c.r.retry.Do(ctx, "checkpoint", func(context.Context) error { return c.r.conn.Exec(fctx, stmt, args...) },
+	err := c.r.retry.Do(ctx, "checkpoint", func(context.Context) error {
+		t0 := time.Now()
+		err := c.r.conn.Exec(fctx, stmt, args...)
+		if err == nil {
+			c.r.metrics.insertSeconds.WithLabelValues(c.proj.Name, store.CheckpointsTable).Observe(time.Since(t0).Seconds())
+		}
+		return err
+	},
 		func(attempt int, err error) {
 			c.r.metrics.retries.WithLabelValues(c.proj.Name).Inc()
 			c.log.Warn("checkpoint write failed; retrying", "attempt", attempt+1, "err", err)
