@@ -489,18 +489,35 @@ func (a *applier) loadState(key string) ([]any, bool, error) {
 	return row, row != nil, nil
 }
 
-// prefetch loads, in one query, the state of every aggregate in recs that
-// the cache does not know.
-func (a *applier) prefetch(ctx context.Context, recs []*kgo.Record) {
+// prefetchChunks loads, in one query, the state of every aggregate of
+// the chunks the worker took that the cache does not know: live, records
+// come in many small chunks, and a query per chunk kept a hot partition's
+// worker waiting on ClickHouse (load test: 3 of 8 workers busy with state
+// reads at half the max rate).
+func (a *applier) prefetchChunks(ctx context.Context, chunks [][]*kgo.Record) {
+	if a.stateIdx < 0 || !a.cache.mayMiss() {
+		return
+	}
+	a.prefetch(ctx, chunks...)
+}
+
+// prefetch loads, in one query, the state of every aggregate in chunks
+// that the cache does not know.
+func (a *applier) prefetch(ctx context.Context, chunks ...[]*kgo.Record) {
 	var keys []string
 	seen := map[string]bool{}
-	for _, r := range recs {
-		k := string(r.Key)
-		if _, ok := a.cache.lookup(k); ok || seen[k] {
-			continue
+	for _, recs := range chunks {
+		for _, r := range recs {
+			if r.Offset <= a.seen {
+				continue
+			}
+			k := string(r.Key)
+			if _, ok := a.cache.lookup(k); ok || seen[k] {
+				continue
+			}
+			seen[k] = true
+			keys = append(keys, k)
 		}
-		seen[k] = true
-		keys = append(keys, k)
 	}
 	if len(keys) == 0 {
 		return

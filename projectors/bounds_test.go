@@ -3,6 +3,11 @@ package projectors
 import (
 	"context"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/reel-dev/reel/examples/demo/events"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/schemas"
 	"testing"
 	"time"
 
@@ -191,6 +196,50 @@ func TestBatchGrowsUnderBacklog(t *testing.T) {
 	}
 	if err := a.tick(context.Background(), false); err != nil || len(sink.got) != 1 || sink.got[0].events != 20 {
 		t.Fatalf("without backlog the tick made %d batches (want one of 20 events), err %v", len(sink.got), err)
+	}
+}
+
+// TestStateReadsPerTake: the states of every chunk a worker takes are read
+// in one query, not one per chunk.
+func TestStateReadsPerTake(t *testing.T) {
+	p := &projection.Projection{
+		Name: "readspertake", Topics: []string{handTopic},
+		Tables: []projection.Table{{Name: "seats", State: true, Key: "conference_id",
+			Columns: []projection.Column{{Name: "conference_id", Type: "String"}, {Name: "added", Type: "Int64"}}, OrderBy: "conference_id"}},
+		Apply: func(_ context.Context, tx projection.Tx, ev schemas.Event) error {
+			e, err := schemas.As[events.SeatsAdded](ev)
+			if err != nil {
+				return err
+			}
+			var added int64
+			if row, ok, err := tx.State(); err != nil {
+				return err
+			} else if ok {
+				added = row[1].(int64)
+			}
+			return tx.Emit("seats", e.ConferenceID, added+int64(e.Quantity))
+		},
+	}
+	r, recs := handRunnerFor(t, p, 30, func(i int) string { return fmt.Sprint("c", i) })
+	k := tp{Topic: handTopic, Partition: 0}
+	a := newApplier(&partition{r: r, proj: r.proj, layout: r.layout, k: k, claim: claim{k: k}, log: r.log}, &recorder{}, noPositions(r), nil)
+	a.cache.complete = false // as after a restart: every miss is read
+	queries := func() uint64 {
+		var m dto.Metric
+		if err := r.metrics.loadSeconds.WithLabelValues(r.proj.Name).(prometheus.Histogram).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount()
+	}
+	chunks := [][]*kgo.Record{recs[:10], recs[10:20], recs[20:]}
+	a.prefetchChunks(context.Background(), chunks)
+	for _, c := range chunks {
+		if err := a.process(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := queries(); n != 1 {
+		t.Fatalf("%d state queries for three chunks taken at once; want 1", n)
 	}
 }
 

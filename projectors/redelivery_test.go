@@ -45,6 +45,20 @@ const handTopic = "conference.seats"
 // client on kfake, and n records of handTopic partition 0 at offsets 0…n-1.
 func handRunner(t *testing.T, name string, n int) (*Runner, []*kgo.Record) {
 	t.Helper()
+	p := &projection.Projection{
+		Name: name, Topics: []string{handTopic},
+		Tables: []projection.Table{{Name: "log", Columns: []projection.Column{{Name: "event_id", Type: "String"}}, OrderBy: "event_id"}},
+		Apply: func(_ context.Context, tx projection.Tx, ev schemas.Event) error {
+			return tx.Emit("log", ev.ID)
+		},
+	}
+	return handRunnerFor(t, p, n, func(int) string { return "c1" })
+}
+
+// handRunnerFor is handRunner for projection p, record i's aggregate
+// (conference) being conf(i).
+func handRunnerFor(t *testing.T, p *projection.Projection, n int, conf func(i int) string) (*Runner, []*kgo.Record) {
+	t.Helper()
 	ch := testenv.ClickHouse(t)
 	ctx := context.Background()
 	cat, err := events.Load()
@@ -55,13 +69,7 @@ func handRunner(t *testing.T, name string, n int) (*Runner, []*kgo.Record) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &projection.Projection{
-		Name: name, Topics: []string{handTopic},
-		Tables: []projection.Table{{Name: "log", Columns: []projection.Column{{Name: "event_id", Type: "String"}}, OrderBy: "event_id"}},
-		Apply: func(_ context.Context, tx projection.Tx, ev schemas.Event) error {
-			return tx.Emit("log", ev.ID)
-		},
-	}
+	name := p.Name
 	brokers := testenv.Fake(t).ListenAddrs()
 	r, err := NewRunner(p, ch.Conn, codec, Brokers(brokers...))
 	if err != nil {
@@ -79,7 +87,7 @@ func handRunner(t *testing.T, name string, n int) (*Runner, []*kgo.Record) {
 	t.Cleanup(r.cl.Close)
 	var recs []*kgo.Record
 	for i := range n {
-		ev := schemas.NewEvent(&events.SeatsAdded{ConferenceID: "c1", SeatType: "general", Quantity: 1, Currency: "EUR"},
+		ev := schemas.NewEvent(&events.SeatsAdded{ConferenceID: conf(i), SeatType: "general", Quantity: 1, Currency: "EUR"},
 			schemas.At(time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)), schemas.WithID(fmt.Sprint("e", i)))
 		rec, err := codec.Encode(ctx, ev)
 		if err != nil {

@@ -98,7 +98,9 @@ func (w *worker) run() {
 		case fn := <-w.ctl:
 			fn(ctx)
 		case <-w.q.ready:
-			for _, recs := range w.q.take() {
+			chunks := w.q.take()
+			w.a.prefetchChunks(ctx, chunks)
+			for _, recs := range chunks {
 				if w.a.process(ctx, recs) != nil || ctx.Err() != nil {
 					return
 				}
