@@ -23,6 +23,7 @@ import (
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/projectors"
+	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/projectors/projection"
 )
 
@@ -40,8 +41,8 @@ type childStats struct {
 	Parts   map[string]int64 `json:"partitions"` // applied offset + 1 per projection/topic/partition
 	// Hist holds count and sum of each reel_projector_* histogram and
 	// Counts each counter, summed over their series; a "result" label is
-	// kept ("reel_projector_state_loads_total/absent"), and a table label
-	// of Reel's own tables ("…_insert_duration_seconds/_reel_checkpoints").
+	// kept ("reel_projector_state_loads_total/absent"), and the table label
+	// of the checkpoints ("…_insert_duration_seconds/" + store.CheckpointsTable).
 	Hist      map[string][2]float64 `json:"histograms"`
 	Counts    map[string]float64    `json:"counters"`
 	HeapAlloc uint64                `json:"heap_alloc"`
@@ -227,7 +228,7 @@ func sumSeries(mf *dto.MetricFamily, hist map[string][2]float64, counts map[stri
 	for _, m := range mf.GetMetric() {
 		key := mf.GetName()
 		for _, l := range m.GetLabel() {
-			if l.GetName() == "result" || (l.GetName() == "table" && strings.HasPrefix(l.GetValue(), "_reel_")) {
+			if l.GetName() == "result" || (l.GetName() == "table" && l.GetValue() == store.CheckpointsTable) {
 				key += "/" + l.GetValue()
 			}
 		}

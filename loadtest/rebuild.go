@@ -114,7 +114,7 @@ func (r *run) rebuild(ctx context.Context) error {
 	time.Sleep(2 * time.Second)
 	stopHammer()
 	wg.Wait()
-	r.res.Cutover.Method = "store.CreateViews(generation 2): CREATE OR REPLACE VIEW per view (the rebuild job switches with store.SwitchViews, one insert into _reel_live, which this phase does not measure)"
+	r.res.Cutover.Method = "store.CreateViews(generation 2): CREATE OR REPLACE VIEW per view (the rebuild job switches with store.SwitchViews, one insert into the live-generation table, which this phase does not measure)"
 	r.res.Cutover.Queries, r.res.Cutover.Failed = queries.Load(), failed.Load()
 	if e, ok := firstErr.Load().(string); ok {
 		r.res.Cutover.FirstError = e

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // The CPU profile shows what the projector computes; in most phases it
@@ -42,8 +44,8 @@ func waitsBetween(a, b childStats, d time.Duration) Waits {
 		FlushSeconds:  h("reel_projector_flush_duration_seconds", 1),
 		Inserts:       h("reel_projector_insert_duration_seconds", 0),
 		InsertSeconds: h("reel_projector_insert_duration_seconds", 1),
-		Checkpoints:   h("reel_projector_insert_duration_seconds/_reel_checkpoints", 0),
-		CkptSeconds:   h("reel_projector_insert_duration_seconds/_reel_checkpoints", 1),
+		Checkpoints:   h("reel_projector_insert_duration_seconds/"+store.CheckpointsTable, 0),
+		CkptSeconds:   h("reel_projector_insert_duration_seconds/"+store.CheckpointsTable, 1),
 		StateReads:    h("reel_projector_state_load_duration_seconds", 0),
 		StateSeconds:  h("reel_projector_state_load_duration_seconds", 1),
 		StateFound:    c("reel_projector_state_loads_total/found"),

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reel-dev/reel/internal/retry"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // Metrics are the projector's Prometheus metrics. Create them with
@@ -43,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		flushSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "reel_projector_flush_duration_seconds",
 			Help: "Time to make one batch durable (all tables and checkpoints).", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"projection"}),
 		insertSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "reel_projector_insert_duration_seconds",
-			Help: "ClickHouse insert latency per table (the partition's checkpoints: table _reel_checkpoints).", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"projection", "table"}),
+			Help: "ClickHouse insert latency per table (the partition's checkpoints: table " + store.CheckpointsTable + ").", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"projection", "table"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_retries_total",
 			Help: "ClickHouse operations retried after a failure."}, []string{"projection"}),
 		parked: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_parked_events_total",
