@@ -23,8 +23,8 @@ import (
 	"github.com/reel-dev/reel/internal/app"
 	"github.com/reel-dev/reel/internal/config"
 	"github.com/reel-dev/reel/projectors"
-	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 // ChildArg is the first argument that makes `reel loadtest` run as the
