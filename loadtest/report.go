@@ -254,6 +254,7 @@ func markdown(res *Results, plots []string) string {
 	}
 	writeAppendOnly(f, res)
 
+	writePartitions(f, res.Partitions)
 	writeProfiles(f, res.Profiles)
 	if res.Scale != nil {
 		writeScale(f, res.Scale)
@@ -357,4 +358,15 @@ func shortFunc(name string) string {
 		return name[:i] + "[…]"
 	}
 	return name
+}
+
+// writePartitions shows how the events spread over partitions.
+func writePartitions(f printf, ps []PartShare) {
+	if len(ps) == 0 {
+		return
+	}
+	f("\n## Events per partition (after the drain)\n\nOrder is per partition: one worker applies a partition's events and makes one batch durable at a time, so the busiest partition's worker sets the pace of a backlog (the generator's Zipf-distributed aggregates make some partitions hot).\n\n| projection/topic/partition | events | share of the topic |\n|---|---:|---:|\n")
+	for _, p := range ps {
+		f("| %s | %d | %.0f %% |\n", p.Partition, p.Events, 100*p.Share)
+	}
 }

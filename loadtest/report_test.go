@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -250,5 +251,13 @@ func TestChildConfigRunsAppendOnly(t *testing.T) {
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestPartShares(t *testing.T) {
+	got := partShares(map[string]int64{"orders/o/0": 30, "orders/o/1": 10, "seats/s/0": 5})
+	want := []PartShare{{"orders/o/0", 30, 0.75}, {"orders/o/1", 10, 0.25}, {"seats/s/0", 5, 1}}
+	if !slices.Equal(got, want) {
+		t.Errorf("partShares = %+v, want %+v", got, want)
 	}
 }

@@ -1,6 +1,10 @@
 package loadtest
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 // Results is results.json: every figure of one run.
 type Results struct {
@@ -11,6 +15,7 @@ type Results struct {
 	Produce    Rate           `json:"produce"`         // max phase, producer flat out (or -rate)
 	LiveMax    Rate           `json:"live_max"`        // projector events/s while the producer runs flat out (steady window)
 	Drain      Rate           `json:"drain"`           // projector alone draining the backlog left by the max phase
+	Partitions []PartShare    `json:"partitions"`      // events per partition after the drain
 	MaxRate    float64        `json:"max_rate"`        // events/s the freshness levels are fractions of
 	Freshness  []Level        `json:"freshness"`       // per load level
 	RawConsume Rate           `json:"raw_consume"`     // franz-go group consumer, no processing
@@ -183,4 +188,32 @@ type Point struct {
 	T        float64 `json:"t"`
 	Applied  int64   `json:"applied"`
 	Fraction float64 `json:"fraction"`
+}
+
+// PartShare is how many events a partition held after the drain and its
+// share of its topic's (per projection): order is per partition, so the
+// busiest partition's worker sets the pace of a backlog.
+type PartShare struct {
+	Partition string  `json:"partition"` // projection/topic/partition
+	Events    int64   `json:"events"`
+	Share     float64 `json:"share"`
+}
+
+// partShares turns the projector's applied offsets (offset + 1 per
+// "projection/topic/partition") into shares of each projection's topic.
+func partShares(parts map[string]int64) []PartShare {
+	totals := map[string]int64{}
+	for k, n := range parts {
+		totals[k[:strings.LastIndex(k, "/")]] += n
+	}
+	var out []PartShare
+	for k, n := range parts {
+		ps := PartShare{Partition: k, Events: n}
+		if t := totals[k[:strings.LastIndex(k, "/")]]; t > 0 {
+			ps.Share = float64(n) / float64(t)
+		}
+		out = append(out, ps)
+	}
+	slices.SortFunc(out, func(a, b PartShare) int { return strings.Compare(a.Partition, b.Partition) })
+	return out
 }

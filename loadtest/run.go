@@ -414,6 +414,9 @@ func (r *run) maxPhase(ctx context.Context) error {
 	}
 	r.res.Drain = rate(backlog, dd)
 	stopProfile()
+	if st, err := r.child.stats(ctx); err == nil {
+		r.res.Partitions = partShares(st.Parts)
+	}
 	r.res.MaxRate = r.res.LiveMax.PerSec
 	if r.res.MaxRate <= 0 || r.res.Produce.PerSec < r.res.MaxRate {
 		r.res.MaxRate = r.res.Produce.PerSec
