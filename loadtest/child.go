@@ -128,17 +128,14 @@ func ChildMain(ctx context.Context, args []string) error {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
-				var proj, part string
-				for _, l := range m.GetLabel() {
-					if l.GetName() == "projection" {
-						proj = l.GetValue()
-					}
-					part += "/" + l.GetValue()
+				l := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					l[lp.GetName()] = lp.GetValue()
 				}
 				n := int64(m.GetGauge().GetValue()) + 1
 				st.Applied += n
-				st.PerProj[proj] += n
-				st.Parts[part[1:]] = n
+				st.PerProj[l["projection"]] += n
+				st.Parts[l["projection"]+"/"+l["topic"]+"/"+l["partition"]] = n
 			}
 		}
 		for _, r := range runners {
