@@ -3,6 +3,7 @@ package projectors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/reel-dev/reel/projectors/store"
@@ -72,5 +73,28 @@ func TestStaleDLQReplayLandsNothing(t *testing.T) {
 	rows, _, resolved := fenceCounts(t, r)
 	if rows != 0 || resolved != 0 {
 		t.Errorf("stale replay landed %d rows and %d resolutions, want none", rows, resolved)
+	}
+}
+
+// TestFencedWhileStopping: a member fenced while it stops exits cleanly;
+// fenced while running it rejoins; other errors end Run.
+func TestFencedWhileStopping(t *testing.T) {
+	other := errors.New("boom")
+	for _, c := range []struct {
+		err      error
+		stopping bool
+		rejoin   bool
+		ret      error
+	}{
+		{fmt.Errorf("partition 3: %w", ErrFenced), true, false, nil},
+		{fmt.Errorf("partition 3: %w", ErrFenced), false, true, nil},
+		{other, false, false, other},
+		{other, true, false, other},
+		{nil, true, false, nil},
+	} {
+		rejoin, ret := afterConsume(c.err, c.stopping)
+		if rejoin != c.rejoin || ret != c.ret {
+			t.Errorf("afterConsume(%v, stopping %v) = %v, %v; want %v, %v", c.err, c.stopping, rejoin, ret, c.rejoin, c.ret)
+		}
 	}
 }
