@@ -165,9 +165,6 @@ func (r *Runner) prepare(ctx context.Context) error {
 	return store.CreateViews(ctx, r.conn, r.layout)
 }
 
-// consume is one membership in the consumer group: it polls until ctx ends
-// (nil) or a worker finds its partition claimed by another member
-// (ErrFenced).
 // afterConsume says what Run does once consume returned err: rejoin the
 // group after a fence while running; return otherwise. A member fenced
 // while it stops (a freeze during a graceful shutdown) stops cleanly:
@@ -180,6 +177,9 @@ func afterConsume(err error, stopping bool) (rejoin bool, _ error) {
 	return false, err
 }
 
+// consume is one membership in the consumer group: it polls until ctx ends
+// (nil) or a worker finds its partition claimed by another member
+// (ErrFenced).
 func (r *Runner) consume(ctx context.Context) error {
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	defer r.cancel()
