@@ -112,26 +112,15 @@ func ChildMain(ctx context.Context, args []string) error {
 			sumSeries(mf, st.Hist, st.Counts)
 			if mf.GetName() == "reel_projector_rows_inserted_total" {
 				for _, m := range mf.GetMetric() {
-					var proj, tbl string
-					for _, l := range m.GetLabel() {
-						switch l.GetName() {
-						case "projection":
-							proj = l.GetValue()
-						case "table":
-							tbl = l.GetValue()
-						}
-					}
-					st.Rows[proj+"/"+tbl] += int64(m.GetCounter().GetValue())
+					l := labels(m)
+					st.Rows[l["projection"]+"/"+l["table"]] += int64(m.GetCounter().GetValue())
 				}
 			}
 			if mf.GetName() != "reel_projector_applied_offset" {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
-				l := map[string]string{}
-				for _, lp := range m.GetLabel() {
-					l[lp.GetName()] = lp.GetValue()
-				}
+				l := labels(m)
 				n := int64(m.GetGauge().GetValue()) + 1
 				st.Applied += n
 				st.PerProj[l["projection"]] += n
@@ -219,15 +208,27 @@ func prefixTopics(p *projection.Projection, prefix string) {
 	p.Topics = topics
 }
 
+// labels returns a series' labels by name.
+func labels(m *dto.Metric) map[string]string {
+	l := map[string]string{}
+	for _, lp := range m.GetLabel() {
+		l[lp.GetName()] = lp.GetValue()
+	}
+	return l
+}
+
 // sumSeries adds a metric family's series into hist (histograms: count,
-// sum) or counts (counters; a "result" label is kept in the key).
+// sum) or counts (counters), keyed by the family's name plus its "result"
+// label, or its "table" label when that is the checkpoints.
 func sumSeries(mf *dto.MetricFamily, hist map[string][2]float64, counts map[string]float64) {
 	for _, m := range mf.GetMetric() {
 		key := mf.GetName()
-		for _, l := range m.GetLabel() {
-			if l.GetName() == "result" || (l.GetName() == "table" && l.GetValue() == store.CheckpointsTable) {
-				key += "/" + l.GetValue()
-			}
+		l := labels(m)
+		if r, ok := l["result"]; ok {
+			key += "/" + r
+		}
+		if l["table"] == store.CheckpointsTable {
+			key += "/" + store.CheckpointsTable
 		}
 		if h := m.GetHistogram(); h != nil {
 			v := hist[key]

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reel-dev/reel/projectors/store"
 )
 
 func TestParseTop(t *testing.T) {
@@ -259,5 +264,33 @@ func TestPartShares(t *testing.T) {
 	want := []PartShare{{"orders/o/0", 30, 0.75}, {"orders/o/1", 10, 0.25}, {"seats/s/0", 5, 1}}
 	if !slices.Equal(got, want) {
 		t.Errorf("partShares = %+v, want %+v", got, want)
+	}
+}
+
+// TestSumSeries: histograms and counters are summed over their series,
+// keyed apart by a result label and by the checkpoints' table label.
+func TestSumSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	ins := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "ins"}, []string{"projection", "table"})
+	loads := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "loads"}, []string{"projection", "result"})
+	reg.MustRegister(ins, loads)
+	ins.WithLabelValues("orders", "orders_current").Observe(1)
+	ins.WithLabelValues("seats", "seat_availability").Observe(2)
+	ins.WithLabelValues("orders", store.CheckpointsTable).Observe(0.5)
+	loads.WithLabelValues("orders", "found").Add(3)
+	loads.WithLabelValues("seats", "found").Add(4)
+	loads.WithLabelValues("orders", "absent").Add(5)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, counts := map[string][2]float64{}, map[string]float64{}
+	for _, mf := range mfs {
+		sumSeries(mf, hist, counts)
+	}
+	wantHist := map[string][2]float64{"ins": {2, 3}, "ins/" + store.CheckpointsTable: {1, 0.5}}
+	wantCounts := map[string]float64{"loads/found": 7, "loads/absent": 5}
+	if !maps.Equal(hist, wantHist) || !maps.Equal(counts, wantCounts) {
+		t.Errorf("sumSeries: histograms %v counters %v; want %v %v", hist, counts, wantHist, wantCounts)
 	}
 }
