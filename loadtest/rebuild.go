@@ -11,6 +11,9 @@ import (
 	"github.com/reel-dev/reel/projectors/store"
 )
 
+// hammerPace is the pause before each query of a loop during the replay.
+const hammerPace = 100 * time.Millisecond
+
 // rebuild replays the whole history into generation 2 (a new consumer
 // group from the earliest offset, Replay(true), WithoutViews) in a fresh
 // projector process while two query loops read the stable views, then
@@ -22,9 +25,6 @@ import (
 // aggregations compete with the replay for the cores it is measured on.
 // From a second before the switch to two seconds after they run flat out;
 // every failed query counts.
-// hammerPace is the pause before each query of a loop during the replay.
-const hammerPace = 100 * time.Millisecond
-
 func (r *run) rebuild(ctx context.Context) error {
 	total := r.pd.produced.Load()
 	hctx, stopHammer := context.WithCancel(ctx)
