@@ -123,12 +123,11 @@ func (a *applier) resetBatch() {
 	a.b = batch{rows: rows, recs: make([]*kgo.Record, 0, len(a.b.recs)), first: -1, last: -1}
 }
 
-// process applies a chunk of records, ending batches as they fill.
+// process applies a chunk of records, ending batches as they fill. The
+// worker reads the chunks' unknown states first (prefetchChunks); a state
+// forgotten meanwhile is loaded alone when an event needs it.
 func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
 	a.cache.tick()
-	if a.stateIdx >= 0 && a.cache.mayMiss() {
-		a.prefetch(ctx, recs)
-	}
 	a.applyRejects()
 	for _, rec := range recs {
 		// Offsets only move forward in a worker. The poll loop can hand
@@ -498,12 +497,6 @@ func (a *applier) prefetchChunks(ctx context.Context, chunks [][]*kgo.Record) {
 	if a.stateIdx < 0 || !a.cache.mayMiss() {
 		return
 	}
-	a.prefetch(ctx, chunks...)
-}
-
-// prefetch loads, in one query, the state of every aggregate in chunks
-// that the cache does not know.
-func (a *applier) prefetch(ctx context.Context, chunks ...[]*kgo.Record) {
 	var keys []string
 	seen := map[string]bool{}
 	for _, recs := range chunks {
