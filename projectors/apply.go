@@ -26,6 +26,10 @@ type sink interface {
 	put(ctx context.Context, b *batch) error
 	// sync returns once every batch put is durable, or the first failure.
 	sync(ctx context.Context) error
+	// settle writes what the sink deferred of the durable batches (the
+	// committer: the last one's checkpoints), so that positions read in
+	// ClickHouse show them: when the worker is idle, and to finish.
+	settle(ctx context.Context) error
 	// waiting reports whether a batch waits behind the one being persisted.
 	waiting() bool
 	// rejects returns, once each, the aggregates whose rows the driver
@@ -150,7 +154,7 @@ func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
 	return nil
 }
 
-// tick ends a batch that is old enough. While a batch already waits for
+// tick ends a batch that is old enough or, idle, settles the sink. While a batch already waits for
 // the sink, or records wait behind it (backlog: the worker is behind its
 // partition), this one keeps growing up to BatchEvents or BatchBytes:
 // batches adapt to how fast ClickHouse takes them, instead of queueing
@@ -159,7 +163,11 @@ func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
 // make durable as one of 3,600).
 func (a *applier) tick(ctx context.Context, backlog bool) error {
 	a.applyRejects()
-	if a.b.events > 0 && time.Since(a.b.started) >= a.r.cfg.FlushInterval && !a.sink.waiting() && !backlog {
+	if a.b.events == 0 {
+		// Idle: no next batch to carry the last one's checkpoints.
+		return a.sink.settle(ctx)
+	}
+	if time.Since(a.b.started) >= a.r.cfg.FlushInterval && !a.sink.waiting() && !backlog {
 		return a.endBatch(ctx)
 	}
 	return nil
@@ -200,12 +208,16 @@ func (a *applier) endBatch(ctx context.Context) error {
 	return nil
 }
 
-// flush ends the batch and waits until every batch is durable.
+// flush ends the batch and waits until every batch is durable and its
+// position recorded.
 func (a *applier) flush(ctx context.Context) error {
 	if err := a.endBatch(ctx); err != nil {
 		return err
 	}
 	err := a.sink.sync(ctx)
+	if err == nil {
+		err = a.sink.settle(ctx)
+	}
 	a.applyRejects()
 	return err
 }

@@ -147,6 +147,7 @@ type recorder struct{ got []*batch }
 
 func (r *recorder) put(_ context.Context, b *batch) error { r.got = append(r.got, b); return nil }
 func (r *recorder) sync(context.Context) error            { return nil }
+func (r *recorder) settle(context.Context) error          { return nil }
 func (r *recorder) waiting() bool                         { return false }
 func (r *recorder) rejects() []reject                     { return nil }
 

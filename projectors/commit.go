@@ -36,6 +36,11 @@ type committer struct {
 
 	fenceChecked time.Time // last time the claim was seen still current
 
+	// Not pipelined: the last offset of the durable batch whose
+	// checkpoints are deferred, -1 for none. They are written with the
+	// next batch's first inserts, or by settle (see persist).
+	pending int64
+
 	// Pipelined only: the goroutine takes batches from q; slots holds one
 	// token per batch put and not yet durable or dropped.
 	q       chan *batch
@@ -52,7 +57,7 @@ type committer struct {
 var _ sink = (*committer)(nil)
 
 func newCommitter(p *partition, pipelined bool, wctx context.Context, abandon context.CancelFunc) *committer {
-	return &committer{partition: p, pipelined: pipelined, wctx: wctx, abandon: abandon, q: make(chan *batch, 1),
+	return &committer{partition: p, pipelined: pipelined, wctx: wctx, abandon: abandon, pending: -1, q: make(chan *batch, 1),
 		slots: make(chan struct{}, 2), done: make(chan struct{}), refused: map[string]int64{}}
 }
 
@@ -95,6 +100,14 @@ func (c *committer) sync(ctx context.Context) error {
 		}
 	}
 	return c.failure()
+}
+
+// settle writes the checkpoints deferred from the last durable batch.
+func (c *committer) settle(ctx context.Context) error {
+	if c.pending < 0 {
+		return c.failure()
+	}
+	return c.commit(ctx, &batch{})
 }
 
 func (c *committer) waiting() bool { return len(c.q) > 0 }
@@ -153,17 +166,37 @@ func (c *committer) commit(ctx context.Context, b *batch) error {
 }
 
 // persist makes one batch durable: its rows, then its checkpoints, then the
-// Kafka commit mark (a hint), then side effects.
+// Kafka commit mark (a hint), then side effects. An empty batch (settle)
+// writes the deferred checkpoints only.
+//
+// Checkpoints only advance tables that got no rows of a batch (a table's
+// position is the higher of its rows' and its checkpoint, see DESIGN.md):
+// they need not be durable before the next batch, and a batch's
+// checkpoints are deferred to the first inserts of the next one, which
+// they join concurrently — one round trip to ClickHouse less per batch,
+// out of three. Two kinds of batch write them at once: those with side
+// effects (the cut-over's hand-over reads positions to split effects
+// between generations, so a batch's effects must follow positions that
+// show it) and, pipelined, every batch. A crash loses at most the
+// deferred ones: the next owner then re-reads one batch for tables that
+// got no rows of it, and drops what they already hold.
 func (c *committer) persist(ctx context.Context, b *batch) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if b.events == 0 {
+		return c.writePending(ctx)
 	}
 	start := time.Now()
 	if err := c.persistRows(ctx, b); err != nil {
 		return err
 	}
-	if err := c.writeCheckpoints(ctx, b.last); err != nil {
-		return err
+	if c.pipelined || len(b.effects) > 0 {
+		if err := c.writeCheckpoints(ctx, b.last); err != nil {
+			return err
+		}
+	} else {
+		c.pending = b.last
 	}
 	// A stale member's writes are dropped by the guard without an error.
 	// Side effects are not: they run only after checking that this member
@@ -248,10 +281,21 @@ func (c *committer) persistRows(ctx context.Context, b *batch) error {
 		c.rejectIn(b, rej.row.key, rej.row.off, rej)
 	}
 	defer release()
+	// Every row is encoded: the records were kept only to park a refused
+	// aggregate's events. Let them go while the batch is sent.
+	b.recs = nil
 
 	state := -1
 	var wg sync.WaitGroup
-	errs := make([]error, len(b.rows))
+	errs := make([]error, len(b.rows)+1)
+	if ck := c.pending; ck >= 0 {
+		// The previous batch's checkpoints join the first round.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[len(b.rows)] = c.writeCheckpoints(ctx, ck)
+		}()
+	}
 	for i := range b.rows {
 		if len(b.rows[i]) == 0 {
 			continue
@@ -270,6 +314,7 @@ func (c *committer) persistRows(ctx context.Context, b *batch) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	c.pending = -1
 	if state >= 0 {
 		return c.send(ctx, state, b.rows[state], prepared[state])
 	}
@@ -391,6 +436,18 @@ func (c *committer) purgeRejected(b *batch) {
 	for key, from := range rej {
 		c.purge(b, key, from, nil)
 	}
+}
+
+// writePending writes the checkpoints deferred from the last batch.
+func (c *committer) writePending(ctx context.Context) error {
+	if c.pending < 0 {
+		return nil
+	}
+	if err := c.writeCheckpoints(ctx, c.pending); err != nil {
+		return err
+	}
+	c.pending = -1
+	return nil
 }
 
 // writeCheckpoints records, for every table of the generation, that the

@@ -24,6 +24,7 @@ type discard struct{}
 
 func (discard) put(context.Context, *batch) error { return nil }
 func (discard) sync(context.Context) error        { return nil }
+func (discard) settle(context.Context) error      { return nil }
 func (discard) waiting() bool                     { return false }
 func (discard) rejects() []reject                 { return nil }
 

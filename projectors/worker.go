@@ -100,10 +100,11 @@ func (w *worker) run() {
 		case <-w.q.ready:
 			chunks := w.q.take()
 			w.a.prefetchChunks(ctx, chunks)
-			for _, recs := range chunks {
+			for i, recs := range chunks {
 				if w.a.process(ctx, recs) != nil || ctx.Err() != nil {
 					return
 				}
+				chunks[i] = nil // the batch holds what it needs of them
 				select {
 				case <-w.stop:
 					// Leave the rest to the next owner.

@@ -23,10 +23,12 @@ import (
 //     state as of that moment. Its position in `to` is the highest _offset
 //     copied per partition (no checkpoint is written for it): events after
 //     that produced no State row, so the state is exact at that offset.
-//  2. Then each other table's position in `from` is read — it is ≥ the
-//     State position just copied, because from's State table is written
-//     last in every batch and positions only grow — and the rows up to it
-//     are copied, with a checkpoint at that position.
+//  2. Then each other table's position in `from` is read and the rows up
+//     to it are copied, with a checkpoint at that position. The table
+//     holds every row it gets up to the State position just copied,
+//     because from's State table is written last in every batch; a lower
+//     recorded position (a checkpoint deferred to the next batch) is
+//     raised to the State position.
 //
 // The new generation's workers resume one past the State position and
 // re-apply the few events up to the other tables' positions; the runtime
@@ -98,20 +100,24 @@ func Snapshot(ctx context.Context, conn driver.Conn, p *projection.Projection, f
 		pos := map[string]map[int32]int64{}
 		for topic, parts := range posA {
 			for part, v := range parts {
-				if v[i] < 0 {
+				at := v[i]
+				if s, ok := copied[topic][part]; ok && at < s {
+					// The State table, written last in every batch, holds
+					// s: every batch up to s is durable in this table too,
+					// which got no rows of the events after at (its
+					// checkpoint for them was deferred, see DESIGN.md).
+					at = s
+				}
+				if at < 0 {
 					continue
 				}
-				if s, ok := copied[topic][part]; ok && v[i] < s {
-					// Cannot happen while the runtime writes the State table last.
-					return nil, fmt.Errorf("snapshot of %s: table %s is at %d on %s/%d, behind the State table's %d — invariant broken", p.Name, t.Logical, v[i], topic, part, s)
-				}
-				setPos(pos, topic, part, v[i])
+				setPos(pos, topic, part, at)
 				if state < 0 {
-					if c, ok := copied[topic][part]; !ok || v[i] < c {
-						setPos(copied, topic, part, v[i])
+					if c, ok := copied[topic][part]; !ok || at < c {
+						setPos(copied, topic, part, at)
 					}
 				}
-				if err := ck.Append(p.Name, uint32(to), t.Logical, topic, uint32(part), uint64(v[i]), nowUTC()); err != nil {
+				if err := ck.Append(p.Name, uint32(to), t.Logical, topic, uint32(part), uint64(at), nowUTC()); err != nil {
 					return nil, err
 				}
 				nck++

@@ -1,0 +1,88 @@
+package projectors
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/projectors/store"
+	"github.com/reel-dev/reel/schemas"
+)
+
+// TestCheckpointsRideWithNextBatch: a batch's checkpoints are written with
+// the next batch's first inserts (one round trip less per batch), or when
+// the worker is idle; a batch with side effects writes its own before they
+// run, so that the cut-over's hand-over, which reads positions, sees it.
+func TestCheckpointsRideWithNextBatch(t *testing.T) {
+	ctx := context.Background()
+	var effectSaw atomic.Int64 // the parked table's position when the effect ran
+	effectSaw.Store(-2)
+	var r *Runner
+	p := &projection.Projection{
+		Name: "ckptride", Topics: []string{handTopic},
+		Tables: []projection.Table{{Name: "log", Columns: []projection.Column{{Name: "event_id", Type: "String"}}, OrderBy: "event_id"}},
+		Apply: func(_ context.Context, tx projection.Tx, ev schemas.Event) error {
+			if ev.ID == "e12" {
+				tx.SideEffect(func(ctx context.Context) error {
+					effectSaw.Store(parkedPosition(ctx, t, r))
+					return nil
+				})
+			}
+			return tx.Emit("log", ev.ID)
+		},
+	}
+	r, recs := handRunnerFor(t, p, 15, func(int) string { return "c1" })
+	w := newWorker(r, testClaim(t, r, tp{Topic: handTopic, Partition: 0}), noPositions(r), nil)
+	batch := func(from, to int) {
+		t.Helper()
+		if err := w.a.process(ctx, recs[from:to]); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.a.endBatch(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The parked table gets no rows: only checkpoints advance it.
+	batch(0, 5)
+	if got := parkedPosition(ctx, t, r); got != -1 {
+		t.Fatalf("after the first batch the parked table is at %d; want -1 (its checkpoints wait for the next batch)", got)
+	}
+	batch(5, 10)
+	if got := parkedPosition(ctx, t, r); got != 4 {
+		t.Fatalf("after the second batch the parked table is at %d; want 4 (the first batch's checkpoints, sent with the second)", got)
+	}
+	if err := w.a.tick(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := parkedPosition(ctx, t, r); got != 9 {
+		t.Fatalf("after an idle tick the parked table is at %d; want 9", got)
+	}
+	batch(10, 15) // e12 has a side effect
+	if got := effectSaw.Load(); got != 14 {
+		t.Fatalf("the side effect ran with the parked table at %d; want 14 (its batch's checkpoints first)", got)
+	}
+	var rows uint64
+	if err := r.conn.QueryRow(ctx, "SELECT count() FROM "+store.PhysName(r.proj.Name, "log", 1)).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 15 {
+		t.Fatalf("%d rows; want 15", rows)
+	}
+}
+
+// parkedPosition is the position of r's parked table for partition 0 of
+// handTopic (-1: none).
+func parkedPosition(ctx context.Context, t *testing.T, r *Runner) int64 {
+	t.Helper()
+	pos, err := store.ReadPositions(ctx, r.conn, r.layout)
+	if err != nil {
+		t.Error(err)
+		return -3
+	}
+	v, ok := pos[store.TopicPartition{Topic: handTopic, Partition: 0}]
+	if !ok {
+		return -1
+	}
+	return v[r.layout.Parked]
+}
