@@ -45,6 +45,7 @@ type childStats struct {
 	// of the checkpoints ("…_insert_duration_seconds/" + store.CheckpointsTable).
 	Hist      map[string][2]float64 `json:"histograms"`
 	Counts    map[string]float64    `json:"counters"`
+	Gauges    map[string]float64    `json:"gauges"` // the byte gauges, summed over their series
 	HeapAlloc uint64                `json:"heap_alloc"`
 	HeapSys   uint64                `json:"heap_sys"`
 	NumGC     uint32                `json:"num_gc"`
@@ -106,10 +107,15 @@ func ChildMain(ctx context.Context, args []string) error {
 	serveProfiling(mux)
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
 		st := childStats{PerProj: map[string]int64{}, Rows: map[string]int64{}, Parts: map[string]int64{}, Ready: true,
-			Hist: map[string][2]float64{}, Counts: map[string]float64{}}
+			Hist: map[string][2]float64{}, Counts: map[string]float64{}, Gauges: map[string]float64{}}
 		mfs, _ := promReg.Gather()
 		for _, mf := range mfs {
 			sumSeries(mf, st.Hist, st.Counts)
+			if strings.HasSuffix(mf.GetName(), "_bytes") && mf.GetType() == dto.MetricType_GAUGE {
+				for _, m := range mf.GetMetric() {
+					st.Gauges[mf.GetName()] += m.GetGauge().GetValue()
+				}
+			}
 			if mf.GetName() == "reel_projector_rows_inserted_total" {
 				for _, m := range mf.GetMetric() {
 					l := labels(m)

@@ -19,6 +19,11 @@ type PhaseMemory struct {
 	Samples   int     `json:"samples"`
 	RSSMaxMB  float64 `json:"rss_max_mb"`
 	HeapMaxMB float64 `json:"heap_max_mb"` // Go heap in use (HeapAlloc)
+	// Records fetched and not yet applied: waiting for the workers
+	// (reel_projector_pending_bytes, estimated) and held by the Kafka
+	// clients until a poll (reel_projector_fetch_buffered_bytes).
+	PendingMaxMB  float64 `json:"pending_max_mb"`
+	BufferedMaxMB float64 `json:"buffered_max_mb"`
 }
 
 // ProcessPeak is one projector process's peak RSS over its life, as the
@@ -48,6 +53,8 @@ func phaseMemory(tl []Sample) []PhaseMemory {
 		m.Samples++
 		m.RSSMaxMB = max(m.RSSMaxMB, s.RSSMB)
 		m.HeapMaxMB = max(m.HeapMaxMB, s.HeapMB)
+		m.PendingMaxMB = max(m.PendingMaxMB, s.PendingMB)
+		m.BufferedMaxMB = max(m.BufferedMaxMB, s.BufferedMB)
 	}
 	return out
 }

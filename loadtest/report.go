@@ -279,9 +279,9 @@ func writeMemory(f printf, res *Results) {
 	}
 	f("### Memory per phase\n\nThe projector processes ran with %s. ", limit)
 	f("Peak RSS of the projector processes: **%.0f MB** (target < %d MB: a projector pod's bound). Sampled once a second (RSS from /proc/<pid>/stat, Go heap in use from runtime.ReadMemStats):\n\n", res.Projector.PeakRSSMB, rssBoundMB)
-	f("| phase | samples | RSS max MB | Go heap max MB |\n|---|---:|---:|---:|\n")
+	f("| phase | samples | RSS max MB | Go heap max MB | records waiting for workers, max MB (estimated) | records held by the Kafka clients, max MB |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, m := range res.Projector.PhaseMemory {
-		f("| %s | %d | %.0f | %.0f |\n", m.Phase, m.Samples, m.RSSMaxMB, m.HeapMaxMB)
+		f("| %s | %d | %.0f | %.0f | %.1f | %.1f |\n", m.Phase, m.Samples, m.RSSMaxMB, m.HeapMaxMB, m.PendingMaxMB, m.BufferedMaxMB)
 	}
 	f("\nPeak RSS of each projector process over its life (the kernel's VmHWM, which also catches peaks between samples):\n\n| process | phases | peak RSS MB |\n|---|---|---:|\n")
 	for _, p := range res.Projector.Peaks {

@@ -181,6 +181,8 @@ type Sample struct {
 	CPU        float64 `json:"cpu"` // projector CPU s / wall s over the last second
 	RSSMB      float64 `json:"rss_mb"`
 	HeapMB     float64 `json:"heap_mb"`
+	PendingMB  float64 `json:"pending_mb"`  // records waiting for workers (estimate)
+	BufferedMB float64 `json:"buffered_mb"` // records the Kafka clients hold until a poll
 }
 
 // Point is replay progress.

@@ -335,6 +335,8 @@ func (r *run) sampler(ctx context.Context) {
 			if st, err := c.stats(ctx); err == nil {
 				s.Applied = st.Applied
 				s.HeapMB = float64(st.HeapAlloc) / (1 << 20)
+				s.PendingMB = st.Gauges["reel_projector_pending_bytes"] / (1 << 20)
+				s.BufferedMB = st.Gauges["reel_projector_fetch_buffered_bytes"] / (1 << 20)
 				r.res.Projector.HeapMaxMB = max(r.res.Projector.HeapMaxMB, s.HeapMB)
 				r.res.Projector.HeapSysMaxM = max(r.res.Projector.HeapSysMaxM, float64(st.HeapSys)/(1<<20))
 			}

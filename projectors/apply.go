@@ -56,6 +56,7 @@ type applier struct {
 	keyCol     int              // State table's key column index
 	cache      *stateCache      // includes the batches not yet durable
 	seen       int64            // highest offset taken from the queue
+	arrived    time.Time        // when the records being processed were fetched (zero: now)
 
 	b    batch
 	sys  [5]any // the system columns' values (_topic, _partition, _offset, _event_ts, _epoch): boxed once, offset and time per event
@@ -382,7 +383,13 @@ func (b *batch) add(pi int, off int64, key string, user, sys []any) {
 // advance records that rec belongs to the current batch.
 func (a *applier) advance(rec *kgo.Record) {
 	if a.b.events == 0 {
-		a.b.started = time.Now()
+		// A batch's age counts from when its first record was fetched:
+		// records that waited while the last batch was made durable are
+		// not held another FlushInterval.
+		a.b.started = a.arrived
+		if a.b.started.IsZero() {
+			a.b.started = time.Now()
+		}
 		a.b.first = rec.Offset
 	}
 	a.b.events++

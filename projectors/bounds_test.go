@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/reel-dev/reel/examples/demo/events"
 	"github.com/reel-dev/reel/projectors/projection"
@@ -19,7 +20,8 @@ import (
 // takes them.
 func TestQueuePausesPastBytes(t *testing.T) {
 	var pauses, resumes int
-	q := newQueue(64<<10, 0, func() { pauses++ }, func() { resumes++ })
+	gauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: "pending"})
+	q := newQueue(64<<10, 0, gauge, func() { pauses++ }, func() { resumes++ })
 	rec := func(size int) *kgo.Record { return &kgo.Record{Key: []byte("k"), Value: make([]byte, size)} }
 
 	q.push([]*kgo.Record{rec(1000), rec(1000)})
@@ -40,16 +42,27 @@ func TestQueuePausesPastBytes(t *testing.T) {
 		t.Fatal("no ready signal")
 	}
 	var n int
-	for _, c := range q.take() {
+	chunks, _ := q.take()
+	for _, c := range chunks {
 		n += len(c)
 	}
 	if n != 5 || resumes != 1 || q.backlog() {
 		t.Fatalf("took %d records with %d resumes (want 5 and 1); backlog after %v", n, resumes, q.backlog())
 	}
+	if g := testutil.ToFloat64(gauge); g != 0 {
+		t.Fatalf("pending bytes gauge %v after the take; want 0", g)
+	}
 	// Empty again: the bound counts from zero.
 	q.push([]*kgo.Record{rec(60 << 10)})
 	if pauses != 1 {
 		t.Fatalf("paused below the bound after a take: %d pauses", pauses)
+	}
+	if g, want := testutil.ToFloat64(gauge), float64(recordSize(rec(60<<10))); g != want {
+		t.Fatalf("pending bytes gauge %v; want %v", g, want)
+	}
+	q.drop()
+	if g := testutil.ToFloat64(gauge); g != 0 {
+		t.Fatalf("pending bytes gauge %v after drop; want 0", g)
 	}
 }
 
@@ -57,7 +70,7 @@ func TestQueuePausesPastBytes(t *testing.T) {
 // beside the byte bound.
 func TestQueuePausesPastRecords(t *testing.T) {
 	var pauses int
-	q := newQueue(1<<30, 3, func() { pauses++ }, func() {})
+	q := newQueue(1<<30, 3, prometheus.NewGauge(prometheus.GaugeOpts{Name: "test"}), func() { pauses++ }, func() {})
 	q.push([]*kgo.Record{{}, {}})
 	q.push([]*kgo.Record{{}})
 	if pauses != 1 {
@@ -197,6 +210,34 @@ func TestBatchGrowsUnderBacklog(t *testing.T) {
 	}
 	if err := a.tick(context.Background(), false); err != nil || len(sink.got) != 1 || sink.got[0].events != 20 {
 		t.Fatalf("without backlog the tick made %d batches (want one of 20 events), err %v", len(sink.got), err)
+	}
+}
+
+// TestBatchAgeCountsFromFetch: a batch's FlushInterval counts from when
+// its first record was fetched, so records that waited while the last
+// batch was made durable are not held another interval.
+func TestBatchAgeCountsFromFetch(t *testing.T) {
+	r, recs := handRunner(t, "batchage", 20)
+	r.cfg.FlushInterval = time.Hour
+	k := tp{Topic: handTopic, Partition: 0}
+	sink := &recorder{}
+	a := newApplier(&partition{r: r, proj: r.proj, layout: r.layout, k: k, claim: claim{k: k}, log: r.log}, sink, noPositions(r), nil)
+	a.arrived = time.Now()
+	if err := a.process(context.Background(), recs[:10]); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.tick(context.Background(), false); err != nil || len(sink.got) != 0 {
+		t.Fatalf("a batch of records fetched just now ended (%d batches, err %v)", len(sink.got), err)
+	}
+	if err := a.flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a.arrived = time.Now().Add(-2 * time.Hour) // fetched while the last batch was persisted
+	if err := a.process(context.Background(), recs[10:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.tick(context.Background(), false); err != nil || len(sink.got) != 2 || sink.got[1].events != 10 {
+		t.Fatalf("records fetched two intervals ago still wait (%d batches; want 2), err %v", len(sink.got), err)
 	}
 }
 

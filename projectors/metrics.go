@@ -21,6 +21,8 @@ type Metrics struct {
 	position      *prometheus.GaugeVec
 	lastEventTs   *prometheus.GaugeVec
 	paused        *prometheus.CounterVec
+	pending       *prometheus.GaugeVec
+	buffered      *prometheus.GaugeVec
 	evicted       *prometheus.CounterVec
 	stateLoads    *prometheus.CounterVec
 	loadSeconds   *prometheus.HistogramVec
@@ -55,6 +57,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Kafka timestamp of the newest applied event, per partition."}, []string{"projection", "topic", "partition"}),
 		paused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_fetch_pauses_total",
 			Help: "Times a partition's fetching was paused because its worker fell behind (backpressure)."}, []string{"projection"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "reel_projector_pending_bytes",
+			Help: "Estimated bytes of fetched records waiting for the partitions' workers (bounded per partition by maxPendingBytes, plus one fetch)."}, []string{"projection"}),
+		buffered: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "reel_projector_fetch_buffered_bytes",
+			Help: "Bytes of records the Kafka client fetched and holds until the next poll."}, []string{"projection"}),
 		evicted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_state_evictions_total",
 			Help: "Aggregate states forgotten by a partition's state cache past its byte bound (read back from ClickHouse when needed)."}, []string{"projection"}),
 		stateLoads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_state_loads_total",
@@ -70,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		clickhouse: retry.NewMetrics(reg),
 	}
 	if reg != nil {
-		reg.MustRegister(m.stopped, m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused, m.evicted, m.stateLoads, m.loadSeconds, m.claims, m.fenced)
+		reg.MustRegister(m.stopped, m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused, m.pending, m.buffered, m.evicted, m.stateLoads, m.loadSeconds, m.claims, m.fenced)
 	}
 	return m
 }
@@ -82,7 +88,7 @@ func (m *Metrics) Forget(projection string) {
 	l := prometheus.Labels{"projection": projection}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
 		m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries,
-		m.parked, m.position, m.lastEventTs, m.paused, m.evicted, m.stateLoads, m.loadSeconds, m.claims, m.fenced,
+		m.parked, m.position, m.lastEventTs, m.paused, m.pending, m.buffered, m.evicted, m.stateLoads, m.loadSeconds, m.claims, m.fenced,
 	} {
 		v.DeletePartialMatch(l)
 	}

@@ -202,7 +202,7 @@ func BatchEvents(n int) Opt { return func(c *cfg) { c.BatchEvents = n } }
 func BatchBytes(n int64) Opt { return func(c *cfg) { c.BatchBytes = n } }
 
 // FlushInterval flushes a partition's batch this long after its first
-// event. Default 200ms.
+// event was fetched (while the worker is not behind). Default 200ms.
 func FlushInterval(d time.Duration) Opt { return func(c *cfg) { c.FlushInterval = d } }
 
 // InsertTimeout bounds one ClickHouse insert. Default 30s.

@@ -2,8 +2,10 @@ package projectors
 
 import (
 	"sync"
+	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -14,20 +16,22 @@ import (
 // backpressure that bounds memory while ClickHouse is slow or down.
 type queue struct {
 	maxBytes   int64
-	maxRecords int // 0: no bound by count
+	maxRecords int              // 0: no bound by count
+	gauge      prometheus.Gauge // bytes waiting, summed over the runner's queues
 	pause      func()
 	resume     func()
 
 	mu     sync.Mutex
 	chunks [][]*kgo.Record
+	since  time.Time // when the oldest waiting chunk was pushed
 	bytes  int64
 	n      int
 	paused bool
 	ready  chan struct{} // capacity 1: records are waiting
 }
 
-func newQueue(maxBytes int64, maxRecords int, pause, resume func()) *queue {
-	return &queue{maxBytes: maxBytes, maxRecords: maxRecords, pause: pause, resume: resume, ready: make(chan struct{}, 1)}
+func newQueue(maxBytes int64, maxRecords int, gauge prometheus.Gauge, pause, resume func()) *queue {
+	return &queue{maxBytes: maxBytes, maxRecords: maxRecords, gauge: gauge, pause: pause, resume: resume, ready: make(chan struct{}, 1)}
 }
 
 // recordOverhead is what a record costs beyond its key, value and headers.
@@ -48,7 +52,11 @@ func (q *queue) push(recs []*kgo.Record) {
 	for _, r := range recs {
 		size += recordSize(r)
 	}
+	now := time.Now()
 	q.mu.Lock()
+	if len(q.chunks) == 0 {
+		q.since = now
+	}
 	q.chunks = append(q.chunks, recs)
 	q.bytes += size
 	q.n += len(recs)
@@ -59,6 +67,7 @@ func (q *queue) push(recs []*kgo.Record) {
 		q.pause()
 	}
 	q.mu.Unlock()
+	q.gauge.Add(float64(size))
 	select {
 	case q.ready <- struct{}{}:
 	default:
@@ -74,15 +83,26 @@ func (q *queue) backlog() bool {
 	return q.paused || q.bytes >= q.maxBytes/2
 }
 
-// take returns every waiting chunk and resumes fetching if it was paused.
-func (q *queue) take() [][]*kgo.Record {
+// take returns every waiting chunk and when the oldest was pushed, and
+// resumes fetching if it was paused.
+func (q *queue) take() ([][]*kgo.Record, time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	out := q.chunks
+	q.gauge.Sub(float64(q.bytes))
 	q.chunks, q.bytes, q.n = nil, 0, 0
 	if q.paused {
 		q.paused = false
 		q.resume()
 	}
-	return out
+	return out, q.since
+}
+
+// drop forgets the waiting records (the worker stopped; the next owner
+// re-reads them).
+func (q *queue) drop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.gauge.Sub(float64(q.bytes))
+	q.chunks, q.bytes, q.n = nil, 0, 0
 }

@@ -235,6 +235,7 @@ func (r *Runner) consume(ctx context.Context) error {
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
+		r.metrics.buffered.WithLabelValues(r.proj.Name).Set(float64(cl.BufferedFetchBytes()))
 		if pctx.Err() != nil {
 			cl.AllowRebalance()
 			return context.Cause(pctx)

@@ -61,7 +61,7 @@ func newWorker(r *Runner, c claim, ckpt []int64, parked map[string]int64) *worke
 		done:      make(chan struct{}),
 	}
 	w.ctx, w.abandon = context.WithCancel(r.ctx)
-	w.q = newQueue(r.cfg.MaxPendingBytes, r.cfg.MaxPending, func() {
+	w.q = newQueue(r.cfg.MaxPendingBytes, r.cfg.MaxPending, r.metrics.pending.WithLabelValues(r.proj.Name), func() {
 		r.cl.PauseFetchPartitions(map[string][]int32{k.Topic: {k.Partition}})
 		r.metrics.paused.WithLabelValues(r.proj.Name).Inc()
 	}, func() {
@@ -85,6 +85,7 @@ func (w *worker) run() {
 		// owner of the partition reads positions once it is assigned.
 		w.abandon()
 		w.c.stop()
+		w.q.drop()
 	}()
 	tick := time.NewTicker(w.r.cfg.FlushInterval / 2)
 	defer tick.Stop()
@@ -98,7 +99,8 @@ func (w *worker) run() {
 		case fn := <-w.ctl:
 			fn(ctx)
 		case <-w.q.ready:
-			chunks := w.q.take()
+			chunks, since := w.q.take()
+			w.a.arrived = since
 			w.a.prefetchChunks(ctx, chunks)
 			for i, recs := range chunks {
 				if w.a.process(ctx, recs) != nil || ctx.Err() != nil {
@@ -112,6 +114,11 @@ func (w *worker) run() {
 					return
 				default:
 				}
+			}
+			// A batch of records that waited behind the last one may be
+			// old enough already: end it now, not at the next tick.
+			if w.a.tick(ctx, w.q.backlog()) != nil {
+				return
 			}
 		case <-tick.C:
 			if w.a.tick(ctx, w.q.backlog()) != nil {
