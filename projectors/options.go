@@ -52,6 +52,7 @@ type Tuning struct {
 	StateCacheSize         int           `yaml:"stateCacheSize"`         // default 0: by bytes only
 	FetchMaxBytes          int64         `yaml:"fetchMaxBytes"`          // default DefaultFetchMaxBytes (4 MiB)
 	FetchMaxPartitionBytes int64         `yaml:"fetchMaxPartitionBytes"` // default DefaultFetchMaxPartitionBytes (1 MiB)
+	FetchMaxWait           time.Duration `yaml:"fetchMaxWait"`           // default DefaultFetchMaxWait (250ms)
 	FenceCheckInterval     time.Duration `yaml:"fenceCheckInterval"`     // default 5s
 	Pipeline               bool          `yaml:"pipeline"`               // default false
 	Durable                bool          `yaml:"durable"`                // default false
@@ -72,6 +73,7 @@ func DefaultTuning() Tuning {
 		StateCacheBytes:        DefaultStateCacheBytes,
 		FetchMaxBytes:          DefaultFetchMaxBytes,
 		FetchMaxPartitionBytes: DefaultFetchMaxPartitionBytes,
+		FetchMaxWait:           DefaultFetchMaxWait,
 		FenceCheckInterval:     5 * time.Second,
 	}
 }
@@ -139,6 +141,9 @@ func (s Tuning) Validate() error {
 	}
 	if s.FetchMaxPartitionBytes < 1024 || s.FetchMaxPartitionBytes > math.MaxInt32 {
 		add("fetchMaxPartitionBytes", "%d: must be between 1024 and %d (bytes per partition of a fetch response)", s.FetchMaxPartitionBytes, math.MaxInt32)
+	}
+	if s.FetchMaxWait < time.Millisecond || s.FetchMaxWait > time.Duration(math.MaxInt32)*time.Millisecond {
+		add("fetchMaxWait", "%s: must be between 1ms and %s (how long the broker may hold a fetch for new records)", s.FetchMaxWait, time.Duration(math.MaxInt32)*time.Millisecond)
 	}
 	if s.FenceCheckInterval < 0 {
 		add("fenceCheckInterval", "%s: must be ≥ 0 (0: after every batch)", s.FenceCheckInterval)
@@ -235,6 +240,13 @@ const (
 	// these bounds did not lower its peak RSS measurably.)
 	DefaultFetchMaxBytes          = 4 << 20
 	DefaultFetchMaxPartitionBytes = 1 << 20
+	// How long the broker may hold a fetch while it has no new records.
+	// The client sends one fetch at a time: a partition resumed after
+	// backpressure joins the next one, so it waits for the fetch in
+	// flight. With franz-go's 5s, a hot partition left alone at the end
+	// of a backlog (the others caught up, their fetches idle) moved once
+	// per 5s: the load test's replay spent its last 20 of 77 s that way.
+	DefaultFetchMaxWait = 250 * time.Millisecond
 )
 
 // FetchMaxBytes bounds a fetch response of the projection's Kafka client
@@ -246,6 +258,10 @@ func FetchMaxBytes(n int64) Opt { return func(c *cfg) { c.FetchMaxBytes = n } }
 // (kgo.FetchMaxPartitionBytes). Default DefaultFetchMaxPartitionBytes
 // (1 MiB).
 func FetchMaxPartitionBytes(n int64) Opt { return func(c *cfg) { c.FetchMaxPartitionBytes = n } }
+
+// FetchMaxWait bounds how long the broker may hold a fetch that has no
+// new records (kgo.FetchMaxWait). Default DefaultFetchMaxWait (250ms).
+func FetchMaxWait(d time.Duration) Opt { return func(c *cfg) { c.FetchMaxWait = d } }
 
 // MaxPendingBytes pauses fetching a partition while this many bytes of its
 // records (key, value and headers, plus a record's own size) wait for its
