@@ -275,7 +275,7 @@ type printf func(format string, a ...any)
 func writeMemory(f printf, res *Results) {
 	limit := "no memory limit"
 	if res.Config.MemoryLimitMB > 0 {
-		limit = fmt.Sprintf("a pod's memory limit of %d MB (REEL_MEMORY_LIMIT, as the Helm chart passes it: Go's soft limit at 90 %%)", res.Config.MemoryLimitMB)
+		limit = fmt.Sprintf("a pod's memory limit of %d MB (REEL_MEMORY_LIMIT, as the Helm chart passes it: Go's soft limit at 80 %%)", res.Config.MemoryLimitMB)
 	}
 	f("### Memory per phase\n\nThe projector processes ran with %s. ", limit)
 	f("Peak RSS of the projector processes: **%.0f MB** (target < %d MB: a projector pod's bound). Sampled once a second (RSS from /proc/<pid>/stat, Go heap in use from runtime.ReadMemStats):\n\n", res.Projector.PeakRSSMB, rssBoundMB)
