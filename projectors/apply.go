@@ -155,13 +155,13 @@ func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
 	return nil
 }
 
-// tick ends a batch that is old enough or, idle, settles the sink. While a batch already waits for
-// the sink, or records wait behind it (backlog: the worker is behind its
-// partition), this one keeps growing up to BatchEvents or BatchBytes:
-// batches adapt to how fast ClickHouse takes them, instead of queueing
-// many small ones that each pay the per-insert cost (which, measured,
-// hardly depends on the rows: a batch of 1,000 events took as long to
-// make durable as one of 3,600).
+// tick ends a batch that is old enough or, idle, settles the sink. While
+// a batch already waits for the sink, or records wait behind it (backlog:
+// the worker is behind its partition), this one keeps growing up to
+// BatchEvents or BatchBytes: batches adapt to how fast ClickHouse takes
+// them, instead of queueing many small ones that each pay the per-insert
+// cost (which, measured, hardly depends on the rows: a batch of 1,000
+// events took as long to make durable as one of 3,600).
 func (a *applier) tick(ctx context.Context, backlog bool) error {
 	a.applyRejects()
 	if a.b.events == 0 {

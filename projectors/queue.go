@@ -66,8 +66,8 @@ func (q *queue) push(recs []*kgo.Record) {
 		// leave the partition paused for good.
 		q.pause()
 	}
-	q.mu.Unlock()
 	q.gauge.Add(float64(size))
+	q.mu.Unlock()
 	select {
 	case q.ready <- struct{}{}:
 	default:
