@@ -227,8 +227,20 @@ func TestOutageClickHouseKilled(t *testing.T) {
 	srv.Kill()
 	killedAt := time.Now()
 	retriesBefore := ip.counter("reel_projector_retries_total")
-	time.Sleep(time.Second) // commits of batches durable before the kill may still arrive (autocommit: 200ms)
+	// Commits of batches durable before the kill may still arrive
+	// (autocommit: 200ms), later when the group is busy rebalancing at
+	// the kill (seen in CI: 141 → 1275 after a fixed one-second grace,
+	// exactly-once intact): wait until they stop moving. A projector that
+	// committed while ClickHouse is down would keep them moving.
 	commitsDown := committed(t, adm, group)
+	for settled := time.Now().Add(4 * time.Second); time.Now().Before(settled); {
+		time.Sleep(500 * time.Millisecond)
+		n := committed(t, adm, group)
+		if n == commitsDown && time.Since(killedAt) >= time.Second {
+			break
+		}
+		commitsDown = n
+	}
 	const outage = 8 * time.Second
 	notReady := 0
 	for time.Since(killedAt) < outage {
