@@ -89,8 +89,7 @@ func (q *queue) take() ([][]*kgo.Record, time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	out := q.chunks
-	q.gauge.Sub(float64(q.bytes))
-	q.chunks, q.bytes, q.n = nil, 0, 0
+	q.clear()
 	if q.paused {
 		q.paused = false
 		q.resume()
@@ -103,6 +102,11 @@ func (q *queue) take() ([][]*kgo.Record, time.Time) {
 func (q *queue) drop() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.clear()
+}
+
+// clear empties the queue and its share of the gauge; q.mu is held.
+func (q *queue) clear() {
 	q.gauge.Sub(float64(q.bytes))
 	q.chunks, q.bytes, q.n = nil, 0, 0
 }

@@ -231,12 +231,13 @@ func (r *Runner) consume(ctx context.Context) error {
 	}()
 	r.log.Info("projector started", "group", store.Group(r.proj.Name, r.cfg.generation), "topics", r.proj.Topics)
 
+	buffered := r.metrics.buffered.WithLabelValues(r.proj.Name)
 	for {
 		fetches := cl.PollRecords(pctx, r.cfg.maxPollRecords)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
-		r.metrics.buffered.WithLabelValues(r.proj.Name).Set(float64(cl.BufferedFetchBytes()))
+		buffered.Set(float64(cl.BufferedFetchBytes()))
 		if pctx.Err() != nil {
 			cl.AllowRebalance()
 			return context.Cause(pctx)
