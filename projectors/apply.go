@@ -96,6 +96,7 @@ func newApplier(p *partition, s sink, ckpt []int64, parked map[string]int64) *ap
 		seen:       minOf(ckpt),
 		prev:       make([]int, len(p.layout.Tables)),
 	}
+	a.cache.share = &p.r.cacheShare
 	if a.parkedFrom == nil {
 		a.parkedFrom = map[string]int64{}
 	}

@@ -111,6 +111,47 @@ func TestStateCacheShrinks(t *testing.T) {
 	}
 }
 
+// TestStateCachesShareTheProjectionsBytes: a runner splits StateCacheBytes
+// among the partitions it holds, so that its caches together stay within
+// it however many partitions a process is assigned: a cache that fits
+// the whole bound is over its share once three more partitions come, and
+// fits again when they go.
+func TestStateCachesShareTheProjectionsBytes(t *testing.T) {
+	r := &Runner{cfg: defaultCfg(), workers: map[tp]*worker{}}
+	r.cfg.StateCacheBytes = 40 << 10
+	r.workers[tp{"t", 0}] = nil
+	r.shareCaches()
+	c := newStateCache(r.cfg.StateCacheBytes, 0)
+	c.share = &r.cacheShare
+	row := []any{"order-1", "customer-1", uint32(2), int64(3900), time.Time{}}
+	for i := 0; c.bytes < 20<<10; i++ {
+		c.put(fmt.Sprint("k-", i), row)
+	}
+	if c.over() {
+		t.Fatalf("%d bytes are over a partition's share of 40 KiB when it is the only one", c.bytes)
+	}
+	for p := int32(1); p < 4; p++ {
+		r.workers[tp{"t", p}] = nil
+	}
+	r.shareCaches()
+	if got := r.cacheShare.Load(); got != 10<<10 {
+		t.Fatalf("share of 4 partitions = %d, want %d", got, 10<<10)
+	}
+	if !c.over() {
+		t.Fatalf("%d bytes are not over a share of 10 KiB", c.bytes)
+	}
+	if c.shrink(); c.bytes > 10<<10/4*3 {
+		t.Fatalf("shrink left %d bytes, over 3/4 of the 10 KiB share", c.bytes)
+	}
+	for p := int32(1); p < 4; p++ {
+		delete(r.workers, tp{"t", p})
+	}
+	r.shareCaches()
+	if got := r.cacheShare.Load(); got != 40<<10 {
+		t.Fatalf("share of 1 partition = %d, want the whole %d", got, 40<<10)
+	}
+}
+
 // TestStateCacheForgetsLeastRecentlyUsed: past its bound the cache forgets
 // the entries used longest ago; ones looked up recently stay, however
 // early they were put.

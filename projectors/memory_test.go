@@ -18,13 +18,13 @@ import (
 // committer inserts one batch while the applier builds the next
 // (Pipeline), where a state may be forgotten only once it is durable.
 func TestStateCacheByteBound(t *testing.T) {
-	// 8 KiB: states are forgotten and read back all the time; 96 KiB: now
-	// and then, while most aggregates are new ones a complete cache must
-	// not query.
+	// 8 KiB a partition (its two partitions share the bytes): states are
+	// forgotten and read back all the time; 96 KiB: now and then, while
+	// most aggregates are new ones a complete cache must not query.
 	for _, c := range []struct {
 		bytes     int64
 		pipelined bool
-	}{{8 << 10, false}, {8 << 10, true}, {96 << 10, false}} {
+	}{{16 << 10, false}, {16 << 10, true}, {192 << 10, false}} {
 		t.Run(fmt.Sprintf("bytes=%d,pipeline=%v", c.bytes, c.pipelined), func(t *testing.T) { stateCacheByteBound(t, c.bytes, c.pipelined) })
 	}
 }

@@ -48,7 +48,7 @@ type Tuning struct {
 	ShutdownTimeout        time.Duration `yaml:"shutdownTimeout"`        // default 30s
 	MaxPendingBytes        int64         `yaml:"maxPendingBytes"`        // default DefaultMaxPendingBytes (1 MiB)
 	MaxPending             int           `yaml:"maxPending"`             // default 0: by bytes only
-	StateCacheBytes        int64         `yaml:"stateCacheBytes"`        // default DefaultStateCacheBytes (4 MiB)
+	StateCacheBytes        int64         `yaml:"stateCacheBytes"`        // default DefaultStateCacheBytes (16 MiB a projection)
 	StateCacheSize         int           `yaml:"stateCacheSize"`         // default 0: by bytes only
 	FetchMaxBytes          int64         `yaml:"fetchMaxBytes"`          // default DefaultFetchMaxBytes (4 MiB)
 	FetchMaxPartitionBytes int64         `yaml:"fetchMaxPartitionBytes"` // default DefaultFetchMaxPartitionBytes (256 KiB)
@@ -131,7 +131,7 @@ func (s Tuning) Validate() error {
 		add("maxPending", "%d: must be ≥ 0 (0: bounded by maxPendingBytes only)", s.MaxPending)
 	}
 	if s.StateCacheBytes < 1024 {
-		add("stateCacheBytes", "%d: must be ≥ 1024 (bytes per partition)", s.StateCacheBytes)
+		add("stateCacheBytes", "%d: must be ≥ 1024 (bytes per projection, shared by its partitions)", s.StateCacheBytes)
 	}
 	if s.StateCacheSize < 0 {
 		add("stateCacheSize", "%d: must be ≥ 0 (0: bounded by stateCacheBytes only)", s.StateCacheSize)
@@ -222,16 +222,20 @@ func RetryBackoff(minD, maxD time.Duration) Opt {
 // ShutdownTimeout bounds the final flush of revoked partitions. Default 30s.
 func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.ShutdownTimeout = d } }
 
-// Memory bounds per partition worker, by default. The load test's five
-// demo projections over two topics of 4 partitions run 24 workers, 16 of
-// them with a State table: at most 48 MiB of fetched records wait and
-// 64 MiB of state is cached (its 10 000 aggregates need ~1.5 MiB per
-// partition), which leaves room under a 256 MiB pod for batches in flight
-// and the Kafka client's fetch buffers.
+// Memory bounds, by default: per partition worker for records and batches,
+// per projection for cached states. The demo's five projections over two
+// topics of 4 partitions run 24 workers, 16 of them with a State table: at
+// most 24 MiB of fetched records wait (each queue may take one fetch share
+// past its bound) and 64 MiB of state is cached (4 projections × 16 MiB;
+// its 10 000 aggregates need ~1.5 MiB per partition), which leaves room
+// under a 256 MiB pod for batches in flight and the Kafka client's fetch
+// buffers. With 12 partitions a topic the cached states stay 64 MiB
+// (before the split, 4 MiB per partition: the load test's two projections
+// peaked at 277 MB RSS).
 const (
 	DefaultBatchBytes      = 4 << 20
 	DefaultMaxPendingBytes = 1 << 20
-	DefaultStateCacheBytes = 4 << 20
+	DefaultStateCacheBytes = 16 << 20
 	// The Kafka client's fetch responses (per projection: one client
 	// each). franz-go's defaults (50 MiB a response, 10 MiB a partition)
 	// bound nothing a small pod can afford. A partition's queue can take
@@ -280,11 +284,13 @@ func MaxPendingBytes(n int64) Opt { return func(c *cfg) { c.MaxPendingBytes = n 
 // records wait for its worker. Default 0: bounded by MaxPendingBytes only.
 func MaxPending(n int) Opt { return func(c *cfg) { c.MaxPending = n } }
 
-// StateCacheBytes bounds the cached aggregate states of a partition, by an
-// estimate of their keys and values; past it, states already durable are
+// StateCacheBytes bounds the cached aggregate states of the projection in
+// this process, by an estimate of their keys and values, shared equally
+// by the partitions it holds (so it does not grow with them; at least
+// 1 KiB each); past its share, a partition's states already durable are
 // forgotten (and read back from the State table when needed). States of
-// batches not yet durable are kept, so the cache can exceed the bound by
-// those of two batches. Default DefaultStateCacheBytes (4 MiB).
+// batches not yet durable are kept, so a cache can exceed its share by
+// those of two batches. Default DefaultStateCacheBytes (16 MiB).
 func StateCacheBytes(n int64) Opt { return func(c *cfg) { c.StateCacheBytes = n } }
 
 // StateCacheSize also bounds the cached aggregate states of a partition by

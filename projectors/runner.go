@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -44,9 +45,12 @@ type Runner struct {
 
 	mu      sync.Mutex
 	workers map[tp]*worker
-	ctx     context.Context // worker context; cancel = abandon
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	// cacheShare is each worker's share of StateCacheBytes: the bound of
+	// its state cache (shareCaches sets it as partitions come and go).
+	cacheShare atomic.Int64
+	ctx        context.Context // worker context; cancel = abandon
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 
 	healthMu  sync.Mutex
 	healthErr error
@@ -78,6 +82,7 @@ func NewRunner(p *projection.Projection, conn driver.Conn, dec Decoder, opts ...
 	if r.metrics == nil {
 		r.metrics = NewMetrics(nil)
 	}
+	r.cacheShare.Store(c.StateCacheBytes)
 	r.retry = retry.New(c.RetryMin, c.RetryMax, r.metrics.clickhouse)
 	return r, nil
 }
@@ -342,6 +347,7 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 				}
 				r.refuse(k, err)
 			}
+			r.shareCaches()
 			r.mu.Unlock()
 			return offsets, nil
 		}
@@ -397,6 +403,7 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		r.log.Info("partition assigned", "topic", k.Topic, "partition", k.Partition, "resume_offset", start,
 			"parked_aggregates", len(w.a.parkedFrom), "epoch", c.epoch, "kafka_generation", kgen)
 	}
+	r.shareCaches()
 	return offsets, nil
 }
 
@@ -481,8 +488,17 @@ func (r *Runner) stopWorkers(m map[string][]int32, graceful bool) {
 			r.unrefuse(k)
 		}
 	}
+	r.shareCaches()
 	r.mu.Unlock()
 	r.stop(ws, graceful)
+}
+
+// shareCaches splits StateCacheBytes equally among the partitions the
+// runner holds, so that what a process caches for a projection does not
+// grow with its partitions (a cache past a smaller share shrinks after
+// its next batch). r.mu is held.
+func (r *Runner) shareCaches() {
+	r.cacheShare.Store(max(1024, r.cfg.StateCacheBytes/int64(max(1, len(r.workers)))))
 }
 
 func (r *Runner) stopAll(graceful bool) {

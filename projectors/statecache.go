@@ -2,6 +2,7 @@ package projectors
 
 import (
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/bits-and-blooms/bloom/v3"
@@ -28,12 +29,23 @@ type stateCache struct {
 	rows       map[string]cacheEntry
 	clock      uint32 // advanced by the applier per chunk of records
 	bytes      int64
-	maxBytes   int64
-	maxEntries int // 0: no bound by count
+	maxBytes   int64         // the bound when share is nil
+	share      *atomic.Int64 // the bound: this partition's share of its projection's (see Runner.shareCaches)
+	maxEntries int           // 0: no bound by count
 
 	complete  bool
 	forgotten *bloom.BloomFilter // nil until the first key is forgotten
+	forgetCap uint               // the keys forgotten can hold, set when it is made
 	nForgot   uint               // distinct keys in forgotten (as far as the filter tells)
+}
+
+// limit is the cache's byte bound now: a share of the projection's, which
+// changes with the number of partitions the process holds.
+func (c *stateCache) limit() int64 {
+	if c.share != nil {
+		return c.share.Load()
+	}
+	return c.maxBytes
 }
 
 // forgetCapacity is how many forgotten keys a complete cache tracks
@@ -41,7 +53,7 @@ type stateCache struct {
 // least 64 Ki keys), so the filter (≈ 1.2 bytes per key at 1 % false
 // positives) costs under 4 % of the cache's bound.
 func (c *stateCache) forgetCapacity() uint {
-	return uint(max(64<<10, c.maxBytes/32))
+	return uint(max(64<<10, c.limit()/32))
 }
 
 func newStateCache(maxBytes int64, maxEntries int) *stateCache {
@@ -108,12 +120,13 @@ func (c *stateCache) forget(key string) {
 	if !c.complete {
 		return
 	}
-	if c.nForgot >= c.forgetCapacity() {
+	if c.forgotten == nil {
+		c.forgetCap = c.forgetCapacity()
+		c.forgotten = bloom.NewWithEstimates(c.forgetCap, 0.01)
+	}
+	if c.nForgot >= c.forgetCap {
 		c.complete, c.forgotten = false, nil
 		return
-	}
-	if c.forgotten == nil {
-		c.forgotten = bloom.NewWithEstimates(c.forgetCapacity(), 0.01)
 	}
 	// A hot aggregate forgotten again and again takes its place once.
 	if !c.forgotten.TestOrAddString(key) {
@@ -123,7 +136,7 @@ func (c *stateCache) forget(key string) {
 
 // over reports whether the cache is past its bounds.
 func (c *stateCache) over() bool {
-	return c.bytes > c.maxBytes || (c.maxEntries > 0 && len(c.rows) > c.maxEntries)
+	return c.bytes > c.limit() || (c.maxEntries > 0 && len(c.rows) > c.maxEntries)
 }
 
 // shrink forgets the least recently used entries until the cache holds
@@ -132,7 +145,7 @@ func (c *stateCache) over() bool {
 // entries: the bytes and entries last used at each clock value, then the
 // forgetting of those used before the cut.
 func (c *stateCache) shrink() int {
-	targetBytes := c.maxBytes / 4 * 3
+	targetBytes := c.limit() / 4 * 3
 	targetEntries := len(c.rows)
 	if c.maxEntries > 0 {
 		targetEntries = min(targetEntries, c.maxEntries/4*3)
