@@ -25,7 +25,7 @@ type Config struct {
 	RawRows     int           // rows per table for the raw insert limit; default 50000
 	// MemoryLimitMB is the projector processes' memory limit, given as the
 	// Helm chart gives a pod's (REEL_MEMORY_LIMIT; reel sets Go's soft
-	// limit to 80 % of it). 0: none.
+	// limit 64 MiB below it, at most 90 % and at least half). 0: none.
 	MemoryLimitMB int64
 	Peer          bool     // run the peer (ClickHouse Kafka engine through reel-chdb); default true via the CLI
 	PeerBrokers   []string // brokers as ClickHouse must reach them; default Brokers

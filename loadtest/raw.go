@@ -114,42 +114,19 @@ func (r *run) rawInsertTable(ctx context.Context, pt store.PhysTable, src string
 	if err := r.conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s AS %s", copyName, pt.Name)); err != nil {
 		return ti, err
 	}
-	var cols []string
-	for _, c := range append(pt.Columns, store.SystemColumns()...) {
-		cols = append(cols, c.Name)
-	}
+	cols := rowColumns(pt)
 	list := strings.Join(cols, ", ")
-	rows, err := r.conn.Query(ctx, fmt.Sprintf("SELECT %s FROM %s ORDER BY _partition, _offset LIMIT %d", list, src, r.cfg.RawRows))
+	rows, err := r.readRows(ctx, src, cols, r.cfg.RawRows)
 	if err != nil {
 		return ti, err
 	}
-	var types []reflect.Type
-	for _, ct := range rows.ColumnTypes() {
-		types = append(types, ct.ScanType())
-	}
 	byPart := map[uint32][][]any{}
 	partCol := len(pt.Columns) + 1
-	for rows.Next() {
-		ptrs := make([]any, len(types))
-		for i, t := range types {
-			ptrs[i] = reflect.New(t).Interface()
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			rows.Close()
-			return ti, err
-		}
-		vals := make([]any, len(types))
-		for i := range vals {
-			vals[i] = reflect.ValueOf(ptrs[i]).Elem().Interface()
-		}
+	for _, vals := range rows {
 		p, _ := vals[partCol].(uint32)
 		byPart[p] = append(byPart[p], vals)
-		ti.Rows++
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return ti, err
-	}
+	ti.Rows = len(rows)
 	stmt := fmt.Sprintf("INSERT INTO %s (%s)", copyName, list)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(byPart))
@@ -187,4 +164,44 @@ func (r *run) rawInsertTable(ctx context.Context, pt store.PhysTable, src string
 	ti.Seconds = d.Seconds()
 	ti.RowsPerSec = float64(ti.Rows) / d.Seconds()
 	return ti, nil
+}
+
+// rowColumns are the columns of pt's rows as the projector writes them:
+// its user columns, then the system columns.
+func rowColumns(pt store.PhysTable) []string {
+	var cols []string
+	for _, c := range append(pt.Columns, store.SystemColumns()...) {
+		cols = append(cols, c.Name)
+	}
+	return cols
+}
+
+// readRows reads up to limit rows of cols from table, by partition and
+// offset (as the projector wrote them).
+func (r *run) readRows(ctx context.Context, table string, cols []string, limit int) ([][]any, error) {
+	rows, err := r.conn.Query(ctx, fmt.Sprintf("SELECT %s FROM %s ORDER BY _partition, _offset LIMIT %d", strings.Join(cols, ", "), table, limit))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var types []reflect.Type
+	for _, ct := range rows.ColumnTypes() {
+		types = append(types, ct.ScanType())
+	}
+	var out [][]any
+	for rows.Next() {
+		ptrs := make([]any, len(types))
+		for i, t := range types {
+			ptrs[i] = reflect.New(t).Interface()
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		vals := make([]any, len(types))
+		for i := range vals {
+			vals[i] = reflect.ValueOf(ptrs[i]).Elem().Interface()
+		}
+		out = append(out, vals)
+	}
+	return out, rows.Err()
 }

@@ -229,6 +229,8 @@ func markdown(res *Results, plots []string) string {
 		f("| %s | %.2f | %d | %.2f | %.0f |\n", t.Table, t.RowsPerEv, t.Rows, t.Seconds, t.RowsPerSec)
 	}
 
+	writeInsertCost(f, res)
+
 	f("\n## Rebuild and cut-over\n\n")
 	f("Full replay: generation 2 (new tables, consumer group from the earliest offset, `Replay(true)`, `WithoutViews()`) in a fresh projector process: %d events in %.2f s = %.0f events/s (from its first durable batch to the end of the history; projector CPU %.2f cores).\n\n",
 		res.Replay.Events, res.Replay.Seconds, res.Replay.PerSec, res.Projector.CPUReplay)
@@ -275,7 +277,7 @@ type printf func(format string, a ...any)
 func writeMemory(f printf, res *Results) {
 	limit := "no memory limit"
 	if res.Config.MemoryLimitMB > 0 {
-		limit = fmt.Sprintf("a pod's memory limit of %d MB (REEL_MEMORY_LIMIT, as the Helm chart passes it: Go's soft limit at 80 %%)", res.Config.MemoryLimitMB)
+		limit = fmt.Sprintf("a pod's memory limit of %d MB (REEL_MEMORY_LIMIT, as the Helm chart passes it: Go's soft limit 64 MiB below it, at most 90 %% and at least half)", res.Config.MemoryLimitMB)
 	}
 	f("### Memory per phase\n\nThe projector processes ran with %s. ", limit)
 	f("Peak RSS of the projector processes: **%.0f MB** (target < %d MB: a projector pod's bound). Sampled once a second (RSS from /proc/<pid>/stat, Go heap in use from runtime.ReadMemStats):\n\n", res.Projector.PeakRSSMB, rssBoundMB)

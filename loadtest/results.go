@@ -20,6 +20,7 @@ type Results struct {
 	Freshness  []Level        `json:"freshness"`       // per load level
 	RawConsume Rate           `json:"raw_consume"`     // franz-go group consumer, no processing
 	RawInsert  RawInsert      `json:"raw_insert"`      // clickhouse-go batch inserts of the same rows
+	InsertCost []InsertCost   `json:"insert_cost"`     // what one insert costs ClickHouse, by setup
 	Replay     Rate           `json:"replay"`          // full-replay rebuild (generation 2)
 	Cutover    Cutover        `json:"cutover"`         // view switch to generation 2 under query load
 	Projector  Usage          `json:"projector"`       // CPU and memory of the projector process

@@ -130,6 +130,10 @@ func (r *run) run(ctx context.Context) error {
 	if err := r.rawInsert(ctx, stats); err != nil {
 		r.note("raw insert failed: %v", err)
 	}
+	r.setPhase("insert cost")
+	if err := r.insertCost(ctx); err != nil {
+		r.note("insert cost failed: %v", err)
+	}
 	if err := r.rebuild(ctx); err != nil {
 		r.note("rebuild failed: %v", err)
 	}

@@ -36,7 +36,7 @@ func cmdLoadtest(ctx context.Context, args []string) error {
 	zipf := fs.Float64("zipf", 1.1, "Zipf exponent of the key distribution (> 1)")
 	parts := fs.Int("partitions", 4, "partitions per topic")
 	batch := fs.Int("batch", 5000, "projector batch size and raw insert batch size")
-	memLimit := fs.Int64("memory-limit-mb", 256, "the projector processes' memory limit in MB, passed as a pod's (REEL_MEMORY_LIMIT: Go's soft limit at 80 %); 0: none")
+	memLimit := fs.Int64("memory-limit-mb", 256, "the projector processes' memory limit in MB, passed as a pod's (REEL_MEMORY_LIMIT: Go's soft limit 64 MiB below it, at most 90 % and at least half); 0: none")
 	peer := fs.Bool("peer", true, "run the peer (ClickHouse Kafka engine inside the ClickHouse server)")
 	quiet := fs.Bool("q", false, "no progress display on stderr")
 	scale := fs.Bool("scale", false, "also measure the scale curve (long): events/s and freshness vs partitions and replicas, replay cost vs history size")
