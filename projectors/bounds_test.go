@@ -119,7 +119,7 @@ func TestStateCacheShrinks(t *testing.T) {
 func TestStateCachesShareTheProjectionsBytes(t *testing.T) {
 	r := &Runner{cfg: defaultCfg(), workers: map[tp]*worker{}}
 	r.cfg.StateCacheBytes = 40 << 10
-	r.workers[tp{"t", 0}] = nil
+	r.workers[tp{Topic: "t", Partition: 0}] = nil
 	r.shareCaches()
 	c := newStateCache(r.cfg.StateCacheBytes, 0)
 	c.share = &r.cacheShare
@@ -131,7 +131,7 @@ func TestStateCachesShareTheProjectionsBytes(t *testing.T) {
 		t.Fatalf("%d bytes are over a partition's share of 40 KiB when it is the only one", c.bytes)
 	}
 	for p := int32(1); p < 4; p++ {
-		r.workers[tp{"t", p}] = nil
+		r.workers[tp{Topic: "t", Partition: p}] = nil
 	}
 	r.shareCaches()
 	if got := r.cacheShare.Load(); got != 10<<10 {
@@ -144,7 +144,7 @@ func TestStateCachesShareTheProjectionsBytes(t *testing.T) {
 		t.Fatalf("shrink left %d bytes, over 3/4 of the 10 KiB share", c.bytes)
 	}
 	for p := int32(1); p < 4; p++ {
-		delete(r.workers, tp{"t", p})
+		delete(r.workers, tp{Topic: "t", Partition: p})
 	}
 	r.shareCaches()
 	if got := r.cacheShare.Load(); got != 40<<10 {
