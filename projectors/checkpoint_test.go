@@ -2,6 +2,7 @@ package projectors
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -85,4 +86,96 @@ func parkedPosition(ctx context.Context, t *testing.T, r *Runner) int64 {
 		return -1
 	}
 	return v[r.layout.Parked]
+}
+
+// TestStateTableCoversCheckpoints: a batch whose State rows include its
+// last event writes no checkpoints (nor the previous batch's deferred
+// ones): once the State table holds an offset, every table of the
+// generation holds every row up to it, and the positions say so — the
+// runtime's (ReadPositions), the rebuild's (AppliedPositions), WaitApplied
+// and QueryProgress. A batch whose last event changes no state still
+// writes them.
+func TestStateTableCoversCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	p := &projection.Projection{
+		Name: "ckptstate", Topics: []string{handTopic},
+		Tables: []projection.Table{
+			{Name: "log", Columns: []projection.Column{{Name: "event_id", Type: "String"}}, OrderBy: "event_id"},
+			{Name: "cur", State: true, Key: "conference_id", OrderBy: "conference_id",
+				Columns: []projection.Column{{Name: "conference_id", Type: "String"}, {Name: "last", Type: "String"}}},
+		},
+		Apply: func(_ context.Context, tx projection.Tx, ev schemas.Event) error {
+			if err := tx.Emit("log", ev.ID); err != nil {
+				return err
+			}
+			if ev.ID == "e9" {
+				return nil // no state change: the second batch's last event
+			}
+			return tx.Emit("cur", tx.AggregateID(), ev.ID)
+		},
+	}
+	r, recs := handRunnerFor(t, p, 15, func(i int) string { return fmt.Sprint("c", i%3) })
+	w := newWorker(r, testClaim(t, r, tp{Topic: handTopic, Partition: 0}), noPositions(r), nil)
+	batch := func(from, to int) {
+		t.Helper()
+		if err := w.a.process(ctx, recs[from:to]); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.a.endBatch(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpoints := func() uint64 {
+		t.Helper()
+		var n uint64
+		if err := r.conn.QueryRow(ctx, "SELECT count() FROM "+store.CheckpointsTable+" WHERE proj = ?", p.Name).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// Every table's position, the generation's applied one, WaitApplied's
+	// and QueryProgress's view of partition 0.
+	positions := func(want int64) {
+		t.Helper()
+		pos, err := store.ReadPositions(ctx, r.conn, r.layout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, got := range pos[tp{Topic: handTopic, Partition: 0}] {
+			if got != want {
+				t.Errorf("table %s is at %d; want %d", r.layout.Tables[i].Name, got, want)
+			}
+		}
+		if err := store.WaitApplied(ctx, r.conn, p.Name, 1, map[string]map[int32]int64{handTopic: {0: want}}, 0); err != nil {
+			t.Error(err)
+		}
+		prog, err := store.QueryProgress(ctx, r.conn, p, 1)
+		if err != nil || len(prog) != 1 || prog[0].Applied != want {
+			t.Errorf("QueryProgress = %+v (%v); want partition 0 applied at %d", prog, err, want)
+		}
+	}
+	if err := store.RecordDefinition(ctx, r.conn, p, 1, 1, "test", nil); err != nil {
+		t.Fatal(err)
+	}
+	batch(0, 5)
+	if err := w.a.tick(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := checkpoints(); n != 0 {
+		t.Fatalf("%d checkpoint rows after a batch whose last event the State table holds; want none", n)
+	}
+	positions(4)
+	batch(5, 10) // e9 changes no state: its checkpoints are deferred
+	if n := checkpoints(); n != 0 {
+		t.Fatalf("%d checkpoint rows before the next batch or tick; want none yet", n)
+	}
+	if err := w.a.tick(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := checkpoints(); n == 0 {
+		t.Fatal("no checkpoint after an idle tick following a batch whose last event changed no state")
+	}
+	positions(9)
+	batch(10, 15)
+	positions(14)
 }

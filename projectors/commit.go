@@ -188,14 +188,18 @@ func (c *committer) persist(ctx context.Context, b *batch) error {
 		return c.writePending(ctx)
 	}
 	start := time.Now()
-	if err := c.persistRows(ctx, b); err != nil {
+	covered, err := c.persistRows(ctx, b)
+	if err != nil {
 		return err
 	}
-	if c.pipelined || len(b.effects) > 0 {
+	switch {
+	case covered:
+		// Positions show the batch through the State table.
+	case c.pipelined || len(b.effects) > 0:
 		if err := c.writeCheckpoints(ctx, b.last); err != nil {
 			return err
 		}
-	} else {
+	default:
 		c.pending = b.last
 	}
 	// A stale member's writes are dropped by the guard without an error.
@@ -241,8 +245,11 @@ func (c *committer) persist(ctx context.Context, b *batch) error {
 // persistRows inserts every table's rows of b: first every row is encoded
 // (a row the driver refuses parks its aggregate before anything is sent),
 // then the tables other than the State table are sent concurrently, then
-// the State table (last, see DESIGN.md).
-func (c *committer) persistRows(ctx context.Context, b *batch) error {
+// the State table (last, see DESIGN.md). covered reports that the State
+// table got a row of the batch's last event: once it is durable, every
+// table's position shows the batch (store.ReadPositions), so the batch
+// needs no checkpoints and the previous batch's deferred ones are moot.
+func (c *committer) persistRows(ctx context.Context, b *batch) (covered bool, err error) {
 	c.purgeRejected(b)
 	var prepared []driver.Batch
 	var cancels []context.CancelFunc
@@ -285,10 +292,17 @@ func (c *committer) persistRows(ctx context.Context, b *batch) error {
 	// aggregate's events. Let them go while the batch is sent.
 	b.recs = nil
 
+	// (A parked aggregate's replay, dlq.go, re-applies earlier offsets:
+	// its batch covers nothing deferred.)
+	if s := c.layout.State(); s >= 0 && b.last > c.pending {
+		for _, row := range b.rows[s] {
+			covered = covered || row.off == b.last
+		}
+	}
 	state := -1
 	var wg sync.WaitGroup
 	errs := make([]error, len(b.rows)+1)
-	if ck := c.pending; ck >= 0 {
+	if ck := c.pending; ck >= 0 && !covered {
 		// The previous batch's checkpoints join the first round.
 		wg.Add(1)
 		go func() {
@@ -312,13 +326,13 @@ func (c *committer) persistRows(ctx context.Context, b *batch) error {
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return false, err
 	}
 	c.pending = -1
 	if state >= 0 {
-		return c.send(ctx, state, b.rows[state], prepared[state])
+		return covered, c.send(ctx, state, b.rows[state], prepared[state])
 	}
-	return nil
+	return covered, nil
 }
 
 // prepare encodes rows into a clickhouse-go batch without sending it. The

@@ -137,7 +137,7 @@ func (w *worker) resolve(ctx context.Context, key string, recs []*kgo.Record, re
 			}
 			done = append(done, rec)
 		}
-		err = c.persistRows(ctx, &a.b)
+		_, err = c.persistRows(ctx, &a.b)
 		a.b = saved
 		if err != nil {
 			return res, err

@@ -91,6 +91,16 @@ type Layout struct {
 	HistoryOf []int
 }
 
+// State is the index of the State table in Tables, -1 for none.
+func (l *Layout) State() int {
+	for i, t := range l.Tables {
+		if t.State {
+			return i
+		}
+	}
+	return -1
+}
+
 // PhysName is the physical name of a logical table in a generation.
 func PhysName(projection, table string, gen int) string {
 	return fmt.Sprintf("%s__%s__g%d", projection, table, gen)

@@ -49,8 +49,12 @@ func scanPositions(rows driver.Rows) (map[TopicPartition]int64, error) {
 }
 
 // ReadPositions returns, per topic partition and per physical table, the
-// highest offset that table holds: max(_offset) of its rows, or the
-// checkpoint written after a batch, whichever is higher. Missing means none.
+// highest offset that table holds: max(_offset) of its rows, its
+// checkpoint, or the State table's position, whichever is higher. Missing
+// means none. The State table is inserted last in every batch, so every
+// table holds every row it gets from the events up to the State table's
+// position (DESIGN.md, "Exactly-once effects", 4); a batch whose State
+// rows include its last event writes no checkpoints.
 func ReadPositions(ctx context.Context, conn driver.Conn, l *Layout) (map[TopicPartition][]int64, error) {
 	out := map[TopicPartition][]int64{}
 	get := func(k TopicPartition) []int64 {
@@ -96,7 +100,17 @@ func ReadPositions(ctx context.Context, conn driver.Conn, l *Layout) (map[TopicP
 			v[i] = max(v[i], int64(off))
 		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if s := l.State(); s >= 0 {
+		for _, v := range out {
+			for i := range v {
+				v[i] = max(v[i], v[s])
+			}
+		}
+	}
+	return out, nil
 }
 
 // ReadParked returns, per topic partition, the aggregates that are parked

@@ -14,14 +14,15 @@ import (
 // given offset durable in ClickHouse — read-your-writes for a producer that
 // knows the positions of its events — polling every interval (0: return
 // after one check). It works across projector replicas because it reads
-// the checkpoints every replica writes.
+// the generation's positions (AppliedPositions: its tables and the
+// checkpoints every replica writes), by its stored definition.
 func WaitApplied(ctx context.Context, conn driver.Conn, projection string, gen int, offsets map[string]map[int32]int64, interval time.Duration) error {
 	for {
 		missing, err := notApplied(ctx, conn, projection, gen, offsets)
 		var ex *clickhouse.Exception
 		if errors.As(err, &ex) && ex.Code == codeUnknownTable && interval > 0 {
 			// The projector has not created its tables yet.
-			missing, err = []string{"(no checkpoints yet)"}, nil
+			missing, err = []string{"(no tables yet)"}, nil
 		}
 		if err != nil {
 			return err
@@ -46,19 +47,21 @@ func WaitApplied(ctx context.Context, conn driver.Conn, projection string, gen i
 const codeUnknownTable = 60
 
 func notApplied(ctx context.Context, conn driver.Conn, projection string, gen int, offsets map[string]map[int32]int64) ([]string, error) {
-	rows, err := conn.Query(ctx, "SELECT topic, part, min(o) FROM (SELECT tbl, topic, part, max(off) AS o FROM "+CheckpointsTable+
-		" WHERE proj = ? AND generation = ? GROUP BY tbl, topic, part) GROUP BY topic, part", projection, uint32(gen))
-	if err != nil {
-		return nil, fmt.Errorf("read checkpoints of %s: %w", projection, err)
-	}
-	have, err := scanPositions(rows)
+	d, rev, err := StoredDefinition(ctx, conn, projection, gen)
 	if err != nil {
 		return nil, err
+	}
+	if rev == 0 {
+		return []string{"(generation not created yet)"}, nil
+	}
+	have, err := AppliedPositions(ctx, conn, NewLayout(d.AsProjection(), gen))
+	if err != nil {
+		return nil, fmt.Errorf("read positions of %s g%d: %w", projection, gen, err)
 	}
 	var missing []string
 	for topic, parts := range offsets {
 		for p, off := range parts {
-			if got, ok := have[TopicPartition{topic, p}]; !ok || got < off {
+			if got, ok := have[topic][p]; !ok || got < off {
 				missing = append(missing, fmt.Sprintf("%s/%d@%d", topic, p, off))
 			}
 		}
