@@ -105,7 +105,7 @@ func (r *run) insertCost(ctx context.Context) error {
 	plain, withPos := target.Name+"_plain", target.Name+"_positions"
 	for _, q := range []string{
 		fmt.Sprintf("CREATE TABLE %s AS %s", plain, target.Name),
-		fmt.Sprintf("ALTER TABLE %s DROP PROJECTION _reel_positions", plain),
+		store.DropPositionsDDL(plain),
 		fmt.Sprintf("CREATE TABLE %s AS %s", withPos, target.Name),
 	} {
 		if err := r.conn.Exec(ctx, q); err != nil {

@@ -181,7 +181,17 @@ func createTable(name string, cols []projection.Column, engine, orderBy string) 
 }
 
 // positionsProjection keeps max(_offset) per partition with every part.
-const positionsProjection = "PROJECTION _reel_positions (SELECT _topic, _partition, max(_offset) GROUP BY _topic, _partition)"
+const (
+	positionsName       = "_reel_positions"
+	positionsProjection = "PROJECTION " + positionsName + " (SELECT _topic, _partition, max(_offset) GROUP BY _topic, _partition)"
+)
+
+// DropPositionsDDL removes the positions projection from a copy of a
+// generation table (the load test's baseline: what an insert costs
+// without it).
+func DropPositionsDDL(table string) string {
+	return "ALTER TABLE " + table + " DROP PROJECTION " + positionsName
+}
 
 // upgradeDDL gives a table created by an earlier Reel what createTable adds
 // now (parts written before keep being read row by row until merged).
