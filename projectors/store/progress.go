@@ -35,7 +35,8 @@ type PartitionProgress struct {
 
 // QueryProgress returns, per partition, the applied offset of a generation
 // (AppliedPositions by its stored definition: group-wide, whichever
-// replica wrote) and the newest event time its tables hold.
+// replica wrote) and the newest event time its tables hold; nothing while
+// the generation's tables are not all created yet.
 func QueryProgress(ctx context.Context, conn driver.Conn, p *projection.Projection, gen int) ([]PartitionProgress, error) {
 	var ok uint8
 	if err := conn.QueryRow(ctx, "EXISTS TABLE "+CheckpointsTable).Scan(&ok); err != nil || ok == 0 {
@@ -46,6 +47,9 @@ func QueryProgress(ctx context.Context, conn driver.Conn, p *projection.Projecti
 		return nil, err
 	}
 	applied, err := AppliedPositions(ctx, conn, l)
+	if unknownTable(err) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read positions of %s g%d: %w", p.Name, gen, err)
 	}
@@ -70,6 +74,9 @@ func QueryProgress(ctx context.Context, conn driver.Conn, p *projection.Projecti
 		parts = append(parts, "SELECT _topic AS t, _partition AS p, max(_event_ts) AS ts FROM "+t.Name+" GROUP BY _topic, _partition")
 	}
 	rows, err := conn.Query(ctx, "SELECT t, p, max(ts) FROM ("+strings.Join(parts, " UNION ALL ")+") GROUP BY t, p")
+	if unknownTable(err) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read event times of %s g%d: %w", p.Name, gen, err)
 	}

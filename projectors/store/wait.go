@@ -19,8 +19,7 @@ import (
 func WaitApplied(ctx context.Context, conn driver.Conn, projection string, gen int, offsets map[string]map[int32]int64, interval time.Duration) error {
 	for {
 		missing, err := notApplied(ctx, conn, projection, gen, offsets)
-		var ex *clickhouse.Exception
-		if errors.As(err, &ex) && ex.Code == codeUnknownTable && interval > 0 {
+		if unknownTable(err) && interval > 0 {
 			// The projector has not created its tables yet.
 			missing, err = []string{"(no tables yet)"}, nil
 		}
@@ -45,6 +44,13 @@ func WaitApplied(ctx context.Context, conn driver.Conn, projection string, gen i
 
 // codeUnknownTable is ClickHouse's UNKNOWN_TABLE error code.
 const codeUnknownTable = 60
+
+// unknownTable reports an error of a query on a table that does not exist
+// (yet: a generation's definition is recorded before its tables).
+func unknownTable(err error) bool {
+	var ex *clickhouse.Exception
+	return errors.As(err, &ex) && ex.Code == codeUnknownTable
+}
 
 func notApplied(ctx context.Context, conn driver.Conn, projection string, gen int, offsets map[string]map[int32]int64) ([]string, error) {
 	d, rev, err := StoredDefinition(ctx, conn, projection, gen)
