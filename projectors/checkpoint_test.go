@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/store"
 	"github.com/reel-dev/reel/schemas"
@@ -35,15 +37,7 @@ func TestCheckpointsRideWithNextBatch(t *testing.T) {
 	}
 	r, recs := handRunnerFor(t, p, 15, func(int) string { return "c1" })
 	w := newWorker(r, testClaim(t, r, tp{Topic: handTopic, Partition: 0}), noPositions(r), nil)
-	batch := func(from, to int) {
-		t.Helper()
-		if err := w.a.process(ctx, recs[from:to]); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.a.endBatch(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	batch := batcher(t, w, recs)
 	// The parked table gets no rows: only checkpoints advance it.
 	batch(0, 5)
 	if got := parkedPosition(ctx, t, r); got != -1 {
@@ -69,6 +63,20 @@ func TestCheckpointsRideWithNextBatch(t *testing.T) {
 	}
 	if rows != 15 {
 		t.Fatalf("%d rows; want 15", rows)
+	}
+}
+
+// batcher returns a function that applies recs[from:to] as one batch of
+// w and ends it.
+func batcher(t *testing.T, w *worker, recs []*kgo.Record) func(from, to int) {
+	return func(from, to int) {
+		t.Helper()
+		if err := w.a.process(context.Background(), recs[from:to]); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.a.endBatch(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -116,15 +124,7 @@ func TestStateTableCoversCheckpoints(t *testing.T) {
 	}
 	r, recs := handRunnerFor(t, p, 15, func(i int) string { return fmt.Sprint("c", i%3) })
 	w := newWorker(r, testClaim(t, r, tp{Topic: handTopic, Partition: 0}), noPositions(r), nil)
-	batch := func(from, to int) {
-		t.Helper()
-		if err := w.a.process(ctx, recs[from:to]); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.a.endBatch(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	batch := batcher(t, w, recs)
 	checkpoints := func() uint64 {
 		t.Helper()
 		var n uint64
