@@ -147,7 +147,7 @@ func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
 		}
 		a.seen = rec.Offset
 		_ = a.applyRecord(ctx, rec, a.ckpt, false) // failures park the record
-		if a.b.events >= a.r.cfg.BatchEvents || a.b.bytes >= a.r.cfg.BatchBytes {
+		if a.b.events >= a.r.cfg.BatchEvents || a.b.bytes >= a.r.batchShare.Load() {
 			if err := a.endBatch(ctx); err != nil {
 				return err
 			}
@@ -159,7 +159,7 @@ func (a *applier) process(ctx context.Context, recs []*kgo.Record) error {
 // tick ends a batch that is old enough or, idle, settles the sink. While
 // a batch already waits for the sink, or records wait behind it (backlog:
 // the worker is behind its partition), this one keeps growing up to
-// BatchEvents or BatchBytes: batches adapt to how fast ClickHouse takes
+// BatchEvents or its share of BatchBytes: batches adapt to how fast ClickHouse takes
 // them, instead of queueing many small ones that each pay the per-insert
 // cost (which, measured, hardly depends on the rows: a batch of 1,000
 // events took as long to make durable as one of 3,600).

@@ -112,15 +112,15 @@ func TestStateCacheShrinks(t *testing.T) {
 }
 
 // TestStateCachesShareTheProjectionsBytes: a runner splits StateCacheBytes
-// among the partitions it holds, so that its caches together stay within
-// it however many partitions a process is assigned: a cache that fits
-// the whole bound is over its share once three more partitions come, and
-// fits again when they go.
+// (and BatchBytes) among the partitions it holds, so that its caches
+// (batches) together stay within it however many partitions a process is
+// assigned: a cache that fits the whole bound is over its share once three
+// more partitions come, and fits again when they go.
 func TestStateCachesShareTheProjectionsBytes(t *testing.T) {
 	r := &Runner{cfg: defaultCfg(), workers: map[tp]*worker{}}
 	r.cfg.StateCacheBytes = 40 << 10
 	r.workers[tp{Topic: "t", Partition: 0}] = nil
-	r.shareCaches()
+	r.shareMemory()
 	c := newStateCache(r.cfg.StateCacheBytes, 0)
 	c.share = &r.cacheShare
 	row := []any{"order-1", "customer-1", uint32(2), int64(3900), time.Time{}}
@@ -133,9 +133,12 @@ func TestStateCachesShareTheProjectionsBytes(t *testing.T) {
 	for p := int32(1); p < 4; p++ {
 		r.workers[tp{Topic: "t", Partition: p}] = nil
 	}
-	r.shareCaches()
+	r.shareMemory()
 	if got := r.cacheShare.Load(); got != 10<<10 {
 		t.Fatalf("share of 4 partitions = %d, want %d", got, 10<<10)
+	}
+	if got, want := r.batchShare.Load(), r.cfg.BatchBytes/4; got != want {
+		t.Fatalf("batch share of 4 partitions = %d, want %d", got, want)
 	}
 	if !c.over() {
 		t.Fatalf("%d bytes are not over a share of 10 KiB", c.bytes)
@@ -146,7 +149,7 @@ func TestStateCachesShareTheProjectionsBytes(t *testing.T) {
 	for p := int32(1); p < 4; p++ {
 		delete(r.workers, tp{Topic: "t", Partition: p})
 	}
-	r.shareCaches()
+	r.shareMemory()
 	if got := r.cacheShare.Load(); got != 40<<10 {
 		t.Fatalf("share of 1 partition = %d, want the whole %d", got, 40<<10)
 	}
@@ -211,6 +214,7 @@ func TestBatchEndsAtBytes(t *testing.T) {
 	r, recs := handRunner(t, "batchbytes", 20)
 	r.cfg.BatchEvents = 1000
 	r.cfg.BatchBytes = 1000
+	r.shareMemory() // no other partition: the whole bound
 	k := tp{Topic: handTopic, Partition: 0}
 	sink := &recorder{}
 	a := newApplier(&partition{r: r, proj: r.proj, layout: r.layout, k: k, claim: claim{k: k}, log: r.log}, sink, noPositions(r), nil)

@@ -40,7 +40,7 @@ type cfg struct {
 // an option of its name (BatchEvents, FlushInterval, …) for programs.
 type Tuning struct {
 	BatchEvents            int           `yaml:"batchEvents"`            // default 5000
-	BatchBytes             int64         `yaml:"batchBytes"`             // default DefaultBatchBytes (4 MiB)
+	BatchBytes             int64         `yaml:"batchBytes"`             // default DefaultBatchBytes (16 MiB a projection)
 	FlushInterval          time.Duration `yaml:"flushInterval"`          // default 200ms
 	InsertTimeout          time.Duration `yaml:"insertTimeout"`          // default 30s
 	RetryMin               time.Duration `yaml:"retryMin"`               // default 100ms
@@ -107,7 +107,7 @@ func (s Tuning) Validate() error {
 		add("batchEvents", "%d: must be ≥ 1", s.BatchEvents)
 	}
 	if s.BatchBytes < 1024 {
-		add("batchBytes", "%d: must be ≥ 1024 (bytes per batch)", s.BatchBytes)
+		add("batchBytes", "%d: must be ≥ 1024 (bytes per projection, shared by its partitions' batches)", s.BatchBytes)
 	}
 	if s.FlushInterval < time.Millisecond {
 		add("flushInterval", "%s: must be ≥ 1ms", s.FlushInterval)
@@ -202,8 +202,11 @@ func Generation(g int) Opt { return func(c *cfg) { c.generation = g } }
 // BatchEvents flushes a partition's batch at this many events. Default 5000.
 func BatchEvents(n int) Opt { return func(c *cfg) { c.BatchEvents = n } }
 
-// BatchBytes also flushes a partition's batch once its rows hold this many
-// bytes (estimated from their values). Default DefaultBatchBytes (4 MiB).
+// BatchBytes also flushes a partition's batch once its rows hold its share
+// of this many bytes (estimated from their values): the projection's
+// batches in this process, split equally among the partitions it holds (at
+// least 1 KiB each), so they do not grow with them. Default
+// DefaultBatchBytes (16 MiB: 4 MiB a batch with 4 partitions).
 func BatchBytes(n int64) Opt { return func(c *cfg) { c.BatchBytes = n } }
 
 // FlushInterval flushes a partition's batch this long after its first
@@ -222,18 +225,20 @@ func RetryBackoff(minD, maxD time.Duration) Opt {
 // ShutdownTimeout bounds the final flush of revoked partitions. Default 30s.
 func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.ShutdownTimeout = d } }
 
-// Memory bounds, by default: per partition worker for records and batches,
-// per projection for cached states. The demo's five projections over two
-// topics of 4 partitions run 24 workers, 16 of them with a State table: at
-// most 24 MiB of fetched records wait (each queue may take one fetch share
-// past its bound) and 64 MiB of state is cached (4 projections × 16 MiB;
-// its 10 000 aggregates need ~1.5 MiB per partition), which leaves room
-// under a 256 MiB pod for batches in flight and the Kafka client's fetch
-// buffers. With 12 partitions a topic the cached states stay 64 MiB
-// (before the split, 4 MiB per partition: the load test's two projections
-// peaked at 277 MB RSS).
+// Memory bounds, by default: per partition worker for fetched records, per
+// projection for batches and cached states, which its partitions share.
+// The demo's five projections over two topics of 4 partitions run 24
+// workers, 16 of them with a State table: at most 24 MiB of fetched
+// records wait (each queue may take one fetch share past its bound) and
+// 64 MiB of state is cached (4 projections × 16 MiB; its 10 000 aggregates
+// need ~1.5 MiB per partition), which leaves room under a 256 MiB pod for
+// batches in flight (their rows and encoded columns) and the Kafka
+// client's fetch buffers. With 12 partitions a topic these stay the same;
+// when they were per partition, the load test's two projections (24
+// workers) peaked at 277 MB RSS with states, and at 321 MB with full
+// batches during a slow replay.
 const (
-	DefaultBatchBytes      = 4 << 20
+	DefaultBatchBytes      = 16 << 20
 	DefaultMaxPendingBytes = 1 << 20
 	DefaultStateCacheBytes = 16 << 20
 	// The Kafka client's fetch responses (per projection: one client

@@ -45,9 +45,11 @@ type Runner struct {
 
 	mu      sync.Mutex
 	workers map[tp]*worker
-	// cacheShare is each worker's share of StateCacheBytes: the bound of
-	// its state cache (shareCaches sets it as partitions come and go).
+	// cacheShare and batchShare are each worker's shares of
+	// StateCacheBytes and BatchBytes: the bounds of its state cache and
+	// of its batches (shareMemory sets them as partitions come and go).
 	cacheShare atomic.Int64
+	batchShare atomic.Int64
 	ctx        context.Context // worker context; cancel = abandon
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -83,6 +85,7 @@ func NewRunner(p *projection.Projection, conn driver.Conn, dec Decoder, opts ...
 		r.metrics = NewMetrics(nil)
 	}
 	r.cacheShare.Store(c.StateCacheBytes)
+	r.batchShare.Store(c.BatchBytes)
 	r.retry = retry.New(c.RetryMin, c.RetryMax, r.metrics.clickhouse)
 	return r, nil
 }
@@ -347,7 +350,7 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 				}
 				r.refuse(k, err)
 			}
-			r.shareCaches()
+			r.shareMemory()
 			r.mu.Unlock()
 			return offsets, nil
 		}
@@ -403,7 +406,7 @@ func (r *Runner) onAssigned(ctx context.Context, offsets map[string]map[int32]kg
 		r.log.Info("partition assigned", "topic", k.Topic, "partition", k.Partition, "resume_offset", start,
 			"parked_aggregates", len(w.a.parkedFrom), "epoch", c.epoch, "kafka_generation", kgen)
 	}
-	r.shareCaches()
+	r.shareMemory()
 	return offsets, nil
 }
 
@@ -488,17 +491,20 @@ func (r *Runner) stopWorkers(m map[string][]int32, graceful bool) {
 			r.unrefuse(k)
 		}
 	}
-	r.shareCaches()
+	r.shareMemory()
 	r.mu.Unlock()
 	r.stop(ws, graceful)
 }
 
-// shareCaches splits StateCacheBytes equally among the partitions the
-// runner holds, so that what a process caches for a projection does not
-// grow with its partitions (a cache past a smaller share shrinks after
-// its next batch). r.mu is held.
-func (r *Runner) shareCaches() {
-	r.cacheShare.Store(max(1024, r.cfg.StateCacheBytes/int64(max(1, len(r.workers)))))
+// shareMemory splits StateCacheBytes and BatchBytes equally among the
+// partitions the runner holds, so that what a process holds for a
+// projection does not grow with its partitions (a cache past a smaller
+// share shrinks after its next batch; a batch ends at its worker's share).
+// r.mu is held.
+func (r *Runner) shareMemory() {
+	n := int64(max(1, len(r.workers)))
+	r.cacheShare.Store(max(1024, r.cfg.StateCacheBytes/n))
+	r.batchShare.Store(max(1024, r.cfg.BatchBytes/n))
 }
 
 func (r *Runner) stopAll(graceful bool) {
