@@ -294,12 +294,12 @@ func (c *committer) persistRows(ctx context.Context, b *batch) (covered bool, er
 
 	// (A parked aggregate's replay, dlq.go, re-applies earlier offsets:
 	// its batch covers nothing deferred.)
-	if s := c.layout.State(); s >= 0 && b.last > c.pending {
-		for _, row := range b.rows[s] {
+	state := c.layout.State()
+	if state >= 0 && b.last > c.pending {
+		for _, row := range b.rows[state] {
 			covered = covered || row.off == b.last
 		}
 	}
-	state := -1
 	var wg sync.WaitGroup
 	errs := make([]error, len(b.rows)+1)
 	if ck := c.pending; ck >= 0 && !covered {
@@ -311,11 +311,7 @@ func (c *committer) persistRows(ctx context.Context, b *batch) (covered bool, er
 		}()
 	}
 	for i := range b.rows {
-		if len(b.rows[i]) == 0 {
-			continue
-		}
-		if c.layout.Tables[i].State {
-			state = i
+		if len(b.rows[i]) == 0 || i == state {
 			continue
 		}
 		wg.Add(1)
@@ -329,7 +325,7 @@ func (c *committer) persistRows(ctx context.Context, b *batch) (covered bool, er
 		return false, err
 	}
 	c.pending = -1
-	if state >= 0 {
+	if state >= 0 && len(b.rows[state]) > 0 {
 		return covered, c.send(ctx, state, b.rows[state], prepared[state])
 	}
 	return covered, nil

@@ -30,7 +30,7 @@ type stateCache struct {
 	clock      uint32 // advanced by the applier per chunk of records
 	bytes      int64
 	maxBytes   int64         // the bound when share is nil
-	share      *atomic.Int64 // the bound: this partition's share of its projection's (see Runner.shareCaches)
+	share      *atomic.Int64 // the bound: this partition's share of its projection's (see Runner.shareMemory)
 	maxEntries int           // 0: no bound by count
 
 	complete  bool

@@ -26,9 +26,9 @@ import (
 //  2. Then each other table's position in `from` is read and the rows up
 //     to it are copied, with a checkpoint at that position. The table
 //     holds every row it gets up to the State position just copied,
-//     because from's State table is written last in every batch; a lower
-//     recorded position (a checkpoint deferred to the next batch) is
-//     raised to the State position.
+//     because from's State table is written last in every batch; the
+//     positions read (store.ReadPositions) raise every table to the State
+//     table's, which is at least the one copied.
 //
 // The new generation's workers resume one past the State position and
 // re-apply the few events up to the other tables' positions; the runtime
@@ -101,13 +101,6 @@ func Snapshot(ctx context.Context, conn driver.Conn, p *projection.Projection, f
 		for topic, parts := range posA {
 			for part, v := range parts {
 				at := v[i]
-				if s, ok := copied[topic][part]; ok && at < s {
-					// The State table, written last in every batch, holds
-					// s: every batch up to s is durable in this table too,
-					// which got no rows of the events after at (its
-					// checkpoint for them was deferred, see DESIGN.md).
-					at = s
-				}
 				if at < 0 {
 					continue
 				}
