@@ -25,10 +25,11 @@ import (
 //  1. On assignment the new owner records a claim in _reel_owners with an
 //     epoch higher than every earlier claim of the partition (seq in the high
 //     32 bits, a random nonce in the low ones, so two claims never tie).
-//  2. Every write of the runtime goes to a Null-engine inbox; a materialized
-//     view copies a block to the real table only if its rows carry the
-//     partition's latest epoch. A stale member's insert that starts after
-//     the claim is dropped by the server, whatever the client's timing.
+//  2. It then adds every earlier claim to _reel_superseded (a Set table).
+//     Every write of the runtime goes to a Null-engine inbox; a materialized
+//     view copies a block to the real table only if its rows' epoch is not
+//     superseded. A stale member's insert that starts after that is dropped
+//     by the server, whatever the client's timing.
 //  3. An insert that had already passed the guard when the claim landed is
 //     still running on the server: the owner kills and waits out every
 //     insert of the partition tagged with another epoch (log_comment) before
@@ -93,6 +94,9 @@ func claimPartitions(ctx context.Context, conn driver.Conn, l *store.Layout, log
 		rows = append(rows, store.Claim{TopicPartition: k, Epoch: c.epoch, TopicID: c.topicID})
 	}
 	if err := store.RecordClaims(ctx, conn, l, member, kgen, rows); err != nil {
+		return nil, nil, err
+	}
+	if err := store.Supersede(ctx, conn, l); err != nil {
 		return nil, nil, err
 	}
 	if err := drainStale(ctx, conn, l, log, out); err != nil {

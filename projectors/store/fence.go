@@ -37,6 +37,17 @@ var ownersDDL = `CREATE TABLE IF NOT EXISTS ` + OwnersTable + ` (
   claimed_at DateTime64(6, 'UTC')
 ) ENGINE = MergeTree ORDER BY (proj, generation, topic, part, epoch)`
 
+// SupersededTable holds every claim that is no longer its partition's
+// latest. It is a Set table: held in memory (and written through to disk,
+// loaded when the server starts), so the guard of every insert is a hash
+// lookup instead of a query of OwnersTable (measured: that query was most
+// of the fence's cost per insert). Entries are only ever added.
+const SupersededTable = "_reel_superseded"
+
+var supersededDDL = `CREATE TABLE IF NOT EXISTS ` + SupersededTable + ` (
+  proj String, generation UInt32, topic String, part UInt32, epoch UInt64
+) ENGINE = Set`
+
 // latestClaims is the set of (topic, partition, epoch) that may write into a
 // generation: the highest epoch of each partition.
 func latestClaims(proj string, gen int) string {
@@ -58,15 +69,17 @@ func guardedDDL(table, where string) []string {
 }
 
 // tableGuard is the guard of a generation table: the rows' own partition
-// and epoch must be a latest claim.
+// and epoch must not be a superseded claim. (A writer's epoch is always a
+// claim it recorded; guard views created before SupersededTable existed
+// test for the latest claim with a query of OwnersTable instead, which is
+// equivalent and slower.)
 func tableGuard(proj string, gen int) string {
-	return "(_topic, _partition, _epoch) IN (" + latestClaims(proj, gen) + ")"
+	return fmt.Sprintf("(%s, %d, _topic, _partition, _epoch) NOT IN %s", quote(proj), gen, SupersededTable)
 }
 
 // sharedGuard is the guard of the system tables all projections share
 // (checkpoints, resolved parked events).
-const sharedGuard = `(proj, generation, topic, part, _epoch) IN (SELECT proj, generation, topic, part, max(epoch) FROM ` +
-	OwnersTable + ` GROUP BY proj, generation, topic, part)`
+const sharedGuard = `(proj, generation, topic, part, _epoch) NOT IN ` + SupersededTable
 
 func quote(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
@@ -128,6 +141,22 @@ func RecordClaims(ctx context.Context, conn driver.Conn, l *Layout, member strin
 	}
 	if err := conn.Exec(chclient.WriteContext(ctx, nil), q.String(), args...); err != nil {
 		return fmt.Errorf("record claims: %w", err)
+	}
+	return nil
+}
+
+// Supersede adds to SupersededTable every claim of the generation that is
+// not its partition's latest (and is not there yet). A new owner calls it
+// after RecordClaims and before draining: from then on the guard drops the
+// inserts of every earlier claim. Two claims of a partition racing are
+// settled too: each claimer reads the claims after recording its own, so
+// the later reader of the two sees both and supersedes the lower one.
+func Supersede(ctx context.Context, conn driver.Conn, l *Layout) error {
+	q := fmt.Sprintf("INSERT INTO %s (proj, generation, topic, part, epoch) SELECT proj, generation, topic, part, epoch FROM %s"+
+		" WHERE proj = %s AND generation = %d AND (topic, part, epoch) NOT IN (%s) AND (proj, generation, topic, part, epoch) NOT IN %s",
+		SupersededTable, OwnersTable, quote(l.Projection.Name), l.Generation, latestClaims(l.Projection.Name, l.Generation), SupersededTable)
+	if err := conn.Exec(chclient.WriteContext(ctx, nil), q); err != nil {
+		return fmt.Errorf("supersede earlier claims: %w", err)
 	}
 	return nil
 }

@@ -255,7 +255,7 @@ func ColumnList(cols []projection.Column) string {
 
 // systemDDL creates Reel's own tables. Checkpoints and resolutions are
 // written by a partition's owner: they are guarded like generation tables.
-var systemDDL = slices.Concat([]string{ownersDDL}, systemTablesDDL,
+var systemDDL = slices.Concat([]string{ownersDDL, supersededDDL}, systemTablesDDL,
 	guardedDDL(CheckpointsTable, sharedGuard), guardedDDL(ResolvedTable, sharedGuard))
 
 var generationsDDL = `CREATE TABLE IF NOT EXISTS ` + GenerationsTable + ` (
