@@ -30,6 +30,10 @@ type Config struct {
 	Peer          bool     // run the peer (ClickHouse Kafka engine through reel-chdb); default true via the CLI
 	PeerBrokers   []string // brokers as ClickHouse must reach them; default Brokers
 	Seed          uint64   // generator seed; 0: fixed 1
+	// Watch names processes whose CPU the report accounts for per phase
+	// beside the projector's and its own (scripts/loadtest.sh passes the
+	// ClickHouse server's and the Kafka broker's).
+	Watch map[string]int
 
 	Scale           bool          // run the scale curve after the rest (long)
 	ScalePartitions []int         // partitions per topic of the throughput steps; default 1, 4, 12

@@ -257,7 +257,7 @@ func markdown(res *Results, plots []string) string {
 	writeAppendOnly(f, res)
 
 	writePartitions(f, res.Partitions)
-	writeProfiles(f, res.Profiles)
+	writeProfiles(f, res)
 	if res.Scale != nil {
 		writeScale(f, res.Scale)
 	}
@@ -300,10 +300,13 @@ func writeAppendOnly(f printf, res *Results) {
 	f("| | events/s |\n|---|---:|\n| Reel append-only projection | %.0f |\n| peer (%s) | %.0f |\n| **Reel / peer** | **%.2f** |\n\n", ao.Reel.PerSec, res.Peer.Name, ao.Peer.PerSec, ao.Ratio)
 }
 
-// writeProfiles is "where the time goes": the top functions of each
-// profiled phase by CPU (flat and cumulative) and by bytes allocated.
-func writeProfiles(f printf, pps []PhaseProfile) {
-	f("\n## Where the time goes (projector profiles)\n\n")
+// writeProfiles is "where the time goes": who used the machine's cores
+// per phase, then the top functions of each profiled phase by CPU (flat
+// and cumulative) and by bytes allocated.
+func writeProfiles(f printf, res *Results) {
+	pps := res.Profiles
+	f("\n## Where the time goes (the machine's cores, projector profiles)\n\n")
+	writeCPU(f, res)
 	if len(pps) == 0 {
 		f("No profiles were taken.\n\n")
 		return

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -292,5 +293,45 @@ func TestSumSeries(t *testing.T) {
 	wantCounts := map[string]float64{"loads/found": 7, "loads/absent": 5}
 	if !maps.Equal(hist, wantHist) || !maps.Equal(counts, wantCounts) {
 		t.Errorf("sumSeries: histograms %v counters %v; want %v %v", hist, counts, wantHist, wantCounts)
+	}
+}
+
+// TestCPUSampler: a second of a spinning goroutine is charged to the load
+// test's own process and to the machine's busy time, per phase; the table
+// puts what the named processes did not use under other.
+func TestCPUSampler(t *testing.T) {
+	s := newCPUSampler(map[string]int{"clickhouse": os.Getppid()})
+	s.sample("idle", nil)
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	time.Sleep(time.Second)
+	s.sample("spin", nil)
+	close(stop)
+	res := s.result()
+	if len(res) != 1 || res[0].Phase != "spin" {
+		t.Fatalf("phases %+v, want one: spin (the first sample only starts the count)", res)
+	}
+	p := res[0]
+	if p.Procs[cpuDriver] < 0.5 || p.Busy < p.Procs[cpuDriver]-0.05 {
+		t.Errorf("spin: load test %.2f cores, machine busy %.2f; want ≥ 0.5 and busy ≥ the load test's", p.Procs[cpuDriver], p.Busy)
+	}
+	if _, ok := p.Procs["clickhouse"]; !ok {
+		t.Errorf("watched process missing: %+v", p.Procs)
+	}
+	var b strings.Builder
+	writeCPU(func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }, &Results{Machine: Machine{CPUs: 2},
+		CPU: []PhaseCPU{{Phase: "max", Seconds: 20, Busy: 1.9, Steal: 0.1, Procs: map[string]float64{cpuProjector: 0.5, "clickhouse": 1.0, cpuDriver: 0.3}}}})
+	for _, want := range []string{"| phase | s | busy | steal | projector | clickhouse | load test | other |", "| max | 20 | 1.90 | 0.10 | 0.50 | 1.00 | 0.30 | 0.10 |"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("CPU table lacks %q:\n%s", want, b.String())
+		}
 	}
 }

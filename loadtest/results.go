@@ -21,6 +21,7 @@ type Results struct {
 	RawConsume Rate           `json:"raw_consume"`     // franz-go group consumer, no processing
 	RawInsert  RawInsert      `json:"raw_insert"`      // clickhouse-go batch inserts of the same rows
 	InsertCost []InsertCost   `json:"insert_cost"`     // what one insert costs ClickHouse, by setup
+	CPU        []PhaseCPU     `json:"cpu"`             // who used the machine's cores, per phase
 	Replay     Rate           `json:"replay"`          // full-replay rebuild (generation 2)
 	Cutover    Cutover        `json:"cutover"`         // view switch to generation 2 under query load
 	Projector  Usage          `json:"projector"`       // CPU and memory of the projector process

@@ -52,6 +52,9 @@ type run struct {
 	lastCPU procUsage
 	lastT   time.Time
 	pd      *producer
+
+	replicas []*projectorProc // the scale curve's projector processes
+	cpu      *cpuSampler      // the sampler's only
 }
 
 // Run runs the whole load test and writes results/<timestamp>/report.md,
@@ -64,7 +67,7 @@ func Run(ctx context.Context, cfg Config) (string, error) {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
-	r := &run{cfg: cfg, start: time.Now()}
+	r := &run{cfg: cfg, start: time.Now(), cpu: newCPUSampler(cfg.Watch)}
 	stamp := r.start.UTC().Format("20060102-150405")
 	r.dir = filepath.Join(cfg.Out, stamp)
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
@@ -333,7 +336,14 @@ func (r *run) sampler(ctx context.Context) {
 		}
 		r.mu.Lock()
 		c, gen, phase := r.child, r.gen, r.phase
+		var pids []int
+		for _, p := range append([]*projectorProc{c}, r.replicas...) {
+			if p != nil {
+				pids = append(pids, p.cmd.Process.Pid)
+			}
+		}
 		r.mu.Unlock()
+		r.cpu.sample(phase, pids)
 		s := Sample{T: time.Since(r.start).Seconds(), Phase: phase, Produced: r.pd.produced.Load(), Generation: gen}
 		if c != nil {
 			if st, err := c.stats(ctx); err == nil {
@@ -358,6 +368,7 @@ func (r *run) sampler(ctx context.Context) {
 		}
 		r.mu.Lock()
 		r.res.Timeline = append(r.res.Timeline, s)
+		r.res.CPU = r.cpu.result()
 		r.mu.Unlock()
 		// Lag summed over partitions: what was produced is the end, what the
 		// projector applied (Σ applied offset + 1) the next offset to apply.

@@ -208,6 +208,9 @@ func (r *run) startReplicas(ctx context.Context, e *scaleEnv, n, gen int, replay
 			return nil, err
 		}
 		rs.procs = append(rs.procs, p)
+		r.mu.Lock()
+		r.replicas = append(r.replicas, p)
+		r.mu.Unlock()
 	}
 	adm := kadm.NewClient(r.kcl)
 	var groups []string

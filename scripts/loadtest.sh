@@ -78,5 +78,10 @@ for _ in $(seq 1 100); do
 done
 curl -fs "http://127.0.0.1:$ch_port/" --data-binary 'SELECT 1' >/dev/null || die "reel-chdb did not answer (log: $data_dir/chdb.log)"
 
-step "reel loadtest -brokers $brokers -clickhouse http://127.0.0.1:$ch_port/default $*"
-"$bin_dir/reel" loadtest -brokers "$brokers" -clickhouse "http://127.0.0.1:$ch_port/default" "$@"
+# The report says which process used the cores in each phase.
+watch="clickhouse=$chdb_pid"
+kafka_pid=$(bash scripts/kafka.sh status 2>/dev/null | sed -n 's/.*running, pid \([0-9]*\),.*/\1/p' | head -n 1 || true)
+[[ -n $kafka_pid ]] && watch+=",kafka=$kafka_pid"
+
+step "reel loadtest -brokers $brokers -clickhouse http://127.0.0.1:$ch_port/default -watch $watch $*"
+"$bin_dir/reel" loadtest -brokers "$brokers" -clickhouse "http://127.0.0.1:$ch_port/default" -watch "$watch" "$@"

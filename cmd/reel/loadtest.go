@@ -38,6 +38,7 @@ func cmdLoadtest(ctx context.Context, args []string) error {
 	batch := fs.Int("batch", 5000, "projector batch size and raw insert batch size")
 	memLimit := fs.Int64("memory-limit-mb", 256, "the projector processes' memory limit in MB, passed as a pod's (REEL_MEMORY_LIMIT: Go's soft limit 64 MiB below it, at most 90 % and at least half); 0: none")
 	peer := fs.Bool("peer", true, "run the peer (ClickHouse Kafka engine inside the ClickHouse server)")
+	watch := fs.String("watch", "", "name=pid,…: processes whose CPU the report accounts for per phase (scripts/loadtest.sh: clickhouse=…,kafka=…)")
 	quiet := fs.Bool("q", false, "no progress display on stderr")
 	scale := fs.Bool("scale", false, "also measure the scale curve (long): events/s and freshness vs partitions and replicas, replay cost vs history size")
 	scaleParts := fs.String("scale-partitions", "1,4,12", "-scale: partitions per topic of the throughput steps")
@@ -70,12 +71,16 @@ func cmdLoadtest(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	watched, err := pids(*watch)
+	if err != nil {
+		return err
+	}
 	cfg := loadtest.Config{
 		Brokers: strings.Split(*brokers, ","), DSN: *dsn, Database: *db, Out: *out, Partitions: *parts,
 		Aggregates: *aggs, ZipfS: *zipf, Rate: *rate, MaxDuration: *dur, MaxEvents: *events, Levels: lv,
 		LevelTime: *levelTime, Batch: *batch, Peer: *peer, Log: os.Stderr, MemoryLimitMB: *memLimit,
 		Scale: *scale, ScalePartitions: sp, ScaleReplicas: sr, ScaleEvents: int64(*scaleEvents),
-		ScaleLevelTime: *scaleLevel, ScaleHistory: sh,
+		ScaleLevelTime: *scaleLevel, ScaleHistory: sh, Watch: watched,
 	}
 	if !*quiet {
 		cfg.Progress = os.Stderr
@@ -88,6 +93,23 @@ func cmdLoadtest(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// pids parses -watch: name=pid pairs, comma separated.
+func pids(list string) (map[string]int, error) {
+	out := map[string]int{}
+	if strings.TrimSpace(list) == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(list, ",") {
+		name, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		pid, err := strconv.Atoi(v)
+		if !ok || name == "" || err != nil || pid <= 0 {
+			return nil, fmt.Errorf("%w: -watch %q: want name=pid,…", cli.ErrUsage, list)
+		}
+		out[name] = pid
+	}
+	return out, nil
 }
 
 // numbers parses flag name's comma-separated list of numbers (1e6 is a
