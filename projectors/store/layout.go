@@ -118,7 +118,7 @@ func NewLayout(p *projection.Projection, gen int) *Layout {
 	l.HistoryOf = make([]int, len(p.Tables))
 	add := func(pt PhysTable, orderBy string) int {
 		pt.Columns = append([]projection.Column(nil), pt.Columns...)
-		pt.DDL = createTable(pt.Name, pt.Columns, pt.Engine, orderBy)
+		pt.DDL = createTable(pt.Name, pt.Columns, pt.Engine, orderBy, pt.State)
 		pt.Inbox, pt.Guard = pt.Name+inboxSuffix, pt.Name+guardSuffix
 		// Rows go to the table's inbox with the writer's epoch; the guard
 		// view forwards them only while that epoch owns the partition.
@@ -158,7 +158,15 @@ func NewLayout(p *projection.Projection, gen int) *Layout {
 	return l
 }
 
-func createTable(name string, cols []projection.Column, engine, orderBy string) string {
+// stateGranularity is the State table's index granularity. A State table
+// is read by key — the runtime's state loads (a few keys of a chunk), the
+// views' lookups of an aggregate — and with ClickHouse's 8,192 rows a
+// granule, ten keys among 160,000 aggregates read 70,000 rows; with 256,
+// 6,000 (measured through the FINAL view: 10–15 ms of CPU against 6–9).
+// History and other tables, read by scans, keep the default.
+const stateGranularity = 256
+
+func createTable(name string, cols []projection.Column, engine, orderBy string, state bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", name)
 	all := append(append([]projection.Column(nil), cols...), systemColumns...)
@@ -177,6 +185,9 @@ func createTable(name string, cols []projection.Column, engine, orderBy string) 
 	// after the retry's "did it land?" check (see commit.go).
 	fmt.Fprintf(&b, ") ENGINE = %s ORDER BY (%s) SETTINGS non_replicated_deduplication_window = %d, deduplicate_merge_projection_mode = 'rebuild'",
 		engine, orderBy, dedupWindow)
+	if state {
+		fmt.Fprintf(&b, ", index_granularity = %d", stateGranularity)
+	}
 	return b.String()
 }
 
