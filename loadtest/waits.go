@@ -32,6 +32,8 @@ type Waits struct {
 	StateFound    float64 `json:"state_found"`   // aggregates those reads found
 	StateAbsent   float64 `json:"state_absent"`  // aggregates they did not (new ones)
 	Evicted       float64 `json:"evicted"`       // states the caches forgot
+	Groups        float64 `json:"groups"`        // group commits (one insert per table for all their batches)
+	GroupBatches  float64 `json:"group_batches"` // batches they made durable
 }
 
 func waitsBetween(a, b childStats, d time.Duration) Waits {
@@ -51,6 +53,8 @@ func waitsBetween(a, b childStats, d time.Duration) Waits {
 		StateFound:    c("reel_projector_state_loads_total/found"),
 		StateAbsent:   c("reel_projector_state_loads_total/absent"),
 		Evicted:       c("reel_projector_state_evictions_total"),
+		Groups:        h("reel_projector_group_batches", 0),
+		GroupBatches:  h("reel_projector_group_batches", 1),
 	}
 }
 
@@ -140,7 +144,11 @@ func writeWaits(f printf, w Waits, s ServerWork) {
 		f("| checkpoint inserts (within the above, after the tables) | %.0f | %.1f | %.1f | %.1f ms |\n", w.Checkpoints, w.CkptSeconds, 1000*per(w.CkptSeconds, w.Checkpoints), 1e6*per(w.CkptSeconds, w.Events))
 		f("| state reads (aggregates the cache did not know: %.0f found, %.0f absent; %.0f states forgotten) | %.0f | %.1f | %.1f | %.1f ms |\n",
 			w.StateFound, w.StateAbsent, w.Evicted, w.StateReads, w.StateSeconds, 1000*per(w.StateSeconds, w.StateReads), 1e6*per(w.StateSeconds, w.Events))
-		f("\n%.0f events in %.0f batches: %.0f events per batch.\n\n", w.Events, w.Batches, per(w.Events, w.Batches))
+		f("\n%.0f events in %.0f batches: %.0f events per batch", w.Events, w.Batches, per(w.Events, w.Batches))
+		if w.Groups > 0 {
+			f("; %.0f group commits (one insert per table for the batches of the partitions that flushed together): %.2f batches per group", w.Groups, per(w.GroupBatches, w.Groups))
+		}
+		f(".\n\n")
 	}
 	if s.Seconds > 0 {
 		e := s.Events

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/reel-dev/reel/internal/chclient"
 	"github.com/reel-dev/reel/projectors/store"
@@ -188,7 +187,7 @@ func (c *committer) persist(ctx context.Context, b *batch) error {
 		return c.writePending(ctx)
 	}
 	start := time.Now()
-	covered, err := c.persistRows(ctx, b)
+	covered, err := c.r.group.persist(ctx, c, b)
 	if err != nil {
 		return err
 	}
@@ -242,115 +241,15 @@ func (c *committer) persist(ctx context.Context, b *batch) error {
 	return nil
 }
 
-// persistRows inserts every table's rows of b: first every row is encoded
-// (a row the driver refuses parks its aggregate before anything is sent),
-// then the tables other than the State table are sent concurrently, then
-// the State table (last, see DESIGN.md). covered reports that the State
-// table got a row of the batch's last event: once it is durable, every
-// table's position shows the batch (store.ReadPositions), so the batch
-// needs no checkpoints and the previous batch's deferred ones are moot.
+// persistRows makes b's rows durable alone (persistGroup with one member):
+// a parked aggregate's replay (dlq.go) between batches.
 func (c *committer) persistRows(ctx context.Context, b *batch) (covered bool, err error) {
-	c.purgeRejected(b)
-	var prepared []driver.Batch
-	var cancels []context.CancelFunc
-	release := func() {
-		for i, pb := range prepared {
-			if pb != nil {
-				_ = pb.Close()
-			}
-			if cancels[i] != nil {
-				cancels[i]()
-			}
-		}
+	m := &member{c: c, b: b, ctx: ctx}
+	persistGroup(ctx, c.r, []*member{m})
+	if m.ok && c.pending >= 0 {
+		c.pending = -1
 	}
-	for {
-		prepared = make([]driver.Batch, len(b.rows))
-		cancels = make([]context.CancelFunc, len(b.rows))
-		var rej *rowError
-		for i, rows := range b.rows {
-			if len(rows) == 0 {
-				continue
-			}
-			ictx, cancel := context.WithTimeout(ctx, c.r.cfg.InsertTimeout)
-			cancels[i] = cancel
-			pb, err := c.prepare(ictx, c.layout.Tables[i], rows)
-			if errors.As(err, &rej) {
-				break
-			}
-			// Any other error (ClickHouse unreachable while describing the
-			// table) is left to the send's retry loop.
-			prepared[i] = pb
-		}
-		if rej == nil {
-			break
-		}
-		release()
-		c.rejectIn(b, rej.row.key, rej.row.off, rej)
-	}
-	defer release()
-	// Every row is encoded: the records were kept only to park a refused
-	// aggregate's events. Let them go while the batch is sent.
-	b.recs = nil
-
-	// (A parked aggregate's replay, dlq.go, re-applies earlier offsets:
-	// its batch covers nothing deferred.)
-	state := c.layout.State()
-	if state >= 0 && b.last > c.pending {
-		for _, row := range b.rows[state] {
-			covered = covered || row.off == b.last
-		}
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(b.rows)+1)
-	if ck := c.pending; ck >= 0 && !covered {
-		// The previous batch's checkpoints join the first round.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[len(b.rows)] = c.writeCheckpoints(ctx, ck)
-		}()
-	}
-	for i := range b.rows {
-		if len(b.rows[i]) == 0 || i == state {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = c.send(ctx, i, b.rows[i], prepared[i])
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return false, err
-	}
-	c.pending = -1
-	if state >= 0 && len(b.rows[state]) > 0 {
-		return covered, c.send(ctx, state, b.rows[state], prepared[state])
-	}
-	return covered, nil
-}
-
-// prepare encodes rows into a clickhouse-go batch without sending it. The
-// insert carries a deduplication token naming exactly these rows, so every
-// retry of them is the same insert to ClickHouse.
-func (c *committer) prepare(ctx context.Context, pt store.PhysTable, rows []pendingRow) (driver.Batch, error) {
-	ctx = c.fenced(ctx, clickhouse.Settings{
-		"insert_deduplication_token": dedupToken(c.proj.Name, c.layout.Generation, pt.Logical, c.k, rows),
-	})
-	// The layout knows the inbox's columns: no DESCRIBE TABLE per batch.
-	ctx = clickhouse.Context(ctx, clickhouse.WithColumnNamesAndTypes(pt.InsertColumns))
-	pb, err := c.r.conn.PrepareBatch(ctx, pt.Insert)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range rows {
-		if err := pb.Append(r.values...); err != nil {
-			_ = pb.Close()
-			return nil, &rowError{row: r, err: err}
-		}
-	}
-	return pb, nil
+	return m.covered, m.err
 }
 
 // dedupToken identifies a set of rows of one table by their positions:
@@ -375,50 +274,6 @@ type rowError struct {
 
 func (e *rowError) Error() string { return fmt.Sprintf("row of offset %d: %v", e.row.off, e.err) }
 func (e *rowError) Unwrap() error { return e.err }
-
-// send sends a prepared batch, then retries transient failures with the
-// runner's retry policy until the rows land, a permanent error (returned as
-// a *chclient.PermanentError) or ctx ends. A retry first checks whether the
-// previous attempt landed after all (the rows' last offset is present), so
-// an ambiguous failure never duplicates rows.
-func (c *committer) send(ctx context.Context, i int, rows []pendingRow, pb driver.Batch) error {
-	pt := c.layout.Tables[i]
-	for attempt := 0; ; attempt++ {
-		var err error
-		t0 := time.Now()
-		if pb != nil {
-			err = pb.Send()
-			pb = nil
-		} else if pb, err = c.prepare(ctx, pt, rows); err == nil {
-			err = pb.Send()
-			pb = nil
-		}
-		if err == nil {
-			c.r.metrics.insertSeconds.WithLabelValues(c.proj.Name, pt.Logical).Observe(time.Since(t0).Seconds())
-			c.r.metrics.rows.WithLabelValues(c.proj.Name, pt.Logical).Add(float64(len(rows)))
-			c.r.setHealthy(true, nil)
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		retry, err := c.r.retry.Observe("insert", err)
-		if !retry {
-			return fmt.Errorf("insert into %s: %w", pt.Name, err)
-		}
-		c.r.metrics.retries.WithLabelValues(c.proj.Name).Inc()
-		c.r.setHealthy(false, fmt.Errorf("insert into %s: %w", pt.Name, err))
-		c.log.Warn("insert failed; retrying", "table", pt.Name, "rows", len(rows), "attempt", attempt+1, "err", err)
-		if c.r.retry.Sleep(ctx, attempt) != nil {
-			return ctx.Err()
-		}
-		if ok, err := c.landed(ctx, pt, rows); err == nil && ok {
-			c.log.Info("previous insert attempt had landed", "table", pt.Name)
-			c.r.setHealthy(true, nil)
-			return nil
-		}
-	}
-}
 
 // rejectIn parks an aggregate within b from offset off on: its rows leave
 // every table of b and its records go to the parked table. The applier

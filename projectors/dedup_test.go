@@ -48,7 +48,9 @@ func TestRetriedInsertIsDeduplicated(t *testing.T) {
 		b.add(r.layout.ByUser[0], int64(i), "k", []any{"row"}, []any{w.k.Topic, uint32(w.k.Partition), uint64(i), time.Unix(int64(i), 0).UTC(), w.claim.epoch})
 	}
 	send := func(rows []pendingRow) {
-		pb, err := w.c.prepare(ctx, pt, rows)
+		mb := &batch{rows: make([][]pendingRow, len(r.layout.Tables))}
+		mb.rows[r.layout.ByUser[0]] = rows
+		pb, _, err := prepareGroup(ctx, r, r.layout.ByUser[0], []*member{{c: w.c, b: mb}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,4 +87,87 @@ func testClaim(t *testing.T, r *Runner, k tp) claim {
 		t.Fatal(err)
 	}
 	return cs[k]
+}
+
+// TestGroupInsert: the batches of two partitions become one insert per
+// table; the same group sent again is deduplicated; in a group, a row is
+// judged by its own partition's claim, so a member whose claim was
+// superseded lands nothing while the other member's rows land.
+func TestGroupInsert(t *testing.T) {
+	ch := testenv.ClickHouse(t)
+	ctx := context.Background()
+	cat, err := events.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &projection.Projection{
+		Name: "grouped", Topics: []string{"t"},
+		Tables: []projection.Table{{Name: "log", Columns: []projection.Column{{Name: "v", Type: "String"}}, OrderBy: "v"}},
+		Apply:  func(context.Context, projection.Tx, schemas.Event) error { return nil },
+	}
+	r, err := NewRunner(p, ch.Conn, codec, Brokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.EnsureSchema(ctx, ch.Conn, r.layout); err != nil {
+		t.Fatal(err)
+	}
+	r.ctx, r.cancel = context.WithCancel(ctx)
+	defer r.cancel()
+	ti := r.layout.ByUser[0]
+	pt := r.layout.Tables[ti]
+	members := func(ws []*worker, from int) []*member {
+		var ms []*member
+		for _, w := range ws {
+			b := &batch{rows: make([][]pendingRow, len(r.layout.Tables))}
+			for off := from; off < from+50; off++ {
+				b.add(ti, int64(off), "k", []any{"row"}, []any{w.k.Topic, uint32(w.k.Partition), uint64(off), time.Unix(int64(off), 0).UTC(), w.claim.epoch})
+			}
+			b.last = int64(from + 49)
+			ms = append(ms, &member{c: w.c, b: b, ctx: ctx})
+		}
+		return ms
+	}
+	count := func(part int) uint64 {
+		var n uint64
+		if err := ch.Conn.QueryRow(ctx, "SELECT count() FROM "+pt.Name+" WHERE _partition = ?", uint32(part)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	w0 := newWorker(r, testClaim(t, r, tp{Topic: "t", Partition: 0}), []int64{-1, -1}, nil)
+	w1 := newWorker(r, testClaim(t, r, tp{Topic: "t", Partition: 1}), []int64{-1, -1}, nil)
+	inserts := func() uint64 {
+		var n uint64
+		if err := ch.Conn.QueryRow(ctx, "SELECT value FROM system.events WHERE event = 'InsertQuery'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ms := members([]*worker{w0, w1}, 0)
+	before := inserts()
+	persistGroup(ctx, r, ms)
+	if n := inserts() - before; n != 1 {
+		t.Errorf("two partitions' batches of one table took %d inserts; want 1", n)
+	}
+	persistGroup(ctx, r, members([]*worker{w0, w1}, 0)) // the same group again: a retry that had landed
+	for _, m := range ms {
+		if m.err != nil {
+			t.Fatal(m.err)
+		}
+	}
+	if a, b := count(0), count(1); a != 50 || b != 50 {
+		t.Fatalf("rows of partitions 0 and 1: %d and %d; want 50 each", a, b)
+	}
+	// Another member claims partition 1: w1 is stale, w0 is not.
+	testClaim(t, r, tp{Topic: "t", Partition: 1})
+	ms = members([]*worker{w0, w1}, 50)
+	persistGroup(ctx, r, ms)
+	if a, b := count(0), count(1); a != 100 || b != 50 {
+		t.Fatalf("after partition 1 was claimed anew: rows of partitions 0 and 1: %d and %d; want 100 and 50", a, b)
+	}
 }

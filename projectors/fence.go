@@ -43,6 +43,11 @@ func fenceComment(proj string, gen int, k tp, epoch uint64) string {
 	return fencePrefix(proj, gen, k) + fmt.Sprint(epoch)
 }
 
+// fenceSeparator joins the tags of an insert holding rows of several
+// partitions (group.go); store.KillStaleInserts looks for a tag between
+// separators.
+const fenceSeparator = store.FenceTagSeparator
+
 func fencePrefix(proj string, gen int, k tp) string {
 	return fmt.Sprintf("reel-fence/%s/g%d/%s/%d@", proj, gen, k.Topic, k.Partition)
 }

@@ -14,6 +14,7 @@ type Metrics struct {
 	rows          *prometheus.CounterVec
 	batches       *prometheus.CounterVec
 	batchEvents   *prometheus.HistogramVec
+	groupBatches  *prometheus.HistogramVec
 	flushSeconds  *prometheus.HistogramVec
 	insertSeconds *prometheus.HistogramVec
 	retries       *prometheus.CounterVec
@@ -43,6 +44,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Batches made durable."}, []string{"projection"}),
 		batchEvents: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "reel_projector_batch_events",
 			Help: "Events per flushed batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}, []string{"projection"}),
+		groupBatches: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "reel_projector_group_batches",
+			Help: "Batches (of as many partitions) made durable together by one group commit: one insert per table for all.", Buckets: []float64{1, 2, 3, 4, 6, 8, 12, 16, 24, 32}}, []string{"projection"}),
 		flushSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "reel_projector_flush_duration_seconds",
 			Help: "Time to make one batch durable (all tables and checkpoints).", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"projection"}),
 		insertSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "reel_projector_insert_duration_seconds",
@@ -76,7 +79,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		clickhouse: retry.NewMetrics(reg),
 	}
 	if reg != nil {
-		reg.MustRegister(m.stopped, m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused, m.pending, m.buffered, m.evicted, m.stateLoads, m.loadSeconds, m.claims, m.fenced)
+		reg.MustRegister(m.stopped, m.events, m.rows, m.batches, m.batchEvents, m.groupBatches, m.flushSeconds, m.insertSeconds, m.retries, m.parked, m.position, m.lastEventTs, m.paused, m.pending, m.buffered, m.evicted, m.stateLoads, m.loadSeconds, m.claims, m.fenced)
 	}
 	return m
 }
@@ -87,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (m *Metrics) Forget(projection string) {
 	l := prometheus.Labels{"projection": projection}
 	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
-		m.events, m.rows, m.batches, m.batchEvents, m.flushSeconds, m.insertSeconds, m.retries,
+		m.events, m.rows, m.batches, m.batchEvents, m.groupBatches, m.flushSeconds, m.insertSeconds, m.retries,
 		m.parked, m.position, m.lastEventTs, m.paused, m.pending, m.buffered, m.evicted, m.stateLoads, m.loadSeconds, m.claims, m.fenced,
 	} {
 		v.DeletePartialMatch(l)

@@ -54,6 +54,8 @@ type Runner struct {
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 
+	group grouper // group commit of the workers' batches (group.go)
+
 	healthMu  sync.Mutex
 	healthErr error
 	refused   map[tp]error            // partitions the runner will not project, and why
@@ -84,6 +86,7 @@ func NewRunner(p *projection.Projection, conn driver.Conn, dec Decoder, opts ...
 	if r.metrics == nil {
 		r.metrics = NewMetrics(nil)
 	}
+	r.group.r = r
 	r.cacheShare.Store(c.StateCacheBytes)
 	r.batchShare.Store(c.BatchBytes)
 	r.retry = retry.New(c.RetryMin, c.RetryMax, r.metrics.clickhouse)

@@ -161,12 +161,25 @@ func Supersede(ctx context.Context, conn driver.Conn, l *Layout) error {
 	return nil
 }
 
-// staleInserts selects running queries whose log_comment starts with one
-// of the prefixes (first parameter) and is none of the own tags (second).
-const staleInserts = "arrayExists(p -> startsWith(Settings['log_comment'], p), ?) AND NOT has(?, Settings['log_comment'])"
+// FenceTagSeparator joins the fence tags in the log_comment of an insert
+// holding rows of several partitions.
+const FenceTagSeparator = " "
+
+// staleInserts selects running queries whose log_comment holds a tag with
+// one of the prefixes (first parameter) but not the own tag at the same
+// index (second): a partition's insert by an earlier owner. A log_comment
+// is one tag or several joined by FenceTagSeparator.
+var staleInserts = staleTagged("Settings['log_comment']")
+
+func staleTagged(comment string) string {
+	c := fmt.Sprintf("concat(%s, %s, %s)", quote(FenceTagSeparator), comment, quote(FenceTagSeparator))
+	return fmt.Sprintf("arrayExists((p, o) -> position(%s, concat(%s, p)) > 0 AND position(%s, concat(%s, o, %s)) = 0, ?, ?)",
+		c, quote(FenceTagSeparator), c, quote(FenceTagSeparator), quote(FenceTagSeparator))
+}
 
 // KillStaleInserts asks the server to kill, asynchronously, every running
-// query tagged with one of prefixes but none of own; it returns how many.
+// query tagged with one of prefixes but not with the own tag at the same
+// index of own (the partition's current claim); it returns how many.
 func KillStaleInserts(ctx context.Context, conn driver.Conn, prefixes, own []string) (int, error) {
 	rows, err := conn.Query(ctx, "KILL QUERY WHERE "+staleInserts+" ASYNC", prefixes, own)
 	if err != nil {

@@ -100,3 +100,35 @@ func TestGuardLetsOnlyTheLatestClaimWrite(t *testing.T) {
 		t.Errorf("%s holds %d rows, want 4", log.Name, rows)
 	}
 }
+
+// TestStaleTagged: a running insert is an earlier owner's when its
+// log_comment holds a tag of the partition other than the claim's own, be
+// it alone or among the tags of a group insert; tags of other partitions
+// (10 is not 1) and the own tag are not.
+func TestStaleTagged(t *testing.T) {
+	ctx := context.Background()
+	ch := testenv.ClickHouse(t)
+	prefixes := []string{"reel-fence/p/g1/t/1@"}
+	own := []string{"reel-fence/p/g1/t/1@77"}
+	for _, c := range []struct {
+		comment string
+		stale   bool
+	}{
+		{"reel-fence/p/g1/t/1@5", true},
+		{"reel-fence/p/g1/t/1@77", false},
+		{"reel-fence/p/g1/t/1@775", true},
+		{"reel-fence/p/g1/t/0@5 reel-fence/p/g1/t/1@5 reel-fence/p/g1/t/2@5", true},
+		{"reel-fence/p/g1/t/0@5 reel-fence/p/g1/t/1@77 reel-fence/p/g1/t/2@5", false},
+		{"reel-fence/p/g1/t/10@5 reel-fence/p/g1/t/11@5", false},
+		{"reel-fence/p/g1/tt/1@5", false},
+		{"", false},
+	} {
+		var got uint8
+		if err := ch.Conn.QueryRow(ctx, "WITH ? AS lc SELECT "+staleTagged("lc"), c.comment, prefixes, own).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if (got == 1) != c.stale {
+			t.Errorf("log_comment %q: stale %v, want %v", c.comment, got == 1, c.stale)
+		}
+	}
+}
