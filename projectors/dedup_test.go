@@ -2,6 +2,7 @@ package projectors
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -169,5 +170,28 @@ func TestGroupInsert(t *testing.T) {
 	persistGroup(ctx, r, ms)
 	if a, b := count(0), count(1); a != 100 || b != 50 {
 		t.Fatalf("after partition 1 was claimed anew: rows of partitions 0 and 1: %d and %d; want 100 and 50", a, b)
+	}
+}
+
+// TestGroupTake: a group takes the queued batches oldest first while every
+// table's rows stay within the bound, and always at least one batch.
+func TestGroupTake(t *testing.T) {
+	r := &Runner{layout: &store.Layout{Tables: make([]store.PhysTable, 2)}}
+	g := &grouper{r: r, maxRows: 10}
+	queue := func(rows ...[2]int) {
+		for _, n := range rows {
+			b := &batch{rows: [][]pendingRow{make([]pendingRow, n[0]), make([]pendingRow, n[1])}}
+			g.queue = append(g.queue, &member{b: b})
+		}
+	}
+	queue([2]int{4, 0}, [2]int{4, 9}, [2]int{1, 2}, [2]int{30, 0}, [2]int{1, 0})
+	var sizes []int
+	for len(g.queue) > 0 {
+		sizes = append(sizes, len(g.take()))
+	}
+	// {4,0}+{4,9} fit (8 and 9 rows); {1,2} would make 11 in the second table: a new group;
+	// {30,0} is over the bound alone: a group of its own.
+	if want := []int{2, 1, 1, 1}; !slices.Equal(sizes, want) {
+		t.Errorf("group sizes %v, want %v", sizes, want)
 	}
 }

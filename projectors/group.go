@@ -52,6 +52,8 @@ type grouper struct {
 	mu    sync.Mutex
 	queue []*member
 	busy  bool // a group runs or a member was told to lead
+	// maxRows bounds a group's rows in any one table (0: maxGroupRows).
+	maxRows int
 }
 
 // persist makes b durable as part of a group and reports whether the
@@ -77,8 +79,7 @@ func (g *grouper) persist(ctx context.Context, c *committer, b *batch) (bool, er
 			return m.covered, m.err
 		case <-m.lead:
 			g.mu.Lock()
-			ms := g.queue
-			g.queue = nil
+			ms := g.take()
 			g.mu.Unlock()
 			// On a goroutine of its own: the members' contexts end
 			// independently (a partition revoked stops waiting at once).
@@ -101,6 +102,40 @@ func (g *grouper) persist(ctx context.Context, c *committer, b *batch) (bool, er
 			return false, ctx.Err()
 		}
 	}
+}
+
+// maxGroupRows bounds a group's rows in any one table (a group holds one
+// batch at least): an insert must stay one block, so that it lands as one
+// part per table, well below ClickHouse's max_insert_block_size (1,048,576
+// rows).
+const maxGroupRows = 500_000
+
+// take removes the next group from the queue (g.mu held): the queued
+// batches, oldest first, while every table's rows stay within
+// maxGroupRows.
+func (g *grouper) take() []*member {
+	limit := g.maxRows
+	if limit == 0 {
+		limit = maxGroupRows
+	}
+	rows := make([]int, len(g.r.layout.Tables))
+	n := 0
+	for ; n < len(g.queue); n++ {
+		b := g.queue[n].b
+		fits := true
+		for i := range rows {
+			fits = fits && rows[i]+len(b.rows[i]) <= limit
+		}
+		if n > 0 && !fits {
+			break
+		}
+		for i := range rows {
+			rows[i] += len(b.rows[i])
+		}
+	}
+	ms := slices.Clone(g.queue[:n])
+	g.queue = slices.Delete(g.queue, 0, n)
+	return ms
 }
 
 // handOff lets the first queued member lead the next group (g.mu held).
