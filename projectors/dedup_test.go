@@ -20,28 +20,7 @@ import (
 func TestRetriedInsertIsDeduplicated(t *testing.T) {
 	ch := testenv.ClickHouse(t)
 	ctx := context.Background()
-	cat, err := events.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &projection.Projection{
-		Name: "dedup", Topics: []string{"t"},
-		Tables: []projection.Table{{Name: "log", Columns: []projection.Column{{Name: "v", Type: "String"}}, OrderBy: "v"}},
-		Apply:  func(context.Context, projection.Tx, schemas.Event) error { return nil },
-	}
-	r, err := NewRunner(p, ch.Conn, codec, Brokers("127.0.0.1:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.EnsureSchema(ctx, ch.Conn, r.layout); err != nil {
-		t.Fatal(err)
-	}
-	r.ctx, r.cancel = context.WithCancel(ctx)
-	defer r.cancel()
+	r := logRunner(t, ch, "dedup")
 	w := newWorker(r, testClaim(t, r, tp{Topic: "t", Partition: 0}), []int64{-1, -1}, nil)
 	pt := r.layout.Tables[r.layout.ByUser[0]]
 	b := &batch{rows: make([][]pendingRow, len(r.layout.Tables))}
@@ -80,6 +59,41 @@ func TestRetriedInsertIsDeduplicated(t *testing.T) {
 	}
 }
 
+// logRunner is a runner of a one-table projection (log: v String) whose
+// tables exist, for workers built by hand; it is not started.
+func logRunner(t *testing.T, ch testenv.CH, name string) *Runner {
+	t.Helper()
+	p := &projection.Projection{
+		Name: name, Topics: []string{"t"},
+		Tables: []projection.Table{{Name: "log", Columns: []projection.Column{{Name: "v", Type: "String"}}, OrderBy: "v"}},
+		Apply:  func(context.Context, projection.Tx, schemas.Event) error { return nil },
+	}
+	r, err := NewRunner(p, ch.Conn, demoCodec(t), Brokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.EnsureSchema(context.Background(), ch.Conn, r.layout); err != nil {
+		t.Fatal(err)
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	t.Cleanup(r.cancel)
+	return r
+}
+
+// demoCodec decodes the demo's events.
+func demoCodec(t *testing.T) *schemas.Codec {
+	t.Helper()
+	cat, err := events.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // testClaim claims k for a worker built by hand, as onAssigned would.
 func testClaim(t *testing.T, r *Runner, k tp) claim {
 	t.Helper()
@@ -97,28 +111,7 @@ func testClaim(t *testing.T, r *Runner, k tp) claim {
 func TestGroupInsert(t *testing.T) {
 	ch := testenv.ClickHouse(t)
 	ctx := context.Background()
-	cat, err := events.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &projection.Projection{
-		Name: "grouped", Topics: []string{"t"},
-		Tables: []projection.Table{{Name: "log", Columns: []projection.Column{{Name: "v", Type: "String"}}, OrderBy: "v"}},
-		Apply:  func(context.Context, projection.Tx, schemas.Event) error { return nil },
-	}
-	r, err := NewRunner(p, ch.Conn, codec, Brokers("127.0.0.1:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.EnsureSchema(ctx, ch.Conn, r.layout); err != nil {
-		t.Fatal(err)
-	}
-	r.ctx, r.cancel = context.WithCancel(ctx)
-	defer r.cancel()
+	r := logRunner(t, ch, "grouped")
 	ti := r.layout.ByUser[0]
 	pt := r.layout.Tables[ti]
 	members := func(ws []*worker, from int) []*member {

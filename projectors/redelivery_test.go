@@ -61,14 +61,7 @@ func handRunnerFor(t *testing.T, p *projection.Projection, n int, conf func(i in
 	t.Helper()
 	ch := testenv.ClickHouse(t)
 	ctx := context.Background()
-	cat, err := events.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	codec, err := schemas.NewCodec(cat, schemas.WithBindings(events.Bindings()...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	codec := demoCodec(t)
 	name := p.Name
 	brokers := testenv.Fake(t).ListenAddrs()
 	r, err := NewRunner(p, ch.Conn, codec, Brokers(brokers...))
