@@ -57,7 +57,13 @@ func fencePrefix(proj string, gen int, k tp) string {
 // an asynchronous one would be buffered past the drain and would ignore the
 // deduplication token) and the fence tag.
 func fencedCtx(ctx context.Context, proj string, gen int, k tp, epoch uint64, extra clickhouse.Settings) context.Context {
-	s := clickhouse.Settings{"log_comment": fenceComment(proj, gen, k, epoch)}
+	return taggedCtx(ctx, fenceComment(proj, gen, k, epoch), extra)
+}
+
+// taggedCtx is fencedCtx for a write tagged with comment: one fence tag,
+// or a group insert's tags joined by fenceSeparator.
+func taggedCtx(ctx context.Context, comment string, extra clickhouse.Settings) context.Context {
+	s := clickhouse.Settings{"log_comment": comment}
 	for n, v := range extra {
 		s[n] = v
 	}

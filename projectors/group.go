@@ -14,8 +14,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
-
-	"github.com/reel-dev/reel/internal/chclient"
 )
 
 // Group commit: the batches a runner's partitions hand over while an
@@ -228,6 +226,10 @@ func persistGroup(ctx context.Context, r *Runner, ms []*member) {
 
 	// Every row is encoded: the records were kept only to park a refused
 	// aggregate's events. Let them go while the batch is sent.
+	parts := make([][]*member, len(l.Tables)) // per table, the members with rows
+	for i := range l.Tables {
+		parts[i] = withRows(ms, i)
+	}
 	state := l.State()
 	for _, m := range ms {
 		m.b.recs = nil
@@ -253,13 +255,13 @@ func persistGroup(ctx context.Context, r *Runner, ms []*member) {
 	}
 	tblErrs := make([]error, len(l.Tables))
 	for i := range l.Tables {
-		if i == state || len(withRows(ms, i)) == 0 {
+		if i == state || len(parts[i]) == 0 {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tblErrs[i] = sendGroup(ctx, r, i, withRows(ms, i), prepared[i])
+			tblErrs[i] = sendGroup(ctx, r, i, parts[i], prepared[i])
 		}()
 	}
 	wg.Wait()
@@ -284,7 +286,7 @@ func persistGroup(ctx context.Context, r *Runner, ms []*member) {
 		return
 	}
 	pb := prepared[state]
-	if len(last) < len(withRows(ms, state)) {
+	if len(last) < len(parts[state]) {
 		// A member failed its first round: its State rows must not land.
 		pb = nil // sendGroup prepares the survivors' rows
 	}
@@ -331,10 +333,7 @@ func prepareGroup(ctx context.Context, r *Runner, i int, ms []*member) (driver.B
 		}
 		token = fmt.Sprintf("reel/%s/g%d/%s/group/%d/%x", r.proj.Name, r.layout.Generation, pt.Logical, len(ms), h.Sum64())
 	}
-	ctx = chclient.WriteContext(ctx, clickhouse.Settings{
-		"log_comment":                strings.Join(tags, fenceSeparator),
-		"insert_deduplication_token": token,
-	})
+	ctx = taggedCtx(ctx, strings.Join(tags, fenceSeparator), clickhouse.Settings{"insert_deduplication_token": token})
 	// The layout knows the inbox's columns: no DESCRIBE TABLE per batch.
 	ctx = clickhouse.Context(ctx, clickhouse.WithColumnNamesAndTypes(pt.InsertColumns))
 	pb, err := r.conn.PrepareBatch(ctx, pt.Insert)
