@@ -115,7 +115,9 @@ func OpenClickHouse(ctx context.Context, c *config.Config) (driver.Conn, error) 
 	if err != nil {
 		return nil, err
 	}
-	conn, err := clickhouse.Open(opts)
+	// Batches go through a pool of their own, which keeps few idle
+	// connections: each keeps a buffer the size of its largest batch.
+	conn, err := chclient.OpenSplit(opts)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse %s: %w", chclient.Redact(c.ClickHouse.DSN), err)
 	}
