@@ -92,4 +92,7 @@ func (r *run) finish() {
 	for i := range res.Profiles {
 		res.Profiles[i].summarize()
 	}
+	if ph := res.Projector.PeakHeap; ph != nil {
+		ph.summarize()
+	}
 }

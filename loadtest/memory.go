@@ -3,8 +3,12 @@ package loadtest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -95,4 +99,52 @@ func parseHWM(status []byte) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmHWM in the status")
+}
+
+// PeakHeap is the heap profile of the projector process taken when its
+// heap was highest: what the memory held at the peak (pprof's in-use
+// figures are those of the last garbage collection before it).
+type PeakHeap struct {
+	File   string     `json:"file"`
+	Phase  string     `json:"phase"`
+	T      float64    `json:"t"`       // seconds into the run
+	HeapMB float64    `json:"heap_mb"` // the sample's Go heap
+	Total  string     `json:"inuse_total,omitempty"`
+	Top    []FuncCost `json:"inuse_space_flat,omitempty"`
+	Error  string     `json:"error,omitempty"`
+}
+
+// peakHeapStep is how much higher than the last saved peak a heap must be
+// for its profile to replace it: a rising heap is profiled a few times,
+// not every second.
+const peakHeapStep = 8
+
+// peakHeap saves the heap profile of c as peak-heap.pprof when sample s
+// has the highest heap so far (by peakHeapStep MB).
+func (r *run) peakHeap(ctx context.Context, c *projectorProc, s Sample) {
+	if ph := r.res.Projector.PeakHeap; ph != nil && s.HeapMB < ph.HeapMB+peakHeapStep {
+		return
+	}
+	path := filepath.Join(r.dir, "peak-heap.pprof")
+	tmp := path + ".part"
+	ph := &PeakHeap{File: path, Phase: s.Phase, T: s.T, HeapMB: s.HeapMB}
+	if err := c.fetch(ctx, http.MethodGet, "/debug/pprof/heap", tmp); err != nil {
+		ph.Error = err.Error()
+	} else if err := os.Rename(tmp, path); err != nil {
+		ph.Error = err.Error()
+	}
+	r.res.Projector.PeakHeap = ph
+}
+
+// summarize fills the top list of in-use bytes.
+func (ph *PeakHeap) summarize() {
+	if ph.Error != "" {
+		return
+	}
+	out, err := exec.Command("go", "tool", "pprof", "-top", fmt.Sprintf("-nodecount=%d", profileTop), "-sample_index=inuse_space", ph.File).CombinedOutput()
+	if err != nil {
+		ph.Error = fmt.Sprintf("go tool pprof %s: %v: %s", ph.File, err, bytes.TrimSpace(out))
+		return
+	}
+	ph.Total, ph.Top = parseTop(out)
 }

@@ -290,6 +290,20 @@ func writeMemory(f printf, res *Results) {
 		f("| %s | %s | %.0f |\n", p.Process, strings.Join(p.Phases, ", "), p.PeakMB)
 	}
 	f("\n")
+	if ph := res.Projector.PeakHeap; ph != nil {
+		f("What the heap held at its highest sample (%.0f MB, %.0f s into the run, phase %s): `%s`, in use at the collection before it (%s). Open with `go tool pprof -sample_index=inuse_space -http=: %s`.\n\n",
+			ph.HeapMB, ph.T, ph.Phase, filepath.Base(ph.File), orNone(ph.Total), filepath.Base(ph.File))
+		if ph.Error != "" {
+			f("Profile error: %s\n\n", ph.Error)
+		}
+		if len(ph.Top) > 0 {
+			f("| function | in use (flat) | %% | cum | cum %% |\n|---|---:|---:|---:|---:|\n")
+			for _, c := range ph.Top {
+				f("| `%s` | %s | %.1f | %s | %.1f |\n", shortFunc(c.Func), c.Flat, c.FlatPct, c.Cum, c.CumPct)
+			}
+			f("\n")
+		}
+	}
 }
 
 // writeAppendOnly is the equal-work comparison with the peer.

@@ -132,6 +132,7 @@ type Usage struct {
 
 	PhaseMemory []PhaseMemory `json:"phase_memory"`
 	Peaks       []ProcessPeak `json:"process_peaks"`
+	PeakHeap    *PeakHeap     `json:"peak_heap,omitempty"`
 }
 
 // Peer is the side-by-side tool.

@@ -352,6 +352,7 @@ func (r *run) sampler(ctx context.Context) {
 				s.PendingMB = st.Gauges["reel_projector_pending_bytes"] / (1 << 20)
 				s.BufferedMB = st.Gauges["reel_projector_fetch_buffered_bytes"] / (1 << 20)
 				r.res.Projector.HeapMaxMB = max(r.res.Projector.HeapMaxMB, s.HeapMB)
+				r.peakHeap(ctx, c, s)
 				r.res.Projector.HeapSysMaxM = max(r.res.Projector.HeapSysMaxM, float64(st.HeapSys)/(1<<20))
 			}
 			if u, err := readProc(c.cmd.Process.Pid); err == nil {
