@@ -75,7 +75,7 @@ type batch struct {
 	effects []effect
 	maxTs   time.Time
 	vals    []any // the rows' values are cut from this arena: one allocation for many rows
-	bytes   int64 // estimated memory of the rows
+	bytes   int64 // estimated memory of the rows and the records (recordSize) the batch holds
 }
 
 type pendingRow struct {
@@ -395,6 +395,9 @@ func (a *applier) advance(rec *kgo.Record) {
 	}
 	a.b.events++
 	a.b.last = rec.Offset
+	// The batch holds its records until its rows are encoded (recs),
+	// and with them the fetched batch they point into.
+	a.b.bytes += recordSize(rec)
 	a.b.recs = append(a.b.recs, rec)
 	if rec.Timestamp.After(a.b.maxTs) {
 		a.b.maxTs = rec.Timestamp

@@ -3,16 +3,17 @@ package projectors
 import (
 	"context"
 	"fmt"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/reel-dev/reel/examples/demo/events"
-	"github.com/reel-dev/reel/projectors/projection"
-	"github.com/reel-dev/reel/schemas"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/reel-dev/reel/examples/demo/events"
+	"github.com/reel-dev/reel/projectors/projection"
+	"github.com/reel-dev/reel/schemas"
 )
 
 // TestQueuePausesPastBytes: fetching pauses once the bytes waiting reach
@@ -21,7 +22,7 @@ import (
 func TestQueuePausesPastBytes(t *testing.T) {
 	var pauses, resumes int
 	gauge := prometheus.NewGauge(prometheus.GaugeOpts{Name: "pending"})
-	q := newQueue(64<<10, 0, gauge, func() { pauses++ }, func() { resumes++ })
+	q := newQueue(newWaiting(64<<10), 0, gauge, func() { pauses++ }, func() { resumes++ })
 	rec := func(size int) *kgo.Record { return &kgo.Record{Key: []byte("k"), Value: make([]byte, size)} }
 
 	q.push([]*kgo.Record{rec(1000), rec(1000)})
@@ -66,11 +67,48 @@ func TestQueuePausesPastBytes(t *testing.T) {
 	}
 }
 
+// TestQueuesShareTheBound: a runner's queues pause past their share of
+// MaxPendingBytes, and also once all of them together hold the whole of
+// it, each after its next chunk; a take gives the bytes back to all.
+func TestQueuesShareTheBound(t *testing.T) {
+	w := newWaiting(100 << 10)
+	w.share.Store(60 << 10) // two partitions' shares would hold 120 KiB
+	pauses := map[string]int{}
+	queue := func(name string) *queue {
+		return newQueue(w, 0, prometheus.NewGauge(prometheus.GaugeOpts{Name: "pending"}), func() { pauses[name]++ }, func() {})
+	}
+	a, b := queue("a"), queue("b")
+	rec := func(size int) []*kgo.Record { return []*kgo.Record{{Value: make([]byte, size)}} }
+
+	a.push(rec(50 << 10))
+	b.push(rec(40 << 10))
+	if pauses["a"]+pauses["b"] != 0 || w.total.Load() >= 100<<10 {
+		t.Fatalf("pauses %v at %d bytes waiting of 100 KiB, each below its 60 KiB share", pauses, w.total.Load())
+	}
+	b.push(rec(15 << 10)) // b: 55 KiB, below its share; both: past the bound
+	if pauses["b"] != 1 || pauses["a"] != 0 {
+		t.Fatalf("pauses %v at %d bytes waiting; want b paused by the total alone", pauses, w.total.Load())
+	}
+	a.take()
+	if got, want := w.total.Load(), b.bytes; got != want {
+		t.Fatalf("%d bytes waiting in all after a's take; want b's %d", got, want)
+	}
+	a.push(rec(30 << 10))
+	if pauses["a"] != 0 {
+		t.Fatalf("a paused at %d bytes waiting in all (bound 100 KiB)", w.total.Load())
+	}
+	a.drop()
+	b.drop()
+	if w.total.Load() != 0 {
+		t.Fatalf("%d bytes waiting after both dropped", w.total.Load())
+	}
+}
+
 // TestQueuePausesPastRecords: MaxPending, the bound by count, still works
 // beside the byte bound.
 func TestQueuePausesPastRecords(t *testing.T) {
 	var pauses int
-	q := newQueue(1<<30, 3, prometheus.NewGauge(prometheus.GaugeOpts{Name: "test"}), func() { pauses++ }, func() {})
+	q := newQueue(newWaiting(1<<30), 3, prometheus.NewGauge(prometheus.GaugeOpts{Name: "test"}), func() { pauses++ }, func() {})
 	q.push([]*kgo.Record{{}, {}})
 	q.push([]*kgo.Record{{}})
 	if pauses != 1 {
@@ -112,12 +150,14 @@ func TestStateCacheShrinks(t *testing.T) {
 }
 
 // TestStateCachesShareTheProjectionsBytes: a runner splits StateCacheBytes
-// (and BatchBytes) among the partitions it holds, so that its caches
-// (batches) together stay within it however many partitions a process is
-// assigned: a cache that fits the whole bound is over its share once three
-// more partitions come, and fits again when they go.
+// (and BatchBytes, MaxPendingBytes) among the partitions it holds, so that
+// its caches (batches, queues) together stay within it however many
+// partitions a process is assigned: a cache that fits the whole bound is
+// over its share once three more partitions come, and fits again when
+// they go.
 func TestStateCachesShareTheProjectionsBytes(t *testing.T) {
 	r := &Runner{cfg: defaultCfg(), workers: map[tp]*worker{}}
+	r.waiting = newWaiting(r.cfg.MaxPendingBytes)
 	r.cfg.StateCacheBytes = 40 << 10
 	r.workers[tp{Topic: "t", Partition: 0}] = nil
 	r.shareMemory()
@@ -140,6 +180,9 @@ func TestStateCachesShareTheProjectionsBytes(t *testing.T) {
 	if got, want := r.batchShare.Load(), r.cfg.BatchBytes/4; got != want {
 		t.Fatalf("batch share of 4 partitions = %d, want %d", got, want)
 	}
+	if got, want := r.waiting.share.Load(), r.cfg.MaxPendingBytes/4; got != want {
+		t.Fatalf("waiting records' share of 4 partitions = %d, want %d", got, want)
+	}
 	if !c.over() {
 		t.Fatalf("%d bytes are not over a share of 10 KiB", c.bytes)
 	}
@@ -152,6 +195,14 @@ func TestStateCachesShareTheProjectionsBytes(t *testing.T) {
 	r.shareMemory()
 	if got := r.cacheShare.Load(); got != 40<<10 {
 		t.Fatalf("share of 1 partition = %d, want the whole %d", got, 40<<10)
+	}
+	// A queue's share stays at least one fetch's share of a partition.
+	for p := int32(1); p < 64; p++ {
+		r.workers[tp{Topic: "t", Partition: p}] = nil
+	}
+	r.shareMemory()
+	if got, want := r.waiting.share.Load(), r.cfg.FetchMaxPartitionBytes; got != want || r.cfg.MaxPendingBytes/64 >= want {
+		t.Fatalf("waiting records' share of 64 partitions = %d, want FetchMaxPartitionBytes %d", got, want)
 	}
 }
 
@@ -208,8 +259,8 @@ func (r *recorder) settle(context.Context) error          { return nil }
 func (r *recorder) waiting() bool                         { return false }
 func (r *recorder) rejects() []reject                     { return nil }
 
-// TestBatchEndsAtBytes: a batch ends once its rows' estimated bytes reach
-// BatchBytes, long before BatchEvents.
+// TestBatchEndsAtBytes: a batch ends once the estimated bytes of its rows
+// and of the records it holds reach BatchBytes, long before BatchEvents.
 func TestBatchEndsAtBytes(t *testing.T) {
 	r, recs := handRunner(t, "batchbytes", 20)
 	r.cfg.BatchEvents = 1000
@@ -226,9 +277,16 @@ func TestBatchEndsAtBytes(t *testing.T) {
 	}
 	for _, b := range sink.got {
 		// The bound is checked after each event: a batch is at most one
-		// event's rows past it.
-		if b.bytes < r.cfg.BatchBytes || b.bytes > r.cfg.BatchBytes+400 {
+		// event's rows and record past it.
+		if b.bytes < r.cfg.BatchBytes || b.bytes > r.cfg.BatchBytes+800 {
 			t.Errorf("batch of %d events holds %d bytes; want the bound %d reached by at most one event", b.events, b.bytes, r.cfg.BatchBytes)
+		}
+		var held int64
+		for _, rec := range b.recs {
+			held += recordSize(rec)
+		}
+		if held == 0 || b.bytes < held+int64(b.events)*rowOverhead {
+			t.Errorf("batch of %d events counts %d bytes; its records alone hold %d, its rows at least %d more", b.events, b.bytes, held, int64(b.events)*rowOverhead)
 		}
 	}
 }

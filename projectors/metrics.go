@@ -61,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		paused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_fetch_pauses_total",
 			Help: "Times a partition's fetching was paused because its worker fell behind (backpressure)."}, []string{"projection"}),
 		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "reel_projector_pending_bytes",
-			Help: "Estimated bytes of fetched records waiting for the partitions' workers (bounded per partition by maxPendingBytes, plus one fetch)."}, []string{"projection"}),
+			Help: "Estimated bytes of fetched records waiting for the partitions' workers (bounded by maxPendingBytes, plus one fetch share a partition)."}, []string{"projection"}),
 		buffered: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "reel_projector_fetch_buffered_bytes",
 			Help: "Bytes of records the Kafka client fetched and holds until the next poll."}, []string{"projection"}),
 		evicted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reel_projector_state_evictions_total",

@@ -46,7 +46,7 @@ type Tuning struct {
 	RetryMin               time.Duration `yaml:"retryMin"`               // default 100ms
 	RetryMax               time.Duration `yaml:"retryMax"`               // default 10s
 	ShutdownTimeout        time.Duration `yaml:"shutdownTimeout"`        // default 30s
-	MaxPendingBytes        int64         `yaml:"maxPendingBytes"`        // default DefaultMaxPendingBytes (1 MiB)
+	MaxPendingBytes        int64         `yaml:"maxPendingBytes"`        // default DefaultMaxPendingBytes (4 MiB a projection)
 	MaxPending             int           `yaml:"maxPending"`             // default 0: by bytes only
 	StateCacheBytes        int64         `yaml:"stateCacheBytes"`        // default DefaultStateCacheBytes (16 MiB a projection)
 	StateCacheSize         int           `yaml:"stateCacheSize"`         // default 0: by bytes only
@@ -125,7 +125,7 @@ func (s Tuning) Validate() error {
 		add("shutdownTimeout", "%s: must be > 0", s.ShutdownTimeout)
 	}
 	if s.MaxPendingBytes < 1024 {
-		add("maxPendingBytes", "%d: must be ≥ 1024 (bytes per partition)", s.MaxPendingBytes)
+		add("maxPendingBytes", "%d: must be ≥ 1024 (bytes per projection, shared by its partitions' queues)", s.MaxPendingBytes)
 	}
 	if s.MaxPending < 0 {
 		add("maxPending", "%d: must be ≥ 0 (0: bounded by maxPendingBytes only)", s.MaxPending)
@@ -202,8 +202,10 @@ func Generation(g int) Opt { return func(c *cfg) { c.generation = g } }
 // BatchEvents flushes a partition's batch at this many events. Default 5000.
 func BatchEvents(n int) Opt { return func(c *cfg) { c.BatchEvents = n } }
 
-// BatchBytes also flushes a partition's batch once its rows hold its share
-// of this many bytes (estimated from their values): the projection's
+// BatchBytes also flushes a partition's batch once its rows and the
+// fetched records it holds until they are encoded reach its share of this
+// many bytes (estimated from the rows' values and the records' keys,
+// values and headers, see MaxPendingBytes): the projection's
 // batches in this process, split equally among the partitions it holds (at
 // least 1 KiB each), so they do not grow with them. Default
 // DefaultBatchBytes (16 MiB: 4 MiB a batch with 4 partitions).
@@ -225,12 +227,12 @@ func RetryBackoff(minD, maxD time.Duration) Opt {
 // ShutdownTimeout bounds the final flush of revoked partitions. Default 30s.
 func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.ShutdownTimeout = d } }
 
-// Memory bounds, by default: per partition worker for fetched records, per
-// projection for batches and cached states, which its partitions share.
-// The demo's five projections over two topics of 4 partitions run 24
-// workers, 16 of them with a State table: at most 24 MiB of fetched
-// records wait (each queue may take one fetch share past its bound) and
-// 64 MiB of state is cached (4 projections × 16 MiB; its 10 000 aggregates
+// Memory bounds, by default: per projection in a process for fetched
+// records, batches and cached states, which its partitions share. The
+// demo's five projections over two topics of 4 partitions run 24 workers,
+// 16 of them with a State table: at most 20 MiB of fetched records wait
+// (each queue may take one fetch share past its bound) and 64 MiB of
+// state is cached (4 projections × 16 MiB; its 10 000 aggregates
 // need ~1.5 MiB per partition), which leaves room under a 256 MiB pod for
 // batches in flight (their rows and encoded columns) and the Kafka
 // client's fetch buffers. With 12 partitions a topic these stay the same;
@@ -239,7 +241,7 @@ func ShutdownTimeout(d time.Duration) Opt { return func(c *cfg) { c.ShutdownTime
 // batches during a slow replay.
 const (
 	DefaultBatchBytes      = 16 << 20
-	DefaultMaxPendingBytes = 1 << 20
+	DefaultMaxPendingBytes = 4 << 20
 	DefaultStateCacheBytes = 16 << 20
 	// The Kafka client's fetch responses (per projection: one client
 	// each). franz-go's defaults (50 MiB a response, 10 MiB a partition)
@@ -278,11 +280,15 @@ func FetchMaxPartitionBytes(n int64) Opt { return func(c *cfg) { c.FetchMaxParti
 // new records (kgo.FetchMaxWait). Default DefaultFetchMaxWait (250ms).
 func FetchMaxWait(d time.Duration) Opt { return func(c *cfg) { c.FetchMaxWait = d } }
 
-// MaxPendingBytes pauses fetching a partition while this many bytes of its
-// records (key, value and headers, plus a record's own size) wait for its
-// worker. Default DefaultMaxPendingBytes (1 MiB). Pausing is costly (the
-// partition's fetching restarts on resume), so not much smaller than a
-// fetch.
+// MaxPendingBytes bounds the fetched records (key, value and headers, plus
+// a record's own size) waiting for the projection's partition workers in
+// this process, shared equally by the partitions it holds like
+// StateCacheBytes: a partition's fetching pauses while its share waits.
+// A share is at least FetchMaxPartitionBytes (unless MaxPendingBytes is
+// smaller): pausing is costly (the partition's fetching restarts on
+// resume), so not much smaller than a fetch. Default
+// DefaultMaxPendingBytes (4 MiB: 1 MiB a partition with 4, 256 KiB with
+// 16 or more).
 func MaxPendingBytes(n int64) Opt { return func(c *cfg) { c.MaxPendingBytes = n } }
 
 // MaxPending also pauses fetching a partition while this many of its

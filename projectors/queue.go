@@ -2,6 +2,7 @@ package projectors
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -11,11 +12,13 @@ import (
 
 // queue hands a partition's fetched records from the poll loop (push) to
 // the worker's goroutine (take). push never blocks: the poll loop must
-// not, see runner.go. Past maxBytes (or maxRecords, when set) waiting, it
-// pauses the partition's fetching until the worker takes them: that is the
-// backpressure that bounds memory while ClickHouse is slow or down.
+// not, see runner.go. Past its share of the runner's bound (or
+// maxRecords, when set) waiting, or while all the runner's queues hold
+// the whole bound, it pauses the partition's fetching until the worker
+// takes them: that is the backpressure that bounds memory while
+// ClickHouse is slow or down.
 type queue struct {
-	maxBytes   int64
+	w          *waiting
 	maxRecords int              // 0: no bound by count
 	gauge      prometheus.Gauge // bytes waiting, summed over the runner's queues
 	pause      func()
@@ -30,8 +33,25 @@ type queue struct {
 	ready  chan struct{} // capacity 1: records are waiting
 }
 
-func newQueue(maxBytes int64, maxRecords int, gauge prometheus.Gauge, pause, resume func()) *queue {
-	return &queue{maxBytes: maxBytes, maxRecords: maxRecords, gauge: gauge, pause: pause, resume: resume, ready: make(chan struct{}, 1)}
+// waiting is what a runner's queues share: MaxPendingBytes, each queue's
+// share of it (Runner.shareMemory) and the bytes waiting in all of them.
+// A fetch response lands in the queues of several partitions at once: the
+// total pauses each of them after one chunk once the bound is reached,
+// where their shares alone would let every partition fill its own.
+type waiting struct {
+	limit int64
+	share atomic.Int64
+	total atomic.Int64
+}
+
+func newWaiting(limit int64) *waiting {
+	w := &waiting{limit: limit}
+	w.share.Store(limit)
+	return w
+}
+
+func newQueue(w *waiting, maxRecords int, gauge prometheus.Gauge, pause, resume func()) *queue {
+	return &queue{w: w, maxRecords: maxRecords, gauge: gauge, pause: pause, resume: resume, ready: make(chan struct{}, 1)}
 }
 
 // recordOverhead is what a record costs beyond its key, value and headers.
@@ -60,7 +80,8 @@ func (q *queue) push(recs []*kgo.Record) {
 	q.chunks = append(q.chunks, recs)
 	q.bytes += size
 	q.n += len(recs)
-	if !q.paused && (q.bytes >= q.maxBytes || (q.maxRecords > 0 && q.n >= q.maxRecords)) {
+	total := q.w.total.Add(size)
+	if !q.paused && (q.bytes >= q.w.share.Load() || total >= q.w.limit || (q.maxRecords > 0 && q.n >= q.maxRecords)) {
 		q.paused = true
 		// Under mu, so that a concurrent take cannot resume first and
 		// leave the partition paused for good.
@@ -80,7 +101,7 @@ func (q *queue) push(recs []*kgo.Record) {
 func (q *queue) backlog() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.paused || q.bytes >= q.maxBytes/2
+	return q.paused || q.bytes >= q.w.share.Load()/2
 }
 
 // take returns every waiting chunk and when the oldest was pushed, and
@@ -108,5 +129,6 @@ func (q *queue) drop() {
 // clear empties the queue and its share of the gauge; q.mu is held.
 func (q *queue) clear() {
 	q.gauge.Sub(float64(q.bytes))
+	q.w.total.Add(-q.bytes)
 	q.chunks, q.bytes, q.n = nil, 0, 0
 }

@@ -47,9 +47,11 @@ type Runner struct {
 	workers map[tp]*worker
 	// cacheShare and batchShare are each worker's shares of
 	// StateCacheBytes and BatchBytes: the bounds of its state cache and
-	// of its batches (shareMemory sets them as partitions come and go).
+	// of its batches; waiting holds its share of MaxPendingBytes
+	// (shareMemory sets them as partitions come and go).
 	cacheShare atomic.Int64
 	batchShare atomic.Int64
+	waiting    *waiting
 	ctx        context.Context // worker context; cancel = abandon
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -89,6 +91,7 @@ func NewRunner(p *projection.Projection, conn driver.Conn, dec Decoder, opts ...
 	r.group.r = r
 	r.cacheShare.Store(c.StateCacheBytes)
 	r.batchShare.Store(c.BatchBytes)
+	r.waiting = newWaiting(c.MaxPendingBytes)
 	r.retry = retry.New(c.RetryMin, c.RetryMax, r.metrics.clickhouse)
 	return r, nil
 }
@@ -499,15 +502,19 @@ func (r *Runner) stopWorkers(m map[string][]int32, graceful bool) {
 	r.stop(ws, graceful)
 }
 
-// shareMemory splits StateCacheBytes and BatchBytes equally among the
-// partitions the runner holds, so that what a process holds for a
-// projection does not grow with its partitions (a cache past a smaller
-// share shrinks after its next batch; a batch ends at its worker's share).
-// r.mu is held.
+// shareMemory splits StateCacheBytes, BatchBytes and MaxPendingBytes
+// equally among the partitions the runner holds, so that what a process
+// holds for a projection does not grow with its partitions (a cache past
+// a smaller share shrinks after its next batch; a batch ends at its
+// worker's share; a queue pauses at its next fetch). A queue's share is
+// at least a fetch's share of a partition (FetchMaxPartitionBytes, unless
+// MaxPendingBytes is smaller): below it, a partition would pause after
+// every fetch. r.mu is held.
 func (r *Runner) shareMemory() {
 	n := int64(max(1, len(r.workers)))
 	r.cacheShare.Store(max(1024, r.cfg.StateCacheBytes/n))
 	r.batchShare.Store(max(1024, r.cfg.BatchBytes/n))
+	r.waiting.share.Store(max(min(r.cfg.MaxPendingBytes, r.cfg.FetchMaxPartitionBytes), r.cfg.MaxPendingBytes/n))
 }
 
 func (r *Runner) stopAll(graceful bool) {

@@ -61,7 +61,7 @@ func newWorker(r *Runner, c claim, ckpt []int64, parked map[string]int64) *worke
 		done:      make(chan struct{}),
 	}
 	w.ctx, w.abandon = context.WithCancel(r.ctx)
-	w.q = newQueue(r.cfg.MaxPendingBytes, r.cfg.MaxPending, r.metrics.pending.WithLabelValues(r.proj.Name), func() {
+	w.q = newQueue(r.waiting, r.cfg.MaxPending, r.metrics.pending.WithLabelValues(r.proj.Name), func() {
 		r.cl.PauseFetchPartitions(map[string][]int32{k.Topic: {k.Partition}})
 		r.metrics.paused.WithLabelValues(r.proj.Name).Inc()
 	}, func() {
