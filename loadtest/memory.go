@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -141,10 +140,8 @@ func (ph *PeakHeap) summarize() {
 	if ph.Error != "" {
 		return
 	}
-	out, err := exec.Command("go", "tool", "pprof", "-top", fmt.Sprintf("-nodecount=%d", profileTop), "-sample_index=inuse_space", ph.File).CombinedOutput()
-	if err != nil {
-		ph.Error = fmt.Sprintf("go tool pprof %s: %v: %s", ph.File, err, bytes.TrimSpace(out))
-		return
+	var err error
+	if ph.Total, ph.Top, err = pprofTop("-sample_index=inuse_space", ph.File); err != nil {
+		ph.Error = err.Error()
 	}
-	ph.Total, ph.Top = parseTop(out)
 }

@@ -180,12 +180,11 @@ func (pp *PhaseProfile) summarize() {
 	}
 	var errs []string
 	run := func(total *string, args ...string) []FuncCost {
-		out, err := exec.Command("go", append([]string{"tool", "pprof", "-top", fmt.Sprintf("-nodecount=%d", profileTop)}, args...)...).CombinedOutput()
+		t, rows, err := pprofTop(args...)
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("go tool pprof %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out)))
+			errs = append(errs, err.Error())
 			return nil
 		}
-		t, rows := parseTop(out)
 		if total != nil {
 			*total = t
 		}
@@ -219,6 +218,17 @@ func (pp *PhaseProfile) summarize() {
 		pp.Stages = append(pp.Stages, g)
 	}
 	pp.Error = strings.Join(errs, "; ")
+}
+
+// pprofTop runs `go tool pprof -top` over args and returns its total and
+// its top profileTop rows.
+func pprofTop(args ...string) (string, []FuncCost, error) {
+	out, err := exec.Command("go", append([]string{"tool", "pprof", "-top", fmt.Sprintf("-nodecount=%d", profileTop)}, args...)...).CombinedOutput()
+	if err != nil {
+		return "", nil, fmt.Errorf("go tool pprof %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	total, rows := parseTop(out)
+	return total, rows, nil
 }
 
 // parseShown reads "Showing nodes accounting for X, Y% of T total".

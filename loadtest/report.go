@@ -296,13 +296,7 @@ func writeMemory(f printf, res *Results) {
 		if ph.Error != "" {
 			f("Profile error: %s\n\n", ph.Error)
 		}
-		if len(ph.Top) > 0 {
-			f("| function | in use (flat) | %% | cum | cum %% |\n|---|---:|---:|---:|---:|\n")
-			for _, c := range ph.Top {
-				f("| `%s` | %s | %.1f | %s | %.1f |\n", shortFunc(c.Func), c.Flat, c.FlatPct, c.Cum, c.CumPct)
-			}
-			f("\n")
-		}
+		writeFuncCosts(f, "| function | in use (flat) | % | cum | cum % |", ph.Top)
 	}
 }
 
@@ -353,13 +347,23 @@ func writeProfiles(f printf, res *Results) {
 			if len(t.rows) == 0 {
 				continue
 			}
-			f("%s:\n\n| function | flat | flat %% | cum | cum %% |\n|---|---:|---:|---:|---:|\n", t.title)
-			for _, c := range t.rows {
-				f("| `%s` | %s | %.1f | %s | %.1f |\n", shortFunc(c.Func), c.Flat, c.FlatPct, c.Cum, c.CumPct)
-			}
-			f("\n")
+			f("%s:\n\n", t.title)
+			writeFuncCosts(f, "| function | flat | flat % | cum | cum % |", t.rows)
 		}
 	}
+}
+
+// writeFuncCosts is a table of top functions under header (no table when
+// there are none).
+func writeFuncCosts(f printf, header string, rows []FuncCost) {
+	if len(rows) == 0 {
+		return
+	}
+	f("%s\n|---|---:|---:|---:|---:|\n", header)
+	for _, c := range rows {
+		f("| `%s` | %s | %.1f | %s | %.1f |\n", shortFunc(c.Func), c.Flat, c.FlatPct, c.Cum, c.CumPct)
+	}
+	f("\n")
 }
 
 func orNone(s string) string {
