@@ -6,10 +6,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/store"
 )
 
@@ -23,6 +25,11 @@ import (
 // group's lag.
 type lagCollector struct {
 	offsets, seconds, parked, gens *prometheus.Desc
+
+	// The ClickHouse reads, store.QueryProgress and store.ParkedCounts
+	// (replaced in tests).
+	progress     func(ctx context.Context, conn driver.Conn, p *projection.Projection, gen int) ([]store.PartitionProgress, error)
+	parkedCounts func(ctx context.Context, conn driver.Conn, projection string, gen int) (aggregates, events int, err error)
 
 	mu   sync.Mutex
 	snap []prometheus.Metric
@@ -39,6 +46,8 @@ func newLagCollector() *lagCollector {
 			"Aggregates with unresolved parked events.", []string{"projection", "generation"}, nil),
 		gens: prometheus.NewDesc("reel_projector_generation_info",
 			"Generations this process runs, by status (always 1).", []string{"projection", "generation", "status"}, nil),
+		progress:     store.QueryProgress,
+		parkedCounts: store.ParkedCounts,
 	}
 }
 
@@ -86,12 +95,15 @@ func (c *lagCollector) refresh(ctx context.Context, s *Supervisor, src *lagSourc
 	for _, gr := range s.running() {
 		g := strconv.Itoa(gr.gen)
 		out = append(out, prometheus.MustNewConstMetric(c.gens, prometheus.GaugeValue, 1, gr.p.Name, g, gr.status))
-		if a, _, err := store.ParkedCounts(ctx, s.conn, gr.p.Name, gr.gen); err == nil {
+		// Progress before the parked counts: a batch's parked rows are
+		// durable before its position shows it, so a snapshot that shows
+		// a partition caught up also counts what it parked on the way.
+		prog, progErr := c.progress(ctx, s.conn, gr.p, gr.gen)
+		if a, _, err := c.parkedCounts(ctx, s.conn, gr.p.Name, gr.gen); err == nil {
 			out = append(out, prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(a), gr.p.Name, g))
 		}
-		prog, err := store.QueryProgress(ctx, s.conn, gr.p, gr.gen)
-		if err != nil {
-			s.log.Debug("lag: cannot read progress", "projection", gr.p.Name, "generation", gr.gen, "err", err)
+		if progErr != nil {
+			s.log.Debug("lag: cannot read progress", "projection", gr.p.Name, "generation", gr.gen, "err", progErr)
 			continue
 		}
 		applied := map[string]map[int32]store.PartitionProgress{}
