@@ -153,7 +153,7 @@ func TestProfiles(t *testing.T) {
 	if err := r.child.fetch(t.Context(), http.MethodPost, "/profile/cpu/start", ""); err == nil {
 		t.Error("a second CPU profile started while one runs")
 	}
-	busyProfiled(400 * time.Millisecond)
+	busyProfiled()
 	allocProfiled()
 	stop()
 	if len(r.res.Profiles) != 1 || r.res.Profiles[0].Error != "" {
@@ -201,9 +201,13 @@ func TestProfiles(t *testing.T) {
 
 var sink []byte
 
-func busyProfiled(d time.Duration) {
+// busyProfiled burns a fixed amount of CPU (about 0.4 s on an idle core):
+// fixed work, not a wall-clock span, so that a busy machine that gives the
+// test little CPU makes it slower rather than leaves the profile without
+// samples of it.
+func busyProfiled() {
 	x := 0
-	for t0 := time.Now(); time.Since(t0) < d; {
+	for range 600 {
 		for i := 0; i < 1e6; i++ {
 			x += i * i
 		}
