@@ -544,10 +544,21 @@ func (a *applier) prefetchChunks(ctx context.Context, chunks [][]*kgo.Record) {
 	}
 }
 
+// stateQuery reads the latest row of each key in (?) among the rows of
+// one partition: the one with the highest _offset, what FINAL keeps of a
+// ReplacingMergeTree(_offset) ordered by the key. FINAL also merges every
+// part's candidate granules in sorting-key order: BenchmarkStateQuery (23
+// keys among 300,000 aggregates in 40 parts) took 98 ms a read with FINAL
+// and 16 ms with LIMIT 1 BY.
+func stateQuery(t projection.Table, table string) string {
+	return fmt.Sprintf("SELECT %s FROM %s WHERE _topic = ? AND _partition = ? AND %s IN (?) ORDER BY _offset DESC LIMIT 1 BY %s",
+		store.ColumnList(t.Columns), table, t.Key, t.Key)
+}
+
 func (a *applier) fetchStates(ctx context.Context, keys []string) error {
 	t := a.proj.Tables[a.stateIdx]
 	pt := a.layout.Tables[a.layout.ByUser[a.stateIdx]]
-	q := fmt.Sprintf("SELECT %s FROM %s FINAL WHERE _topic = ? AND _partition = ? AND %s IN (?)", store.ColumnList(t.Columns), pt.Name, t.Key)
+	q := stateQuery(t, pt.Name)
 	var rows driver.Rows
 	var err error
 	defer func(t0 time.Time) {
