@@ -117,6 +117,11 @@ aggregates: [{name: v, from: t, groupBy: [id], measures: {n: sum(n)}}]
 on:
   shop.OrderPlaced: {set: {n: "1"}}
 `, `p.yaml:3:30: aggregate "v": from "t" is a state table`},
+		"state table sorted by more than its key": {`name: p
+tables: [{name: t, kind: state, key: id, orderBy: [n, id], columns: {id: String, n: Int64}}]
+on:
+  shop.OrderPlaced: {set: {n: "1"}}
+`, `p.yaml:2:10: state table "t": OrderBy "n, id": a State table is sorted by its key "id" alone`},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -139,6 +139,8 @@ func compile(s *spec, cat *schemas.Catalog, errs *Errors) *projection.Projection
 			pt.State, pt.Key, pt.History = true, ts.key, ts.history
 			if pt.OrderBy == "" {
 				pt.OrderBy = ts.key
+			} else if err := projection.StateOrderBy(pt.OrderBy, ts.key); err != nil {
+				c.errorf(ts.at, "state table %q: %v", ts.name, err)
 			}
 			if i, ok := t.index[ts.key]; ok && out.state == t {
 				out.keyIdx = i

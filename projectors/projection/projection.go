@@ -72,8 +72,8 @@ type Column struct {
 type Table struct {
 	Name    string
 	Columns []Column
-	// OrderBy is the sorting key. For State tables it must start with
-	// the key column.
+	// OrderBy is the sorting key. For State tables it is the key column
+	// (see StateOrderBy).
 	OrderBy string
 	// State marks a current-state table: one row per aggregate (the Kafka
 	// record key), kept in column Key, read back with tx.State and
@@ -150,6 +150,9 @@ func (p *Projection) Validate() error {
 			if t.Engine != "" {
 				add("state table %q: Engine is fixed (ReplacingMergeTree)", t.Name)
 			}
+			if err := StateOrderBy(t.OrderBy, t.Key); err != nil {
+				add("state table %q: %v", t.Name, err)
+			}
 		} else if t.History {
 			add("table %q: History needs State", t.Name)
 		}
@@ -169,6 +172,21 @@ func (p *Projection) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// StateOrderBy checks a State table's sorting key: its key column alone.
+// ReplacingMergeTree collapses rows per sorting key, so with any other
+// column in it an aggregate whose value of that column changed would keep
+// a row per value, in its view and in the state read back.
+func StateOrderBy(orderBy, key string) error {
+	o := strings.TrimSpace(orderBy)
+	for strings.HasPrefix(o, "(") && strings.HasSuffix(o, ")") {
+		o = strings.TrimSpace(o[1 : len(o)-1])
+	}
+	if o == "" || o == key {
+		return nil // "" is reported as a missing OrderBy
+	}
+	return fmt.Errorf("OrderBy %q: a State table is sorted by its key %q alone (ReplacingMergeTree keeps one row per sorting key: with other columns in it, an aggregate whose value of them changed would show a row per value); sort other ways in a view or an append table", orderBy, key)
 }
 
 // Table returns the index and declaration of the table called name
