@@ -177,7 +177,7 @@ func (p *Projection) Validate() error {
 // StateOrderBy checks a State table's sorting key: its key column alone.
 // ReplacingMergeTree collapses rows per sorting key, so with any other
 // column in it an aggregate whose value of that column changed would keep
-// a row per value, in its view and in the state read back.
+// a row per value in the table and its view.
 func StateOrderBy(orderBy, key string) error {
 	o := strings.TrimSpace(orderBy)
 	for strings.HasPrefix(o, "(") && strings.HasSuffix(o, ")") {
