@@ -217,6 +217,7 @@ func (r *Runner) consume(ctx context.Context) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.FetchMaxBytes(int32(r.cfg.FetchMaxBytes)),
 		kgo.FetchMaxPartitionBytes(int32(r.cfg.FetchMaxPartitionBytes)),
+		kgo.FetchMinBytes(int32(r.cfg.FetchMinBytes)),
 		kgo.FetchMaxWait(r.cfg.FetchMaxWait),
 		kgo.AdjustFetchOffsetsFn(r.onAssigned),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, m map[string][]int32) { r.stopWorkers(m, true) }),
