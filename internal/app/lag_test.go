@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/reel-dev/reel/internal/testenv"
 	"github.com/reel-dev/reel/projectors/projection"
 	"github.com/reel-dev/reel/projectors/store"
 )
@@ -22,12 +23,7 @@ import (
 // lag 0 with 0 parked aggregates (TestProjectStatusDLQ failed that way).
 func TestLagSnapshotCountsParkedOfWhatItShowsApplied(t *testing.T) {
 	const topic = "t"
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
-	kopts := []kgo.Opt{kgo.SeedBrokers(kc.ListenAddrs()...)}
+	kopts := []kgo.Opt{kgo.SeedBrokers(testenv.Fake(t, kfake.SeedTopics(1, topic)).ListenAddrs()...)}
 	pcl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		t.Fatal(err)
